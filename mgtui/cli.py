@@ -1,0 +1,210 @@
+"""Entry point for both `mgtui` and `model-garden`.
+
+No subcommand opens the app; a subcommand works headless. Flags are generated from the
+settings model. Heavy modules (textual, torch) are imported only by the path that needs them.
+
+Exit codes: 0 done, 1 the run failed, 2 bad input (flags, preset, dataset), 130 stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, NoReturn, Sequence
+
+from . import presets
+from .settings import BY_NAME, SETTINGS, Resolved, Setting, SettingError, resolve
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    """Bad input from the user: one line, exit 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, never the usage block
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _type_for(setting: Setting):
+    def parse(text: str) -> Any:
+        try:
+            return setting.parse(text)
+        except SettingError as e:
+            raise argparse.ArgumentTypeError(str(e).removeprefix(f"{setting.flag}: ")) from None
+
+    parse.__name__ = setting.type.__name__  # argparse names the type in some messages
+    return parse
+
+
+def add_setting_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per setting, grouped as in the form. SUPPRESS tells explicit flags from defaults."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for s in SETTINGS:
+        g = groups.get(s.group) or groups.setdefault(s.group, p.add_argument_group(s.group))
+        default = "" if s.default == "" else f" (default: {s.default})"
+        if s.type is bool:
+            g.add_argument(s.flag, dest=s.name, action=argparse.BooleanOptionalAction,
+                           default=argparse.SUPPRESS, help=s.help + default)
+        else:
+            metavar = "{" + ",".join(s.choices) + "}" if s.choices else s.name.upper()
+            g.add_argument(s.flag, dest=s.name, type=_type_for(s), default=argparse.SUPPRESS,
+                           metavar=metavar, help=s.help + default)
+    p.add_argument("--preset", metavar="NAME|PATH", help="start from a preset; flags override it")
+
+
+def add_gpu_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gpu-memory", type=float, metavar="GB", help="plan for this much GPU memory instead of the detected GPU")
+    p.add_argument("--gpu-name", metavar="NAME", help="plan for a common GPU by name, e.g. 'RTX 4090', 'A100 80GB'")
+
+
+def build_parser(prog: str) -> Parser:
+    p = Parser(prog=prog, allow_abbrev=False,
+               description="Configure, run and follow LoRA/QLoRA fine-tuning. No subcommand opens the app.")
+    p.add_argument("--preset", metavar="NAME|PATH", help="open the app with a preset applied")
+    add_gpu_flags(p)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    t = sub.add_parser("train", help="train headless (or --dry-run to check and print the settings)", allow_abbrev=False)
+    add_setting_flags(t)
+    t.add_argument("--dry-run", action="store_true", help="resolve, validate and print the settings as TOML; train nothing")
+    t.add_argument("--save-preset", metavar="NAME|PATH", help="save the resolved settings as a preset")
+    t.add_argument("--force", action="store_true", help="let --save-preset overwrite, and train into an occupied output directory")
+    t.add_argument("--detach", action="store_true", help="start the run in the background and return")
+
+    e = sub.add_parser("estimate", help="predict peak GPU memory and what to change if it won't fit", allow_abbrev=False)
+    add_setting_flags(e)
+    add_gpu_flags(e)
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+
+    ps = sub.add_parser("presets", help="list or show presets")
+    psub = ps.add_subparsers(dest="presets_command", metavar="ACTION", parser_class=Parser, required=True)
+    psub.add_parser("list", help="list built-in and user presets")
+    show = psub.add_parser("show", help="print a preset")
+    show.add_argument("name", metavar="NAME|PATH")
+
+    a = sub.add_parser("attach", help="open the app on a run directory (running or finished)")
+    a.add_argument("output_dir", metavar="OUTPUT_DIR")
+    sub.add_parser("runs", help="list this user's runs that are going or finished since last seen")
+    return p
+
+
+def resolve_args(args: argparse.Namespace) -> Resolved:
+    """Preset, then flags, then quality mode. Raises UsageError."""
+    layers: list[dict[str, Any]] = []
+    explicit: set[str] = set()
+    try:
+        if args.preset:
+            pre = presets.load(args.preset)
+            layers.append(pre.values)
+            explicit |= pre.explicit_keys()
+        flags = {s.name: getattr(args, s.name) for s in SETTINGS if hasattr(args, s.name)}
+        layers.append(flags)
+        explicit |= set(flags)
+        return resolve(layers, explicit)
+    except (presets.PresetError, SettingError) as e:
+        raise UsageError(str(e)) from None
+
+
+def settings_toml(res: Resolved) -> str:
+    """The resolved settings in the preset format, with what quality mode set as comments."""
+    text = presets.dumps(res, include_paths=True)
+    if res.quality_set:
+        import tomli_w
+
+        text += "\n# Set by quality mode (re-derived when this is loaded):\n"
+        text += "".join("# " + line + "\n" for line in tomli_w.dumps(res.quality_set).splitlines())
+    return text
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    res = resolve_args(args)
+    for w in res.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if args.save_preset:
+        try:
+            path = presets.save(res, args.save_preset, force=args.force)
+        except presets.PresetError as e:
+            raise UsageError(str(e)) from None
+        print(f"saved preset {path}", file=sys.stderr)
+    if args.dry_run:
+        sys.stdout.write(settings_toml(res))
+        return EXIT_OK
+    from .runs.headless import train_headless
+
+    return train_headless(res, force=args.force, detach=args.detach)
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from .estimate.command import run_estimate
+
+    res = resolve_args(args)
+    return run_estimate(res, gpu_memory=args.gpu_memory, gpu_name=args.gpu_name, as_json=args.json)
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    if args.presets_command == "list":
+        rows = []
+        for name, (path, builtin) in presets.listing().items():
+            try:
+                desc = presets.load_path(path, builtin).description
+            except presets.PresetError as e:
+                desc = f"BROKEN: {e}"
+            rows.append((name, "built-in" if builtin else "user", desc))
+        width = max((len(r[0]) for r in rows), default=4)
+        for name, kind, desc in rows:
+            print(f"{name:<{width}}  {kind:<8}  {desc}")
+        print(f"\nuser presets: {presets.user_dir()}", file=sys.stderr)
+        return EXIT_OK
+    try:
+        pre = presets.load(args.name)
+    except presets.PresetError as e:
+        raise UsageError(str(e)) from None
+    print(f"# {pre.path}{' (built-in)' if pre.builtin else ''}")
+    sys.stdout.write(pre.path.read_text(encoding="utf-8"))
+    return EXIT_OK
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    from .tui.app import run_app
+
+    attach = getattr(args, "output_dir", None)
+    return run_app(preset=args.preset, gpu_memory=args.gpu_memory, gpu_name=args.gpu_name, attach=attach)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from .runs.registry import list_runs
+
+    for run in list_runs():
+        print(f"{run.state:<9} {run.output_dir}  (pid {run.pid}, started {run.started})")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    prog = "mgtui" if sys.argv and sys.argv[0].endswith("mgtui") else "model-garden"
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if args.command == "attach":
+        args.gpu_memory = args.gpu_name = args.preset = None
+    handler = {
+        None: cmd_app,
+        "attach": cmd_app,
+        "train": cmd_train,
+        "estimate": cmd_estimate,
+        "presets": cmd_presets,
+        "runs": cmd_runs,
+    }[args.command]
+    try:
+        return handler(args)
+    except UsageError as e:
+        print(f"{prog}{' ' + args.command if args.command else ''}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_STOPPED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""The one settings model.
+
+Every setting is declared once, in SETTINGS. The CLI flags, the form fields, the preset
+format, the estimator's inputs and the trainer's arguments are all derived from it.
+Pure: no Textual, no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+GROUPS = (
+    "Model and data",
+    "LoRA",
+    "Precision and memory",
+    "Optimization and schedule",
+    "Output and logging",
+    "Advanced: multi-GPU",
+)
+
+ALL_TARGET_MODULES = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+
+
+class SettingError(ValueError):
+    """A user's value is wrong. `name` is the setting; str() is one line for the user."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    type: type
+    default: Any
+    help: str
+    group: str
+    choices: tuple[str, ...] | None = None
+    min: float | None = None
+    max: float | None = None
+    # Stored in presets. Actions such as --resume are per-run, not part of a recipe.
+    in_preset: bool = True
+    # A file or directory chosen by the user: written to a preset only when they save it.
+    path: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def allowed(self) -> str:
+        """What this setting accepts, in words, for error messages and help."""
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if self.type is bool:
+            return "true or false"
+        kind = {int: "an integer", float: "a number", str: "text"}[self.type]
+        if self.min is not None and self.max is not None:
+            return f"{kind} from {_fmt(self.min)} to {_fmt(self.max)}"
+        if self.min is not None:
+            return f"{kind} ≥ {_fmt(self.min)}"
+        return kind
+
+    def parse(self, text: str) -> Any:
+        """Turn typed text (a flag or a form field) into a checked value."""
+        text = text.strip()
+        if self.type is bool:
+            low = text.lower()
+            if low in ("true", "1", "yes", "on"):
+                return True
+            if low in ("false", "0", "no", "off"):
+                return False
+            raise SettingError(self.name, f"{self.flag}: {text!r} is not {self.allowed()}")
+        if self.type in (int, float):
+            try:
+                value: Any = int(text) if self.type is int else float(text)
+            except ValueError:
+                raise SettingError(
+                    self.name, f"{self.flag}: {text!r} is not {self.allowed()}"
+                ) from None
+            return self.check(value)
+        return self.check(text)
+
+    def check(self, value: Any) -> Any:
+        """Check an already-typed value (from TOML or code); return it normalised."""
+        if self.type is bool:
+            if not isinstance(value, bool):
+                raise SettingError(self.name, f"{self.name}: expected true or false, got {value!r}")
+            return value
+        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, self.type) or isinstance(value, bool):
+            raise SettingError(self.name, f"{self.name}: expected {self.allowed()}, got {value!r}")
+        if self.type is float and not math.isfinite(value):
+            raise SettingError(self.name, f"{self.flag}: {value!r} is not {self.allowed()}")
+        if self.choices and value not in self.choices:
+            raise SettingError(self.name, f"{self.flag}: {value!r} is not {self.allowed()}")
+        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+            raise SettingError(self.name, f"{self.flag}: {value!r} is not {self.allowed()}")
+        return value
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+S = Setting
+M, L, P, O, OUT, ADV = GROUPS
+# fmt: off
+SETTINGS: tuple[Setting, ...] = (
+    S("base_model", str, "unsloth/llama-3.1-8b-bnb-4bit", "Hub name or local directory of the base model", M),
+    S("dataset", str, "", "Training data: a .jsonl/.json/.csv/.parquet file, a saved dataset directory, or a Hub name", M, path=True),
+    S("dataset_format", str, "auto", "How rows are read; auto detects text, messages, sharegpt or alpaca", M,
+      choices=("auto", "text", "messages", "sharegpt", "alpaca")),
+    S("chat_template", str, "", "Chat template for chat data when the tokenizer has none (chatml, llama-3, ...); empty uses the tokenizer's", M),
+    S("max_seq_length", int, 2048, "Longest sequence in tokens; longer rows are truncated", M, min=16, max=1_048_576),
+    S("eval_split", float, 0.0, "Fraction of rows held out for evaluation (0 = none)", M, min=0.0, max=0.5),
+    S("packing", bool, False, "Pack several short rows into each sequence", M),
+    S("train_on_responses_only", bool, False, "Mask prompts out of the loss; learn only the assistant's replies", M),
+    S("trust_remote_code", bool, False, "Allow the model repository's own Python code to run", M),
+
+    S("lora_r", int, 16, "LoRA rank: adapter capacity (16 fast, 32 balanced, 64 highest)", L, min=1, max=1024),
+    S("lora_alpha", int, 16, "LoRA scaling numerator; usually equal to the rank", L, min=1, max=4096),
+    S("lora_dropout", float, 0.0, "Dropout on the LoRA path (0 is fastest with Unsloth)", L, min=0.0, max=0.9),
+    S("use_rslora", bool, False, "Rank-stabilised LoRA (alpha/sqrt(r)); use it when lora_r >= 32", L),
+    S("target_modules", str, ALL_TARGET_MODULES, "Comma-separated module names that get adapters", L),
+
+    S("quality_mode", bool, False, "Accuracy over memory: 16-bit, checkpointing true, adamw_torch, RSLoRA when r >= 32", P),
+    S("load_in_8bit", bool, False, "Load the base weights in 8-bit (LLM.int8): ~2x the memory of 4-bit", P),
+    S("load_in_16bit", bool, False, "Load the base weights in 16-bit (LoRA): ~4x the memory of 4-bit, best quality", P),
+    S("use_gradient_checkpointing", str, "unsloth", "unsloth: offload to RAM, least VRAM; true: standard; false: fastest, most VRAM", P,
+      choices=("unsloth", "true", "false")),
+    S("batch_size", int, 2, "Sequences per device per step", P, min=1, max=4096),
+    S("gradient_accumulation_steps", int, 4, "Steps accumulated per optimizer update (effective batch = batch × this)", P, min=1, max=4096),
+
+    S("epochs", float, 3.0, "Passes over the dataset (ignored when max_steps > 0)", O, min=0.01, max=1000),
+    S("max_steps", int, 0, "Stop after this many optimizer steps (0 = use epochs)", O, min=0),
+    S("learning_rate", float, 2e-4, "Peak learning rate", O, min=1e-9, max=1.0),
+    S("optim", str, "adamw_8bit", "adamw_8bit least memory; adamw_torch better convergence; fused fastest", O,
+      choices=("adamw_8bit", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit")),
+    S("lr_scheduler_type", str, "linear", "How the learning rate changes over training", O,
+      choices=("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")),
+    S("warmup_steps", int, 5, "Steps of linear warm-up from 0 to the learning rate", O, min=0),
+    S("weight_decay", float, 0.01, "AdamW weight decay", O, min=0.0, max=1.0),
+    S("seed", int, 3407, "Random seed for adapters, shuffling and dropout", O, min=0, max=2**32 - 1),
+
+    S("output_dir", str, "outputs", "Run directory: adapter, checkpoints, event log, summary", OUT, path=True),
+    S("logging_steps", int, 1, "Log loss and learning rate every N steps", OUT, min=1),
+    S("save_steps", int, 100, "Save a checkpoint every N steps (the adapter is always saved at the end)", OUT, min=1),
+    S("report_to", str, "none", "Experiment tracker (its key comes from the environment, never from a preset)", OUT,
+      choices=("none", "tensorboard", "wandb")),
+    S("resume", bool, False, "Continue from the latest checkpoint in output_dir", OUT, in_preset=False),
+
+    S("gpus", str, "", "GPU indices to use, e.g. 0,1 (empty = all visible)", ADV),
+    S("nproc_per_node", int, 0, "Processes per node under torchrun (0 = one per selected GPU, 1 without GPUs)", ADV, min=0, max=64),
+    S("nnodes", int, 1, "Number of nodes taking part", ADV, min=1, max=1024),
+    S("node_rank", int, 0, "This node's rank among the nodes", ADV, min=0, max=1023),
+    S("master_addr", str, "127.0.0.1", "Rendezvous address (node 0)", ADV),
+    S("master_port", int, 29500, "Rendezvous port", ADV, min=1, max=65535),
+)
+# fmt: on
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+DEFAULTS: dict[str, Any] = {s.name: s.default for s in SETTINGS}
+
+# Quality mode, exactly as the guide says. RSLoRA depends on the resolved rank.
+QUALITY_KEYS = ("load_in_16bit", "use_gradient_checkpointing", "optim", "use_rslora")
+PRECISION_KEYS = ("load_in_8bit", "load_in_16bit")
+RSLORA_MIN_RANK = 32
+
+
+def quality_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """What quality mode sets, given the other values."""
+    out: dict[str, Any] = {
+        "load_in_16bit": True,
+        "use_gradient_checkpointing": "true",
+        "optim": "adamw_torch",
+    }
+    if values["lora_r"] >= RSLORA_MIN_RANK:
+        out["use_rslora"] = True
+    return out
+
+
+@dataclass
+class Resolved:
+    """Settings after defaults ← preset ← flags ← quality mode."""
+
+    values: dict[str, Any]
+    explicit: set[str] = field(default_factory=set)
+    quality_set: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    @property
+    def precision(self) -> int:
+        return 16 if self.values["load_in_16bit"] else 8 if self.values["load_in_8bit"] else 4
+
+    @property
+    def effective_batch(self) -> int:
+        return self.values["batch_size"] * self.values["gradient_accumulation_steps"]
+
+    def target_modules(self) -> list[str]:
+        return [m.strip() for m in self.values["target_modules"].split(",") if m.strip()]
+
+    def preset_values(self, include_paths: bool = False) -> dict[str, Any]:
+        """What a preset stores: every setting except per-run actions and what quality mode
+        derives (quality_mode = true re-derives them). Paths only when the user asks."""
+        return {
+            s.name: self.values[s.name]
+            for s in SETTINGS
+            if s.in_preset
+            and s.name not in self.quality_set
+            and (include_paths or not s.path)
+        }
+
+    def command_line(self, program: str = "model-garden train") -> list[str]:
+        """The shortest equivalent command line: what differs from the defaults, plus the
+        explicit choices that quality mode would otherwise change."""
+        args = program.split()
+        for s in SETTINGS:
+            v = self.values[s.name]
+            pinned = self.values["quality_mode"] and s.name in QUALITY_KEYS and s.name in self.explicit
+            if s.name in self.quality_set or (v == s.default and not pinned):
+                continue
+            if s.type is bool:
+                args.append(s.flag if v else "--no-" + s.flag[2:])
+            else:
+                args += [s.flag, _fmt(v) if s.type is float else str(v)]
+        return args
+
+
+def apply_layer(values: dict[str, Any], layer: Mapping[str, Any]) -> None:
+    """Lay explicit values over `values`. A precision flag in a later layer replaces the
+    precision of an earlier one (a preset's 16-bit, say), so only one layer can conflict."""
+    for key in PRECISION_KEYS:
+        if layer.get(key) is True:
+            for other in PRECISION_KEYS:
+                if other != key and other not in layer:
+                    values[other] = False
+    values.update(layer)
+
+
+def resolve(layers: Iterable[Mapping[str, Any]] = (), explicit: Iterable[str] | None = None) -> Resolved:
+    """Defaults, then each layer in order, then quality mode on what nobody set.
+
+    `explicit` names the keys that count as set by the user; by default, every key of every layer.
+    Raises SettingError for conflicts."""
+    values = dict(DEFAULTS)
+    keys: set[str] = set()
+    for layer in layers:
+        for name, v in layer.items():
+            if name not in BY_NAME:
+                raise SettingError(name, f"unknown setting {name!r}")
+            BY_NAME[name].check(v)
+        apply_layer(values, layer)
+        keys.update(layer)
+    chosen = set(keys if explicit is None else explicit)
+    res = Resolved(values=values, explicit=chosen)
+    if values["quality_mode"]:
+        for name, v in quality_values(values).items():
+            # An explicit precision choice of either kind is the user's, so 16-bit yields to 8-bit.
+            taken = name in chosen or (name == "load_in_16bit" and "load_in_8bit" in chosen and values["load_in_8bit"])
+            if not taken and values[name] != v:
+                values[name] = v
+                res.quality_set[name] = v
+            elif not taken:
+                res.quality_set[name] = v
+    validate(res)
+    return res
+
+
+def validate(res: Resolved) -> None:
+    """Cross-setting checks (each setting's own range is checked when parsed)."""
+    v = res.values
+    if v["load_in_8bit"] and v["load_in_16bit"]:
+        raise SettingError("load_in_8bit", "--load-in-8bit and --load-in-16bit exclude each other: pick one (4-bit is the default)")
+    if res.precision != 4:
+        quant = prequantized_4bit(v["base_model"])
+        if quant:
+            flag = "--load-in-16bit" if res.precision == 16 else "--load-in-8bit"
+            why = f" (set by --quality-mode)" if "load_in_16bit" in res.quality_set else ""
+            hint = f"; use {quant!r} instead" if quant != v["base_model"] else "; use its 16-bit original"
+            raise SettingError(
+                "base_model",
+                f"{flag}{why}: {v['base_model']!r} is a pre-quantized 4-bit checkpoint{hint}",
+            )
+    if not res.target_modules():
+        raise SettingError("target_modules", "--target-modules: give at least one module name")
+    if v["lora_r"] >= RSLORA_MIN_RANK and not v["use_rslora"]:
+        res.warnings.append(f"lora_r = {v['lora_r']} without --use-rslora: the guide recommends RSLoRA for ranks >= 32")
+    if v["node_rank"] >= v["nnodes"]:
+        raise SettingError("node_rank", f"--node-rank: {v['node_rank']} must be below --nnodes ({v['nnodes']})")
+    if v["gpus"]:
+        parts = [p.strip() for p in v["gpus"].split(",")]
+        if not all(p.isdigit() for p in parts):
+            raise SettingError("gpus", f"--gpus: {v['gpus']!r} is not a comma-separated list of GPU indices")
+
+
+def prequantized_4bit(base_model: str) -> str | None:
+    """If `base_model` is a pre-quantized 4-bit checkpoint, the name of its 16-bit original
+    when that is obvious (else the name itself); None when it is not pre-quantized."""
+    name = base_model.rstrip("/")
+    for suffix in ("-unsloth-bnb-4bit", "-bnb-4bit"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    cfg = Path(base_model) / "config.json"
+    if cfg.is_file():
+        try:
+            q = json.loads(cfg.read_text()).get("quantization_config") or {}
+        except (OSError, ValueError):
+            return None
+        if q.get("load_in_4bit") or q.get("bits") == 4 or q.get("_load_in_4bit"):
+            return base_model
+    return None

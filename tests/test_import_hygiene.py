@@ -1,0 +1,55 @@
+"""The UI process and the light commands never import the training stack (checked in a
+fresh interpreter, through sys.modules)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "transformers", "trl", "peft", "datasets", "unsloth", "accelerate", "bitsandbytes")
+
+PROBE = """
+import json, sys, io, contextlib
+from mgtui.cli import main
+argv = {argv!r}
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    try:
+        main(argv)
+    except SystemExit:
+        pass
+print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r})))
+"""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],  # placeholder for `import mgtui` alone
+        ["train", "--quality-mode", "--base-model", "unsloth/llama-3.1-8b", "--lora-r", "64", "--dry-run"],
+        ["presets", "list"],
+        ["presets", "show", "default"],
+        ["train", "--help"],
+        ["--help"],
+        ["estimate", "--json"],
+        ["estimate", "--base-model", "unsloth/llama-3.1-8b-bnb-4bit", "--gpu-memory", "8"],
+    ],
+    ids=lambda a: " ".join(a) or "import",
+)
+def test_light_paths_import_no_training_library(argv):
+    code = PROBE.format(argv=argv, heavy=set(HEAVY)) if argv else (
+        "import sys, json, mgtui, mgtui.settings, mgtui.presets, mgtui.cli\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {set(HEAVY)!r})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_domain_modules_import_no_textual():
+    code = ("import sys, json, mgtui.settings, mgtui.presets, mgtui.cli, mgtui.estimate, mgtui.data.scan, "
+            "mgtui.runs.events\nprint(json.dumps([m for m in sys.modules if m.split('.')[0] == 'textual']))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == []
