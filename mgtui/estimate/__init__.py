@@ -1,0 +1,39 @@
+"""The VRAM estimator: pure functions of the settings, the architecture and the GPU memory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..settings import Resolved
+from .advisor import Step, advise, estimate_settings, inputs_for, max_batch_size, max_seq_length
+from .archs import Arch, Lookup, lookup
+from .memory import DEFAULT, Coefficients, Estimate
+
+__all__ = ["Plan", "plan", "Arch", "Lookup", "lookup", "Estimate", "Step", "Coefficients", "DEFAULT"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the VRAM panel and `model-garden estimate` show."""
+
+    lookup: Lookup
+    gpu_gib: float | None
+    gpu_label: str  # where the GPU memory figure came from
+    estimate: Estimate | None
+    steps: tuple[Step, ...] = ()
+    max_batch_size: int | None = None
+    max_seq_length: int | None = None
+
+
+def plan(res: Resolved, found: Lookup, gpu_gib: float | None, gpu_label: str = "",
+         backend: str = "unsloth", c: Coefficients = DEFAULT) -> Plan:
+    if found.arch is None:
+        return Plan(found, gpu_gib, gpu_label, None)
+    est = estimate_settings(res, found.arch, gpu_gib, backend, c)
+    if gpu_gib is None:
+        return Plan(found, gpu_gib, gpu_label, est)
+    inp = inputs_for(res, backend)
+    steps = tuple(advise(res, found.arch, gpu_gib, backend, c)) if est.state == "over" else ()
+    limit = found.max_positions or 131072
+    return Plan(found, gpu_gib, gpu_label, est, steps, max_batch_size(found.arch, inp, gpu_gib, c),
+                max_seq_length(found.arch, inp, gpu_gib, c, limit))

@@ -1,0 +1,96 @@
+"""From resolved settings to an estimate, the fit search and the guide's OOM advice. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..settings import Resolved, SettingError, resolve
+from .archs import Arch
+from .memory import DEFAULT, Coefficients, Estimate, Inputs, estimate
+
+
+def inputs_for(res: Resolved, backend: str = "unsloth") -> Inputs:
+    world = max(1, res["nproc_per_node"]) * res["nnodes"] if res["nproc_per_node"] else res["nnodes"]
+    return Inputs.from_settings(res.values, res.precision, backend, world)
+
+
+def estimate_settings(res: Resolved, arch: Arch, gpu_gib: float | None, backend: str = "unsloth",
+                      c: Coefficients = DEFAULT) -> Estimate:
+    return estimate(arch, inputs_for(res, backend), gpu_gib, c)
+
+
+def _largest(ok, lo: int, hi: int) -> int | None:
+    """Largest n in [lo, hi] with ok(n), for ok monotone (true then false); None if ok(lo) fails."""
+    if not ok(lo):
+        return None
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid - 1)
+    return lo
+
+
+def max_batch_size(arch: Arch, inp: Inputs, gpu_gib: float, c: Coefficients = DEFAULT, limit: int = 4096) -> int | None:
+    return _largest(lambda b: estimate(arch, replace(inp, batch_size=b), gpu_gib, c).fits, 1, limit)
+
+
+def max_seq_length(arch: Arch, inp: Inputs, gpu_gib: float, c: Coefficients = DEFAULT, limit: int = 131072) -> int | None:
+    return _largest(lambda s: estimate(arch, replace(inp, seq_len=s), gpu_gib, c).fits, 16, limit)
+
+
+@dataclass(frozen=True)
+class Step:
+    number: int  # the guide's numbering, 1..5
+    title: str
+    changes: dict[str, Any]  # settings to set explicitly, as the form would
+    estimate: Estimate
+
+    @property
+    def fits(self) -> bool | None:
+        return self.estimate.fits
+
+
+def _guide_steps(res: Resolved) -> list[tuple[int, str, dict[str, Any]]]:
+    """The guide's 'Out of Memory: try in order', as the changes each makes to these settings."""
+    v = res.values
+    steps: list[tuple[int, str, dict[str, Any]]] = []
+    b, ga = v["batch_size"], v["gradient_accumulation_steps"]
+    if b > 1:
+        steps.append((1, f"Reduce batch size {b} → 1", {"batch_size": 1}))
+        steps.append((2, f"Batch 1 × accumulation {ga} → {b * ga} (keeps the effective batch {b * ga})",
+                      {"batch_size": 1, "gradient_accumulation_steps": b * ga}))
+    if v["use_gradient_checkpointing"] != "unsloth":
+        steps.append((3, f"Checkpointing {v['use_gradient_checkpointing']} → unsloth (offload to RAM)",
+                      {"use_gradient_checkpointing": "unsloth"}))
+    if v["lora_r"] > 8:
+        r = 16 if v["lora_r"] > 16 else 8
+        steps.append((4, f"Reduce LoRA rank {v['lora_r']} → {r}", 
+                      {"lora_r": r} | ({"lora_alpha": r} if v["lora_alpha"] == v["lora_r"] else {})))
+    if res.precision != 4:
+        steps.append((5, f"Load in 4-bit instead of {res.precision}-bit", {"load_in_8bit": False, "load_in_16bit": False}))
+    return steps
+
+
+def apply_changes(res: Resolved, changes: dict[str, Any]) -> Resolved:
+    """The settings with `changes` made explicitly (as typed into the form), re-resolved."""
+    base = {k: v for k, v in res.values.items() if k not in res.quality_set}
+    return resolve([base, changes], res.explicit | set(changes))
+
+
+def advise(res: Resolved, arch: Arch, gpu_gib: float | None, backend: str = "unsloth",
+           c: Coefficients = DEFAULT) -> list[Step]:
+    """Each applicable step of the guide, in its order, with the estimate it alone gives;
+    then, when more than one applies, all of them together."""
+    out: list[Step] = []
+    combined: dict[str, Any] = {}
+    for number, title, changes in _guide_steps(res):
+        try:
+            changed = apply_changes(res, changes)
+        except SettingError:  # e.g. 4-bit of a model only a 16-bit name is known for
+            continue
+        out.append(Step(number, title, changes, estimate_settings(changed, arch, gpu_gib, backend, c)))
+        combined.update(changes)
+    if len(out) > 1:
+        changed = apply_changes(res, combined)
+        out.append(Step(0, "All of the above", combined, estimate_settings(changed, arch, gpu_gib, backend, c)))
+    return out

@@ -1,0 +1,106 @@
+"""`model-garden estimate`: the breakdown as a table, or one JSON object."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from ..settings import Resolved
+from . import plan
+from .archs import lookup
+from .gpus import COMMON_GPUS, find_gpu
+
+LABELS = {
+    "cuda_context": "CUDA context",
+    "base_weights": "Base weights",
+    "lora_weights": "LoRA weights",
+    "gradients": "Gradients",
+    "optimizer_states": "Optimizer states",
+    "activations": "Activations",
+    "logits_and_loss": "Logits and loss",
+    "evaluation": "Evaluation batch",
+    "allocator_overhead": "Allocator overhead",
+}
+
+
+class EstimateInputError(ValueError):
+    pass
+
+
+def gpu_target(gpu_memory: float | None, gpu_name: str | None) -> tuple[float | None, str]:
+    """The GPU memory to plan for: --gpu-memory, then --gpu-name, then NVML's first GPU."""
+    if gpu_memory is not None:
+        if not 0 < gpu_memory <= 4096:
+            raise EstimateInputError(f"--gpu-memory: {gpu_memory} is not a number of GB from 0 to 4096")
+        return gpu_memory, f"--gpu-memory {gpu_memory:g}"
+    if gpu_name:
+        hit = find_gpu(gpu_name)
+        if hit is None:
+            raise EstimateInputError(f"--gpu-name: unknown GPU {gpu_name!r} (known: {', '.join(COMMON_GPUS)})")
+        return hit[1], hit[0]
+    from ..gpu import NvmlSource
+
+    reading = NvmlSource().read()
+    if reading.gpus:
+        g = reading.gpus[0]
+        return g.available_gib(), f"GPU {g.index}: {g.name}"
+    return None, reading.error or "no GPU"
+
+
+def run_estimate(res: Resolved, gpu_memory: float | None, gpu_name: str | None, as_json: bool) -> int:
+    from ..cli import UsageError
+
+    try:
+        gpu_gib, label = gpu_target(gpu_memory, gpu_name)
+    except EstimateInputError as e:
+        raise UsageError(str(e)) from None
+    p = plan(res, lookup(res["base_model"]), gpu_gib, label)
+    e = p.estimate
+    if as_json:
+        doc = {
+            "base_model": res["base_model"],
+            "architecture": p.lookup.source,
+            "peak_gb": round(e.peak_gib, 3) if e else None,
+            "breakdown": {k: round(v, 3) for k, v in e.breakdown.items()} if e else None,
+            "gpu_memory_gb": gpu_gib,
+            "gpu": label,
+            "fits": e.fits if e else None,
+            "state": e.state if e else "unknown architecture",
+            "max_batch_size": p.max_batch_size,
+            "max_seq_length": p.max_seq_length,
+            "cpu_ram_gb": round(e.cpu_ram_gib, 3) if e else None,
+            "checkpointing": e.checkpointing if e else None,
+            "trainable_params": e.trainable_params if e else None,
+            "advice": [{"step": s.number, "title": s.title, "changes": s.changes,
+                        "peak_gb": round(s.estimate.peak_gib, 3), "fits": s.fits} for s in p.steps],
+            "notes": list(e.notes) if e else [p.lookup.source],
+        }
+        print(json.dumps(doc, indent=2))
+        return 0
+    out = sys.stdout.write
+    out(f"{res['base_model']}  ({p.lookup.source})\n")
+    if e is None:
+        out(f"{p.lookup.source}\n")
+        return 0
+    out(f"{res.precision}-bit, r{res['lora_r']}, batch {res['batch_size']} × {res['max_seq_length']} tokens, "
+        f"checkpointing {e.checkpointing}, {res['optim']}\n\n")
+    for key, value in e.breakdown.items():
+        out(f"  {LABELS[key]:<20} {value:8.2f} GB\n")
+    out(f"  {'-' * 20} {'-' * 8}\n  {'Peak':<20} {e.peak_gib:8.2f} GB\n")
+    if e.cpu_ram_gib:
+        out(f"  {'Host RAM (offload)':<20} {e.cpu_ram_gib:8.2f} GB\n")
+    if gpu_gib is None:
+        out(f"\nGPU: {label}; fits: unknown (give --gpu-memory GB or --gpu-name to plan)\n")
+    else:
+        verdict = {"fits": "fits", "tight": "fits, tight (≥ 90%)", "over": "DOES NOT FIT"}[e.state]
+        out(f"\nGPU: {label}, {gpu_gib:.1f} GB available: {verdict} ({e.peak_gib / gpu_gib:.0%})\n")
+        out(f"Largest batch size that fits: {p.max_batch_size or 'none'}; "
+            f"longest max_seq_length: {p.max_seq_length or 'none'}\n")
+    for note in e.notes:
+        out(f"note: {note}\n")
+    if p.steps:
+        out("\nOut of memory: try in order (the guide's steps)\n")
+        for s in p.steps:
+            mark = "fits" if s.fits else "still over"
+            out(f"  {s.number or '*'}. {s.title:<58} {s.estimate.peak_gib:6.2f} GB  {mark}\n")
+    return 0

@@ -1,0 +1,133 @@
+"""GPU telemetry through NVML (the nvidia-ml-py package's `pynvml` module).
+
+Like nvitop's split of its NVML API from its UI: this module returns plain snapshots and never
+raises. A missing library, no driver, no GPU or no permission give a reading with `error` set,
+and single fields that a GPU doesn't support are None (shown as N/A).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Protocol
+
+MIB = 1024**2
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class GpuSample:
+    index: int
+    name: str
+    memory_total: int  # bytes
+    memory_used: int
+    utilization: int | None = None  # percent
+    temperature: int | None = None  # °C
+    power_w: float | None = None
+    power_limit_w: float | None = None
+    sm_clock_mhz: int | None = None
+    process_memory: dict[int, int] = field(default_factory=dict)  # pid -> bytes
+
+    def used_by(self, pids: set[int]) -> int:
+        return sum(v for pid, v in self.process_memory.items() if pid in pids)
+
+    def available_gib(self, own_pids: set[int] = frozenset()) -> float:
+        """Total minus what other processes hold: what a new run can plan on."""
+        return (self.memory_total - (self.memory_used - self.used_by(set(own_pids)))) / GIB
+
+
+@dataclass(frozen=True)
+class GpuReading:
+    gpus: tuple[GpuSample, ...] = ()
+    error: str | None = None  # why there is nothing to show
+
+
+class GpuSource(Protocol):
+    """What the UI reads GPUs through; tests feed recorded readings."""
+
+    def read(self) -> GpuReading: ...
+
+
+class NvmlSource:
+    """Reads every visible GPU. Initialises NVML once, lazily, off the UI thread's first frame."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._nvml = None
+        self._init_error: str | None = None
+
+    def _init(self):
+        if self._nvml is None and self._init_error is None:
+            try:
+                import pynvml
+
+                pynvml.nvmlInit()
+                self._nvml = pynvml
+            except ImportError:
+                self._init_error = "NVML is not installed (the nvidia-ml-py package)"
+            except Exception as e:  # NVMLError: no driver, no permission
+                self._init_error = f"NVML unavailable: {_nvml_reason(e)}"
+        return self._nvml
+
+    def read(self) -> GpuReading:
+        with self._lock:
+            nv = self._init()
+            if nv is None:
+                return GpuReading(error=self._init_error)
+            try:
+                count = nv.nvmlDeviceGetCount()
+            except Exception as e:
+                return GpuReading(error=f"NVML: {_nvml_reason(e)}")
+            if count == 0:
+                return GpuReading(error="no NVIDIA GPU found")
+            return GpuReading(tuple(self._sample(nv, i) for i in range(count)))
+
+    @staticmethod
+    def _sample(nv, i: int) -> GpuSample:
+        h = nv.nvmlDeviceGetHandleByIndex(i)
+
+        def get(fn, *args, scale: float = 1):
+            try:
+                value = fn(h, *args)
+                return value if scale == 1 else value / scale
+            except Exception:
+                return None
+
+        name = get(nv.nvmlDeviceGetName) or f"GPU {i}"
+        mem = get(nv.nvmlDeviceGetMemoryInfo)
+        util = get(nv.nvmlDeviceGetUtilizationRates)
+        procs: dict[int, int] = {}
+        for p in (get(nv.nvmlDeviceGetComputeRunningProcesses) or []):
+            if getattr(p, "usedGpuMemory", None):
+                procs[p.pid] = procs.get(p.pid, 0) + p.usedGpuMemory
+        return GpuSample(
+            index=i,
+            name=name.decode() if isinstance(name, bytes) else str(name),
+            memory_total=mem.total if mem else 0,
+            memory_used=mem.used if mem else 0,
+            utilization=util.gpu if util else None,
+            temperature=get(nv.nvmlDeviceGetTemperature, 0),  # NVML_TEMPERATURE_GPU
+            power_w=get(nv.nvmlDeviceGetPowerUsage, scale=1000),
+            power_limit_w=get(nv.nvmlDeviceGetEnforcedPowerLimit, scale=1000),
+            sm_clock_mhz=get(nv.nvmlDeviceGetClockInfo, 1),  # NVML_CLOCK_SM
+            process_memory=procs,
+        )
+
+
+def _nvml_reason(e: Exception) -> str:
+    text = str(e) or type(e).__name__
+    if "Insufficient Permissions" in text or "NoPermission" in type(e).__name__:
+        return "permission denied (is this user in the video group?)"
+    if "Driver Not Loaded" in text or "LibraryNotFound" in type(e).__name__ or "not found" in text.lower():
+        return "no NVIDIA driver on this machine"
+    return text
+
+
+class FixedSource:
+    """A reading given in advance: the --gpu-memory planning case, and tests."""
+
+    def __init__(self, reading: GpuReading) -> None:
+        self.reading = reading
+
+    def read(self) -> GpuReading:
+        return self.reading

@@ -1,0 +1,177 @@
+"""The VRAM estimator: exact parameter counts, monotone terms, fit search, advisor order, and
+the guide's three configurations."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from mgtui.cli import main
+from mgtui.estimate import lookup, plan
+from mgtui.estimate.advisor import advise, max_batch_size, max_seq_length
+from mgtui.estimate.archs import CATALOG, UNKNOWN, from_config
+from mgtui.estimate.memory import TERMS, Inputs, estimate
+from mgtui.settings import resolve
+
+
+@pytest.mark.parametrize("label, pattern, cfg", CATALOG, ids=[c[0] for c in CATALOG])
+def test_catalog_parameter_counts_match_transformers(label, pattern, cfg):
+    torch = pytest.importorskip("torch")
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model(**cfg)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    real = sum(p.numel() for p in model.parameters())  # tied weights are counted once
+    assert from_config(cfg, label).params == real
+    linear_names = set(from_config(cfg).linears())
+    assert linear_names <= {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+
+
+@pytest.mark.parametrize(
+    "name, label",
+    [("unsloth/llama-3.1-8b-bnb-4bit", "llama-3.1-8b"), ("meta-llama/Meta-Llama-3.1-70B-Instruct", "llama-3.x-70b"),
+     ("unsloth/Llama-3.2-1B-Instruct", "llama-3.2-1b"), ("Qwen/Qwen2.5-7B-Instruct", "qwen2.5-7b"),
+     ("unsloth/Qwen3-14B-unsloth-bnb-4bit", "qwen3-14b"), ("mistralai/Mistral-7B-v0.3", "mistral-7b"),
+     ("unsloth/Mistral-Nemo-Instruct-2407", "mistral-nemo-12b"), ("unsloth/gemma-2-9b-it", "gemma-2-9b"),
+     ("google/gemma-3-27b-it", "gemma-3-27b"), ("microsoft/Phi-3.5-mini-instruct", "phi-3.5-mini"),
+     ("unsloth/phi-4", "phi-4"), ("TinyLlama/TinyLlama-1.1B-Chat-v1.0", "tinyllama-1.1b"),
+     ("unsloth/Mistral-Small-Instruct-2409", "mistral-small-22b")],
+)
+def test_catalog_matches_names(name, label):
+    assert lookup(name).source == f"catalog: {label}"
+
+
+def test_unknown_model_offline_is_not_guessed():
+    found = lookup("someone/my-private-model")
+    assert found.arch is None and found.source == UNKNOWN
+
+
+def test_local_config_and_hf_cache_win_over_catalog(tmp_path, isolated_home):
+    cfg = {"model_type": "llama", "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 3,
+           "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 1000}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    found = lookup(str(tmp_path))
+    assert found.source == "local config" and found.arch.hidden == 256
+    snap = isolated_home / "hf" / "hub" / "models--org--llama-3.1-8b-mine" / "snapshots" / "abc"
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text(json.dumps(cfg))
+    found = lookup("org/llama-3.1-8b-mine")
+    assert found.source == "HF cache" and found.arch.layers == 3
+
+
+LLAMA8B = lookup("unsloth/llama-3.1-8b").arch
+BASE = Inputs()
+
+
+@pytest.mark.parametrize("field, values", [("batch_size", [1, 2, 4, 8]), ("seq_len", [512, 1024, 2048, 8192]),
+                                           ("lora_r", [8, 16, 64, 256])])
+@pytest.mark.parametrize("mode", ["unsloth", "true", "false"])
+@pytest.mark.parametrize("precision", [4, 8, 16])
+def test_every_term_grows_monotonically(field, values, mode, precision):
+    rows = [estimate(LLAMA8B, replace(BASE, checkpointing=mode, precision=precision, eval=True, **{field: v}))
+            for v in values]
+    for a, b in zip(rows, rows[1:]):
+        for term in TERMS:
+            assert b.breakdown[term] >= a.breakdown[term] - 1e-12, term
+        assert b.peak_gib > a.peak_gib
+        assert b.cpu_ram_gib >= a.cpu_ram_gib
+
+
+def test_estimate_is_explained_by_its_breakdown():
+    e = estimate(LLAMA8B, BASE, gpu_gib=8)
+    assert list(e.breakdown) == list(TERMS)
+    assert abs(sum(e.breakdown.values()) - e.peak_gib) < 1e-9
+    assert e.cpu_ram_gib == pytest.approx(32 * 2 * 2 * 2048 * 4096 / 2**30)  # layer inputs in host RAM
+
+
+def test_physics():
+    # NF4 with double quantization on the layers; embeddings and lm_head stay 16-bit.
+    e4, e16 = estimate(LLAMA8B, BASE), estimate(LLAMA8B, replace(BASE, precision=16))
+    linear = LLAMA8B.layers * LLAMA8B.layer_linear_params
+    assert e16.breakdown["base_weights"] - e4.breakdown["base_weights"] == pytest.approx(linear * (2 - 0.516) / 2**30)
+    # 8-bit Adam about 2 bytes per trainable parameter, torch AdamW 8.
+    torch_adam = estimate(LLAMA8B, replace(BASE, optim="adamw_torch"))
+    assert torch_adam.breakdown["optimizer_states"] == pytest.approx(8 * e4.trainable_params / 2**30)
+    assert 2 <= e4.breakdown["optimizer_states"] * 2**30 / e4.trainable_params < 2.1
+    # LoRA parameters: r * (d_in + d_out) per targeted module per layer (GQA: k/v are 1024 wide).
+    assert e4.trainable_params == 32 * 16 * (2 * (4096 + 4096) + 2 * (4096 + 1024) + 3 * (4096 + 14336))
+    # Unsloth's offload falls back to standard checkpointing below 512 tokens.
+    assert estimate(LLAMA8B, replace(BASE, seq_len=384)).checkpointing == "true"
+    # Checkpointing order: unsloth < true < false.
+    peaks = [estimate(LLAMA8B, replace(BASE, checkpointing=m)).breakdown["activations"] for m in ("unsloth", "true", "false")]
+    assert peaks == sorted(peaks)
+    # Hugging Face's loss upcasts the whole b*s*vocab logits; Gemma's 256k vocabulary dominates.
+    gemma = lookup("google/gemma-2-9b").arch
+    hf = estimate(gemma, replace(BASE, backend="transformers"))
+    assert hf.breakdown["logits_and_loss"] == max(hf.breakdown.values())
+
+
+def test_fit_search_agrees_with_the_estimate_at_its_boundary():
+    for gpu in (8.0, 12.0, 24.0, 80.0):
+        b = max_batch_size(LLAMA8B, BASE, gpu)
+        assert estimate(LLAMA8B, replace(BASE, batch_size=b), gpu).fits
+        assert not estimate(LLAMA8B, replace(BASE, batch_size=b + 1), gpu).fits
+        s = max_seq_length(LLAMA8B, BASE, gpu)
+        assert estimate(LLAMA8B, replace(BASE, seq_len=s), gpu).fits
+        if s < 131072:  # the search's ceiling (the model's context when its config gives one)
+            assert not estimate(LLAMA8B, replace(BASE, seq_len=s + 1), gpu).fits
+    assert max_seq_length(LLAMA8B, BASE, 80.0) == 131072
+    assert max_batch_size(LLAMA8B, BASE, 4.0) is None  # the weights alone don't fit
+
+
+def test_advisor_keeps_the_guides_order_and_applies_in_one_call():
+    res = resolve([{"base_model": "unsloth/llama-3.1-8b", "quality_mode": True, "lora_r": 64, "batch_size": 8}])
+    steps = advise(res, LLAMA8B, 16.0)
+    assert [s.number for s in steps] == [1, 2, 3, 4, 5, 0]
+    assert steps[1].changes == {"batch_size": 1, "gradient_accumulation_steps": 32}
+    assert steps[4].changes == {"load_in_8bit": False, "load_in_16bit": False}
+    assert not steps[0].fits and steps[-1].fits  # batch 1 alone isn't enough; all together is
+    from mgtui.estimate.advisor import apply_changes
+    applied = apply_changes(res, steps[4].changes)
+    assert applied.precision == 4 and applied["quality_mode"] and applied["optim"] == "adamw_torch"
+
+
+@pytest.mark.parametrize(
+    "preset, gpu, low, high",
+    [
+        # The guide's table: Default 6-8 GB (a budget card), 8-bit + r32 12-16 GB, Quality 24-32 GB.
+        # Unsloth's fused loss sizes its chunks to half the free memory (capped at 4 GiB), so the
+        # peak depends on the card: each row is planned on a card of the guide's class.
+        ("default", 8.0, 6.0, 8.0),
+        ("mid-range", 16.0, 12.0, 16.0),
+        ("quality", 32.0, 24.0, 32.0),
+        ("high-end", 32.0, 24.0, 32.0),
+    ],
+)
+def test_guide_configurations_fall_in_the_guides_ranges(capsys, preset, gpu, low, high):
+    assert main(["estimate", "--preset", preset, "--gpu-memory", str(gpu), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert low <= doc["peak_gb"] <= high
+    assert doc["fits"] is True
+
+
+def test_quality_mode_on_a_24gb_card_is_below_the_guides_range():
+    """Measured reason: 16-bit Llama-3.1-8B weights are 14.96 GiB, r64 LoRA with AdamW adds 2.5,
+    and on a 24 GB card Unsloth's chunked loss shrinks to fit, so the honest peak is ~22.5 GB:
+    below the guide's 24-32 GB, which describes cards where the loss takes its full 4 GiB."""
+    res = resolve([{"base_model": "unsloth/llama-3.1-8b", "quality_mode": True, "lora_r": 64}])
+    p = plan(res, lookup(res["base_model"]), 24.0)
+    assert 21.0 < p.estimate.peak_gib < 24.0 and p.estimate.fits
+
+
+def test_json_shape_and_exit_codes(capsys):
+    assert main(["estimate", "--preset", "quality", "--gpu-memory", "12", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    for key in ("peak_gb", "breakdown", "gpu_memory_gb", "fits", "max_batch_size", "max_seq_length", "cpu_ram_gb"):
+        assert key in doc
+    assert doc["fits"] is False and doc["advice"][0]["step"] == 1 or doc["advice"][0]["step"] == 3
+    assert main(["estimate", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["fits"] is None  # no GPU here, no target: unknown
+    assert main(["estimate", "--gpu-name", "RTX 4090"]) == 0
+    assert "RTX 4090 24GB" in capsys.readouterr().out
+    assert main(["estimate", "--gpu-name", "Voodoo 5"]) == 2
+    assert "unknown GPU 'Voodoo 5'" in capsys.readouterr().err
+    assert main(["estimate", "--gpu-memory", "-3"]) == 2
