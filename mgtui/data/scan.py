@@ -1,0 +1,242 @@
+"""Dataset reading, format detection and validation, without the `datasets` library.
+
+Used by the form's quick scan, by `model-garden train` before it starts anything, and by the
+engine (which then tokenizes). Errors are one line naming the file and the line (or row).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+FORMATS = ("text", "messages", "sharegpt", "alpaca")
+FILE_KINDS = (".jsonl", ".json", ".csv", ".parquet")
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "system": "system", "chatgpt": "assistant", "bing": "assistant", "bard": "assistant"}
+ACCEPTED = ("text (a 'text' column); messages (OpenAI-style role/content list); "
+            "sharegpt ('conversations' with from/value); alpaca (instruction, optional input, output)")
+REQUIRED = {"text": {"text"}, "messages": {"messages"}, "sharegpt": {"conversations"},
+            "alpaca": {"instruction", "output"}}
+BUILTIN = {"builtin:demo-chat": Path(__file__).with_name("demo_chat.jsonl")}
+
+
+class DatasetError(ValueError):
+    """A problem with the user's data: one line, naming the file and the line or row."""
+
+
+def resolve_source(name: str) -> Path | None:
+    """The local path of a dataset, or None for a Hub name."""
+    if name in BUILTIN:
+        return BUILTIN[name]
+    p = Path(name).expanduser()
+    if p.exists():
+        return p
+    if p.suffix.lower() in FILE_KINDS or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise DatasetError(f"{name}: no such file or directory")
+    return None  # org/name: a Hub dataset
+
+
+def iter_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, row) for each row; `where` is 'file:line N' or 'file: row N' for errors."""
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        yield from _iter_saved(path)
+    elif suffix == ".jsonl":
+        with open(path, encoding="utf-8", errors="strict") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as e:
+                    raise DatasetError(f"{path}:{n}: invalid JSON: {getattr(e, 'msg', e)}") from None
+                if not isinstance(row, dict):
+                    raise DatasetError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
+                yield f"{path}:{n}", row
+    elif suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as e:
+            raise DatasetError(f"{path}:{getattr(e, 'lineno', '?')}: invalid JSON: {getattr(e, 'msg', e)}") from None
+        if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), list):
+            data = next(iter(data.values()))  # {"train": [...]} or {"data": [...]}
+        if not isinstance(data, list):
+            raise DatasetError(f"{path}: expected a JSON list of objects")
+        for n, row in enumerate(data, 1):
+            if not isinstance(row, dict):
+                raise DatasetError(f"{path}: row {n}: expected a JSON object, got {type(row).__name__}")
+            yield f"{path}: row {n}", row
+    elif suffix == ".csv":
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            for row in reader:
+                if None in row:
+                    raise DatasetError(f"{path}:{reader.line_num}: more fields than the header has")
+                yield f"{path}:{reader.line_num}", dict(row)
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path)
+        except Exception as e:
+            raise DatasetError(f"{path}: not a readable Parquet file: {e}") from None
+        for n, row in enumerate(table.to_pylist(), 1):
+            yield f"{path}: row {n}", row
+    else:
+        raise DatasetError(f"{path}: unsupported file type {suffix or '(none)'}; use {', '.join(FILE_KINDS)}")
+
+
+def _iter_saved(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A directory written by Dataset.save_to_disk (Arrow stream files), read with pyarrow."""
+    files = sorted(path.glob("*.arrow")) or sorted(path.glob("*/*.arrow"))
+    if not files:
+        raise DatasetError(f"{path}: not a dataset directory (no .arrow files from save_to_disk)")
+    import pyarrow as pa
+
+    n = 0
+    for file in files:
+        with pa.memory_map(str(file)) as source:
+            for row in pa.ipc.open_stream(source).read_all().to_pylist():
+                n += 1
+                yield f"{file}: row {n}", row
+
+
+def detect_format(columns: set[str]) -> str | None:
+    if "messages" in columns:
+        return "messages"
+    if "conversations" in columns:
+        return "sharegpt"
+    if {"instruction", "output"} <= columns:
+        return "alpaca"
+    if "text" in columns:
+        return "text"
+    return None
+
+
+def to_messages(fmt: str, row: dict[str, Any], where: str) -> list[dict[str, str]] | None:
+    """A chat row as [{role, content}], checked. None for empty rows (skipped, counted)."""
+    if fmt == "messages":
+        turns = row.get("messages")
+        key_role, key_text, roles = "role", "content", None
+    else:
+        turns = row.get("conversations")
+        key_role, key_text, roles = "from", "value", SHAREGPT_ROLES
+    if isinstance(turns, str):
+        try:
+            turns = json.loads(turns)  # CSV cells hold JSON text
+        except ValueError:
+            raise DatasetError(f"{where}: '{'messages' if fmt == 'messages' else 'conversations'}' is not a list") from None
+    if not isinstance(turns, list):
+        raise DatasetError(f"{where}: '{'messages' if fmt == 'messages' else 'conversations'}' is not a list")
+    out = []
+    for i, turn in enumerate(turns):
+        if not isinstance(turn, dict) or key_role not in turn or key_text not in turn:
+            raise DatasetError(f"{where}: turn {i + 1} needs '{key_role}' and '{key_text}'")
+        role, text = turn[key_role], turn[key_text]
+        if roles is not None:
+            if role not in roles:
+                raise DatasetError(f"{where}: turn {i + 1}: unknown speaker {role!r} (use {', '.join(sorted(roles))})")
+            role = roles[role]
+        elif role not in ("system", "user", "assistant", "tool"):
+            raise DatasetError(f"{where}: turn {i + 1}: unknown role {role!r} (use system, user, assistant)")
+        if not isinstance(text, str):
+            raise DatasetError(f"{where}: turn {i + 1}: '{key_text}' is not text")
+        out.append({"role": role, "content": text})
+    if not any(t["role"] == "assistant" and t["content"].strip() for t in out):
+        return None
+    return out
+
+
+ALPACA_PROMPT = ("Below is an instruction that describes a task{ctx}. Write a response that appropriately "
+                 "completes the request.\n\n### Instruction:\n{instruction}\n\n{input}### Response:\n")
+
+
+def alpaca_parts(row: dict[str, Any], where: str) -> tuple[str, str] | None:
+    """(prompt, response) for an Alpaca row, or None when it has no output."""
+    instr, inp, output = row.get("instruction"), row.get("input") or "", row.get("output")
+    for key, value in (("instruction", instr), ("input", inp), ("output", output)):
+        if value is not None and not isinstance(value, str):
+            raise DatasetError(f"{where}: '{key}' is not text")
+    if not output or not str(output).strip() or not instr:
+        return None
+    prompt = ALPACA_PROMPT.format(
+        ctx=", paired with an input that provides further context" if inp else "",
+        instruction=instr, input=f"### Input:\n{inp}\n\n" if inp else "")
+    return prompt, output
+
+
+def plain_render(fmt: str, row: dict[str, Any], where: str) -> str | None:
+    """A readable rendering without a tokenizer: for previews and the quick scan."""
+    if fmt == "text":
+        text = row.get("text")
+        if text is not None and not isinstance(text, str):
+            raise DatasetError(f"{where}: 'text' is not text")
+        return text if text and text.strip() else None
+    if fmt == "alpaca":
+        parts = alpaca_parts(row, where)
+        return None if parts is None else parts[0] + parts[1]
+    msgs = to_messages(fmt, row, where)
+    return None if msgs is None else "\n".join(f"{m['role']}: {m['content']}" for m in msgs)
+
+
+@dataclass
+class ScanReport:
+    source: str
+    format: str
+    rows: int = 0
+    usable: int = 0
+    skipped: int = 0
+    columns: list[str] = field(default_factory=list)
+    sample: str = ""
+    chars: dict[str, float] = field(default_factory=dict)  # min, mean, max of rendered rows
+    hub: bool = False
+
+
+def scan(source: str, fmt: str = "auto", limit: int | None = None) -> ScanReport:
+    """Read and check every row (or the first `limit`). Raises DatasetError."""
+    if not source:
+        raise DatasetError("--dataset: give a dataset file, directory or Hub name")
+    path = resolve_source(source)
+    if path is None:
+        return ScanReport(source, fmt, hub=True)
+    report = ScanReport(str(path), fmt)
+    lengths: list[int] = []
+    columns: set[str] = set()
+    try:
+        for where, row in iter_rows(path):
+            if report.rows == 0:
+                columns = set(row)
+                report.columns = sorted(columns)
+                if fmt == "auto":
+                    detected = detect_format(columns)
+                    if detected is None:
+                        raise DatasetError(f"{where}: no recognised fields; found columns {sorted(columns)}; "
+                                           f"accepted formats: {ACCEPTED}")
+                    report.format = detected
+                elif not REQUIRED[fmt] <= columns:
+                    raise DatasetError(f"{where}: format {fmt} needs {sorted(REQUIRED[fmt])}; found columns "
+                                       f"{sorted(columns)}")
+            report.rows += 1
+            text = plain_render(report.format, row, where)
+            if text is None:
+                report.skipped += 1
+            else:
+                report.usable += 1
+                lengths.append(len(text))
+                if not report.sample:
+                    report.sample = text
+            if limit and report.rows >= limit:
+                break
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read: {e.strerror or e}") from None
+    if report.rows == 0:
+        raise DatasetError(f"{path}: the dataset is empty")
+    if report.usable == 0:
+        raise DatasetError(f"{path}: all {report.rows} rows are empty after formatting as {report.format}")
+    report.chars = {"min": min(lengths), "mean": sum(lengths) / len(lengths), "max": max(lengths)}
+    return report

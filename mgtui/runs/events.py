@@ -1,0 +1,138 @@
+"""The event schema, and the durable event log (JSON lines) that carries it.
+
+This is the one place the schema is documented. Every event is one JSON object per line in
+`<run dir>/events.jsonl`, with these keys always present:
+
+    v      schema version (1)
+    seq    0, 1, 2, ... in the order written (a reader can tell it missed nothing)
+    t      Unix time, seconds
+    type   one of the types below
+
+Types and their extra keys (absent keys mean "not known"):
+
+    start     pid, backend ("unsloth" | "transformers"), device ("cuda" | "cpu"), world_size,
+              estimate_gb (the form's/estimator's peak for these settings), settings (flat dict)
+    phase     phase ("loading_model" | "preparing_data" | "training" | "evaluating" | "saving"),
+              progress (0..1, when measurable), detail (text)
+    dataset   rows, format, tokens {min, mean, p95, max}, max_seq_length, truncated, eval_rows
+    log       step, total_steps, epoch, loss, learning_rate, grad_norm, tokens_per_s,
+              samples_per_s, eta_s, elapsed_s
+    eval      step, eval_loss (and any other eval_* metric)
+    memory    peak_reserved_gb, peak_allocated_gb, total_gb (CUDA only), estimate_gb
+    warning   message
+    message   message
+    done      final_loss, steps, runtime_s, adapter (path)
+    stopped   final_loss, steps, runtime_s, adapter (path), checkpoint (path)
+    failed    kind ("oom" | "input" | "error"), message, step, and for "oom": reserved_gb,
+              allocated_gb, total_gb, advice [{title, changes, peak_gb, fits}]
+
+`done`, `stopped` and `failed` are terminal: nothing follows them.
+
+Writing never blocks the training loop: `EventWriter.emit` puts the event on an in-process
+queue and returns; a writer thread appends to the file and flushes after each batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+SCHEMA_VERSION = 1
+TERMINAL = ("done", "stopped", "failed")
+PHASES = ("loading_model", "preparing_data", "training", "evaluating", "saving")
+EVENTS_FILE = "events.jsonl"
+
+
+class EventWriter:
+    """Queue + writer thread. `emit` is safe from any thread and never waits on disk."""
+
+    def __init__(self, path: Path, on_event=None) -> None:
+        self.path = path
+        self._q: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self._seq = self._next_seq(path)
+        self._seq_lock = threading.Lock()
+        self._on_event = on_event  # e.g. the headless display, in the writer thread
+        self._thread = threading.Thread(target=self._run, name="mgtui-events", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _next_seq(path: Path) -> int:
+        """A resumed run appends to its log: continue the numbering."""
+        last = -1
+        for event in read_events(path):
+            last = event.get("seq", last)
+        return last + 1
+
+    def emit(self, type: str, **fields: Any) -> dict[str, Any]:
+        with self._seq_lock:
+            event = {"v": SCHEMA_VERSION, "seq": self._seq, "t": round(time.time(), 3), "type": type, **fields}
+            self._seq += 1
+        self._q.put(event)
+        return event
+
+    def _run(self) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            while True:
+                batch = [self._q.get()]
+                while True:  # drain whatever else is ready, then write it in one go
+                    try:
+                        batch.append(self._q.get_nowait())
+                    except queue.Empty:
+                        break
+                stop = batch[-1] is None
+                events = [e for e in batch if e is not None]
+                if events:
+                    f.write("".join(json.dumps(e, default=str) + "\n" for e in events))
+                    f.flush()
+                    if self._on_event:
+                        for e in events:
+                            self._on_event(e)
+                if stop:
+                    os.fsync(f.fileno())
+                    return
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._q.put(None)
+        self._thread.join(timeout)
+
+
+class EventFollower:
+    """Reads a growing event log from an offset: history first, then whatever is new."""
+
+    def __init__(self, path: Path, offset: int = 0) -> None:
+        self.path = path
+        self.offset = offset
+        self._partial = b""
+
+    def read_new(self, limit_bytes: int = 8 << 20) -> list[dict[str, Any]]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read(limit_bytes)
+        except FileNotFoundError:
+            return []
+        if not chunk:
+            return []
+        self.offset += len(chunk)
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()  # an incomplete last line waits for the rest
+        out = []
+        for line in lines:
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue  # a torn line from a killed writer: skip it, keep following
+        return out
+
+
+def read_events(path: Path) -> Iterator[dict[str, Any]]:
+    follower = EventFollower(path)
+    while batch := follower.read_new():
+        yield from batch

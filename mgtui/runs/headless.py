@@ -1,0 +1,132 @@
+"""`model-garden train`: run the engine in the foreground with a compact display.
+
+On a terminal: one progress line redrawn in place (bar, step, loss, ETA), with phases and
+warnings above it. Not a terminal: one plain line per event. Ctrl+C stops gracefully.
+Exit codes: 0 done, 1 failed, 2 bad input, 130 stopped.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..data.scan import DatasetError, scan
+from ..settings import Resolved
+from .events import EVENTS_FILE, EventFollower
+from .launch import LaunchError, request_stop, start
+from .rundir import LOG_FILE
+
+EXIT = {"done": 0, "stopped": 130, "failed": 1}
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def progress_line(e: dict[str, Any], width: int = 20) -> str:
+    total = e.get("total_steps") or 0
+    frac = min(e["step"] / total, 1.0) if total else 0.0
+    bar = "█" * int(frac * width) + "░" * (width - int(frac * width))
+    loss = f"{e['loss']:.4f}" if isinstance(e.get("loss"), (int, float)) else "-"
+    return (f"[{bar}] {e['step']}/{total} {frac:4.0%}  loss {loss}  lr {e.get('learning_rate') or 0:.2e}  "
+            f"{e.get('tokens_per_s') or 0:,.0f} tok/s  ETA {fmt_duration(e.get('eta_s'))}")
+
+
+def describe(e: dict[str, Any]) -> str | None:
+    """One line for an event, or None for events only the progress line shows."""
+    t = e["type"]
+    if t == "phase":
+        if e["phase"] == "preparing_data" and e.get("progress") not in (None, 0.0):
+            return None  # the progress line is enough
+        p = f" {e['progress']:.0%}" if e.get("progress") is not None and e["phase"] == "preparing_data" else ""
+        return f"phase: {e['phase'].replace('_', ' ')}{p}{' - ' + e['detail'] if e.get('detail') else ''}"
+    if t == "start":
+        return f"engine: {e['backend']} on {e['device']} ({e.get('precision')}-bit), estimate {e.get('estimate_gb')} GB"
+    if t == "dataset":
+        tok = e["tokens"]
+        return (f"dataset: {e['rows']} rows, {e['format']}, tokens min {tok['min']} mean {tok['mean']} max {tok['max']}"
+                f" (max_seq_length {e['max_seq_length']}, {e['truncated']} truncated)")
+    if t in ("warning", "message"):
+        return f"{t}: {e['message']}"
+    if t == "eval":
+        return f"eval: step {e['step']} loss {e.get('eval_loss')}"
+    if t == "done":
+        return f"done: {e['steps']} steps in {fmt_duration(e['runtime_s'])}, final loss {e.get('final_loss')}; adapter in {e['adapter']}"
+    if t == "stopped":
+        return f"stopped at step {e['steps']}; adapter in {e['adapter']}; continue with --resume"
+    if t == "failed":
+        lines = [f"failed ({e['kind']}) at step {e.get('step')}: {e['message']}"]
+        for a in e.get("advice") or []:
+            lines.append(f"  try: {a['title']} → {a['peak_gb']} GB{' (fits)' if a['fits'] else ''}")
+        return "\n".join(lines)
+    return None
+
+
+class Display:
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self.line = ""
+
+    def show(self, e: dict[str, Any]) -> None:
+        text = describe(e)
+        if e["type"] == "log":
+            if self.tty:
+                self.line = progress_line(e)
+                self.out.write("\r\x1b[K" + self.line)
+            else:
+                self.out.write(progress_line(e) + "\n")
+        elif text:
+            self.out.write(("\r\x1b[K" if self.tty else "") + text + "\n" + (self.line if self.tty else ""))
+        self.out.flush()
+
+
+def follow(run_dir: Path, proc, display: Display, poll: float = 0.2) -> int:
+    follower = EventFollower(run_dir / EVENTS_FILE)
+    stopping = False
+    while True:
+        try:
+            for e in follower.read_new():
+                display.show(e)
+                if e["type"] in EXIT:
+                    proc.wait()
+                    return 2 if e.get("kind") == "input" else EXIT[e["type"]]
+            code = proc.poll()
+            if code is not None:
+                for e in follower.read_new():
+                    display.show(e)
+                    if e["type"] in EXIT:
+                        return 2 if e.get("kind") == "input" else EXIT[e["type"]]
+                how = f"signal {signal.Signals(-code).name}" if code < 0 else f"status {code}"
+                display.out.write(f"\nfailed: the engine exited with {how} without a last word; see {run_dir / LOG_FILE}\n")
+                return 1
+            time.sleep(poll)
+        except KeyboardInterrupt:
+            if stopping:  # a second Ctrl+C: stop waiting; the engine still saves and exits
+                display.out.write("\nleft the engine to finish its step and save\n")
+                return 130
+            stopping = True
+            display.out.write("\nstopping after the current step (Ctrl+C again to stop waiting)...\n")
+            request_stop(run_dir)
+
+
+def train_headless(res: Resolved, force: bool = False, detach: bool = False) -> int:
+    from ..cli import UsageError
+
+    try:
+        scan(res["dataset"], res["dataset_format"])  # bad data: exit 2 before anything starts
+        run_dir, proc, moved = start(res, force=force)
+    except (DatasetError, LaunchError) as e:
+        raise UsageError(str(e)) from None
+    if moved:
+        print(f"moved the previous run aside to {moved}", file=sys.stderr)
+    if detach:
+        print(f"started pid {proc.pid}; follow with: mgtui attach {run_dir}")
+        return 0
+    return follow(run_dir, proc, Display(sys.stdout))

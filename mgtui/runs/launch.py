@@ -1,0 +1,88 @@
+"""Start, stop and locate runs. The engine runs as its own process in its own session, so a
+closed terminal, a dropped SSH connection (SIGHUP) or a killed app leaves it training."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from .. import presets
+from ..settings import Resolved
+from . import rundir
+from .registry import register
+
+
+class LaunchError(Exception):
+    """The run can't start: one line for the user."""
+
+
+def prepare(res: Resolved, force: bool = False) -> tuple[Path, str | None]:
+    """Make the run directory ready; returns it and what was moved aside (if anything)."""
+    out = Path(res["output_dir"]).expanduser()
+    moved = None
+    if res["resume"]:
+        st = rundir.run_state(out)
+        if st.state == "running":
+            raise LaunchError(f"{out} is still running (pid {st.pid}): attach to it instead")
+        if rundir.latest_checkpoint(out) is None:
+            raise LaunchError(f"--resume: {out} has no checkpoint to resume from")
+        rundir.write_json_atomic(out / rundir.RUN_FILE, {"state": "resuming"})
+    else:
+        reason = rundir.occupied(out)
+        if reason:
+            if not force or rundir.run_state(out).state == "running":
+                raise LaunchError(f"{reason}; use --resume to continue it, --force to move it aside, "
+                                  "or choose another --output-dir")
+            moved = str(rundir.move_aside(out))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / rundir.SETTINGS_FILE).write_text(presets.dumps(res, include_paths=True), encoding="utf-8")
+    return out, moved
+
+
+def world_size(res: Resolved, gpu_count: int) -> int:
+    """Processes per node: --nproc-per-node, else one per selected GPU, else 1."""
+    if res["nproc_per_node"]:
+        return res["nproc_per_node"]
+    selected = len(res["gpus"].split(",")) if res["gpus"] else gpu_count
+    return max(1, selected)
+
+
+def engine_command(run_dir: Path, res: Resolved, nproc: int) -> list[str]:
+    worker = ["-m", "mgtui.train.worker", str(run_dir)] + (["--resume"] if res["resume"] else [])
+    if nproc <= 1 and res["nnodes"] <= 1:
+        return [sys.executable, *worker]
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", f"--nnodes={res['nnodes']}",
+            f"--node-rank={res['node_rank']}", f"--master-addr={res['master_addr']}",
+            f"--master-port={res['master_port']}", *worker]
+
+
+def start(res: Resolved, force: bool = False, gpu_count: int = 0) -> tuple[Path, subprocess.Popen, str | None]:
+    run_dir, moved = prepare(res, force)
+    nproc = world_size(res, gpu_count)
+    env = dict(os.environ)
+    env.setdefault("PYTHONWARNINGS", "ignore")
+    if res["gpus"]:
+        env["CUDA_VISIBLE_DEVICES"] = res["gpus"]
+    log = open(run_dir / rundir.LOG_FILE, "ab")
+    proc = subprocess.Popen(engine_command(run_dir, res, nproc), stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True, env=env, close_fds=True)
+    log.close()
+    if not rundir.read_json(run_dir / rundir.RUN_FILE).get("worker_started"):  # rank 0 may have won the race
+        rundir.write_run_file(run_dir, proc.pid, launcher_pid=proc.pid)
+    register(run_dir)
+    return run_dir, proc, moved
+
+
+def request_stop(run_dir: Path) -> bool:
+    """Ask the engine to finish its step, save and stop (SIGINT to rank 0)."""
+    st = rundir.run_state(run_dir)
+    if st.state != "running" or not st.pid:
+        return False
+    try:
+        os.kill(st.pid, signal.SIGINT)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False

@@ -1,0 +1,61 @@
+"""Where this user's runs are listed: one small pointer file per run in
+$XDG_STATE_HOME/mgtui/runs/ (~/.local/state/mgtui/runs by default). Only runs started by this
+user are there, and only those still running or finished since last seen are listed."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .rundir import RUN_FILE, read_json, run_state, write_json_atomic
+
+
+def registry_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "mgtui" / "runs"
+
+
+def _pointer(run_dir: Path) -> Path:
+    key = hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]
+    return registry_dir() / f"{key}.json"
+
+
+def register(run_dir: Path) -> None:
+    p = _pointer(run_dir)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(p, {"output_dir": str(Path(run_dir).resolve()), "registered": time.time(), "seen": False})
+
+
+def mark_seen(run_dir: Path) -> None:
+    p = _pointer(run_dir)
+    data = read_json(p)
+    if data:
+        data["seen"] = True
+        write_json_atomic(p, data)
+
+
+@dataclass(frozen=True)
+class ListedRun:
+    output_dir: str
+    state: str
+    pid: int | None
+    started: str
+
+
+def list_runs() -> list[ListedRun]:
+    out = []
+    d = registry_dir()
+    for p in sorted(d.glob("*.json")) if d.is_dir() else []:
+        data = read_json(p)
+        run_dir = Path(data.get("output_dir", ""))
+        info = read_json(run_dir / RUN_FILE)
+        if not info or info.get("uid", os.getuid()) != os.getuid():
+            continue
+        st = run_state(run_dir)
+        if st.state == "running" or (st.finished and not data.get("seen")):
+            started = time.strftime("%Y-%m-%d %H:%M", time.localtime(st.started)) if st.started else "?"
+            out.append(ListedRun(str(run_dir), st.state, st.pid, started))
+    return out

@@ -1,0 +1,184 @@
+"""The one mapping from mgtui settings to the libraries' arguments, and the two backends.
+
+Every setting reaches its library argument here and nowhere else. Device limits (no CUDA: no
+4/8-bit, no 8-bit optimizers, no Unsloth) are applied here too, as reported substitutions.
+Imported only in the training process.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..settings import Resolved
+
+
+@dataclass
+class Plan:
+    """What will actually run, after fitting the settings to this machine."""
+
+    backend: str  # "unsloth" | "transformers"
+    device: str  # "cuda" | "cpu"
+    precision: int  # 4 | 8 | 16 | 32
+    checkpointing: str | bool  # "unsloth" | True | False, as the libraries take it
+    optim: str
+    world_size: int = 1
+    substitutions: list[str] = field(default_factory=list)  # "setting: was → now (why)"
+
+
+def unsloth_available() -> bool:
+    return importlib.util.find_spec("unsloth") is not None
+
+
+def plan_for(res: Resolved, cuda: bool, world_size: int = 1) -> Plan:
+    subs: list[str] = []
+    backend = "unsloth" if cuda and unsloth_available() else "transformers"
+    if backend == "unsloth" and world_size > 1 and not unsloth_supports_ddp():
+        backend = "transformers"
+        subs.append(f"backend: unsloth → transformers+peft (this Unsloth does not support {world_size}-process DDP)")
+    precision = res.precision
+    optim = res["optim"]
+    gc = {"unsloth": "unsloth", "true": True, "false": False}[res["use_gradient_checkpointing"]]
+    if not cuda:
+        if precision in (4, 8):
+            subs.append(f"precision: {precision}-bit → 32-bit (bitsandbytes {precision}-bit loading needs a CUDA GPU)")
+        elif precision == 16:
+            subs.append("precision: 16-bit → 32-bit (CPU training runs in float32)")
+        precision = 32
+        if optim in ("adamw_8bit", "paged_adamw_8bit"):
+            subs.append(f"optim: {optim} → adamw_torch (bitsandbytes 8-bit optimizers need a CUDA GPU)")
+            optim = "adamw_torch"
+    if gc == "unsloth" and backend != "unsloth":
+        subs.append("use_gradient_checkpointing: unsloth → true (offloaded checkpointing needs the Unsloth backend)")
+        gc = True
+    return Plan(backend, "cuda" if cuda else "cpu", precision, gc, optim, world_size, subs)
+
+
+def unsloth_supports_ddp() -> bool:
+    """Whether the installed Unsloth runs under torchrun DDP. Releases that do place each rank's
+    model on its LOCAL_RANK device in unsloth/models/loader_utils.py (is_distributed); older
+    ones refuse more than one GPU. Read from the source: importing unsloth needs CUDA."""
+    spec = importlib.util.find_spec("unsloth")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    loader = Path(list(spec.submodule_search_locations)[0]) / "models" / "loader_utils.py"
+    try:
+        text = loader.read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return "def is_distributed" in text and "LOCAL_RANK" in text
+
+
+def model_kwargs(res: Resolved, plan: Plan, device_map: Any) -> dict[str, Any]:
+    """from_pretrained arguments for the Transformers backend."""
+    import torch
+
+    kw: dict[str, Any] = {"trust_remote_code": res["trust_remote_code"]}
+    if plan.device == "cpu":
+        kw["dtype"] = torch.float32
+        return kw
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    kw["dtype"] = dtype
+    kw["device_map"] = device_map
+    if plan.precision in (4, 8):
+        from transformers import BitsAndBytesConfig
+
+        kw["quantization_config"] = (
+            BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=dtype)
+            if plan.precision == 4 else BitsAndBytesConfig(load_in_8bit=True))
+    return kw
+
+
+def unsloth_kwargs(res: Resolved, plan: Plan) -> dict[str, Any]:
+    """FastLanguageModel.from_pretrained arguments."""
+    return {
+        "model_name": res["base_model"],
+        "max_seq_length": res["max_seq_length"],
+        "dtype": None,  # Unsloth picks bf16 where supported
+        "load_in_4bit": plan.precision == 4,
+        "load_in_8bit": plan.precision == 8,
+        "full_finetuning": False,
+        "trust_remote_code": res["trust_remote_code"],
+    }
+
+
+def lora_kwargs(res: Resolved) -> dict[str, Any]:
+    """LoRA arguments, shared by peft.LoraConfig and Unsloth's get_peft_model."""
+    return {
+        "r": res["lora_r"],
+        "lora_alpha": res["lora_alpha"],
+        "lora_dropout": res["lora_dropout"],
+        "target_modules": res.target_modules(),
+        "use_rslora": res["use_rslora"],
+        "bias": "none",
+    }
+
+
+def sft_kwargs(res: Resolved, plan: Plan, output_dir: str, has_eval: bool) -> dict[str, Any]:
+    """SFTConfig (TrainingArguments) arguments."""
+    import torch
+
+    bf16 = plan.device == "cuda" and plan.precision != 32 and torch.cuda.is_bf16_supported()
+    kw: dict[str, Any] = {
+        "output_dir": output_dir,
+        "per_device_train_batch_size": res["batch_size"],
+        "per_device_eval_batch_size": res["batch_size"],
+        "gradient_accumulation_steps": res["gradient_accumulation_steps"],
+        "num_train_epochs": res["epochs"],
+        "max_steps": res["max_steps"] if res["max_steps"] > 0 else -1,
+        "learning_rate": res["learning_rate"],
+        "optim": plan.optim,
+        "lr_scheduler_type": res["lr_scheduler_type"],
+        "warmup_steps": res["warmup_steps"],
+        "weight_decay": res["weight_decay"],
+        "seed": res["seed"],
+        "data_seed": res["seed"],
+        "logging_steps": res["logging_steps"],
+        "save_strategy": "steps",
+        "save_steps": res["save_steps"],
+        "report_to": [] if res["report_to"] == "none" else [res["report_to"]],
+        "max_length": res["max_seq_length"],
+        "packing": res["packing"],
+        "bf16": bf16,
+        "fp16": plan.device == "cuda" and plan.precision != 32 and not bf16,
+        "use_cpu": plan.device == "cpu",
+        "disable_tqdm": True,
+        "include_num_input_tokens_seen": "non_padding",
+        "dataloader_pin_memory": plan.device == "cuda",
+        "eval_strategy": "steps" if has_eval else "no",
+        "eval_steps": res["save_steps"] if has_eval else None,
+        "ddp_find_unused_parameters": False if plan.world_size > 1 else None,
+    }
+    if plan.backend == "transformers":  # Unsloth sets up its own checkpointing in get_peft_model
+        kw["gradient_checkpointing"] = bool(plan.checkpointing)
+        if plan.checkpointing:
+            kw["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+    return kw
+
+
+def load_model(res: Resolved, plan: Plan, local_rank: int):
+    """(model with LoRA adapters, tokenizer) for the chosen backend."""
+    if plan.backend == "unsloth":
+        from unsloth import FastLanguageModel
+
+        kw = unsloth_kwargs(res, plan)
+        if plan.world_size > 1:
+            kw["device_map"] = {"": local_rank}  # QLoRA under DDP: each rank's model on its own device
+        model, tokenizer = FastLanguageModel.from_pretrained(**kw)
+        model = FastLanguageModel.get_peft_model(
+            model, **lora_kwargs(res), use_gradient_checkpointing=plan.checkpointing, random_state=res["seed"])
+        return model, tokenizer
+
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device_map = {"": local_rank} if plan.device == "cuda" else None
+    tokenizer = AutoTokenizer.from_pretrained(res["base_model"], trust_remote_code=res["trust_remote_code"])
+    model = AutoModelForCausalLM.from_pretrained(res["base_model"], **model_kwargs(res, plan, device_map))
+    if plan.precision in (4, 8):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(plan.checkpointing))
+    model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **lora_kwargs(res)))
+    return model, tokenizer

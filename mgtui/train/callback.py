@@ -1,0 +1,88 @@
+"""The TrainerCallback that publishes training progress as events, and honours stop requests.
+
+It only computes a few numbers and calls `emit`, which queues and returns: the training loop
+never waits on the UI or on disk.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable
+
+from transformers import TrainerCallback
+
+
+class EventCallback(TrainerCallback):
+    def __init__(self, emit: Callable[..., Any], stop: threading.Event, tokens_per_sample: float,
+                 samples_per_step: int, cuda: bool, sync_stop: Callable[[bool], bool] = lambda s: s) -> None:
+        self.emit = emit
+        self.stop = stop
+        self.sync_stop = sync_stop  # under DDP every rank must agree to stop at the same step
+        self.tokens_per_sample = tokens_per_sample
+        self.samples_per_step = samples_per_step
+        self.cuda = cuda
+        self.t0 = self.t_last = time.time()
+        self.step_last = 0
+        self.tokens_last = 0
+        self.step_at_start = 0
+        self.stopped_at: int | None = None
+        self._evaluating = False
+
+    def on_train_begin(self, args, state, control, **kw):
+        self.t0 = self.t_last = time.time()
+        self.step_at_start = self.step_last = state.global_step
+        self.tokens_last = state.num_input_tokens_seen or 0
+        self.emit("phase", phase="training", progress=state.global_step / max(state.max_steps, 1),
+                  total_steps=state.max_steps)
+
+    def on_step_end(self, args, state, control, **kw):
+        if self.sync_stop(self.stop.is_set()):
+            self.stopped_at = state.global_step
+            control.should_training_stop = True
+            control.should_save = True  # a checkpoint to resume from
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        logs = dict(logs or {})
+        now = time.time()
+        if any(k.startswith("eval_") for k in logs):
+            self._evaluating = False
+            self.emit("eval", step=state.global_step, **{k: v for k, v in logs.items() if k.startswith("eval_")})
+            self.emit("phase", phase="training", progress=state.global_step / max(state.max_steps, 1))
+            return
+        if "loss" not in logs:
+            return
+        steps = state.global_step - self.step_last
+        dt = max(now - self.t_last, 1e-9)
+        seen = state.num_input_tokens_seen or 0
+        tokens = seen - self.tokens_last if seen else steps * self.samples_per_step * self.tokens_per_sample
+        done_here = state.global_step - self.step_at_start
+        per_step = (now - self.t0) / max(done_here, 1)
+        self.emit(
+            "log",
+            step=state.global_step,
+            total_steps=state.max_steps,
+            epoch=round(state.epoch or 0.0, 4),
+            loss=logs.get("loss"),
+            learning_rate=logs.get("learning_rate"),
+            grad_norm=logs.get("grad_norm"),
+            tokens_per_s=round(tokens / dt, 1),
+            samples_per_s=round(steps * self.samples_per_step / dt, 2),
+            eta_s=round(per_step * (state.max_steps - state.global_step), 1),
+            elapsed_s=round(now - self.t0, 2),
+        )
+        self.t_last, self.step_last, self.tokens_last = now, state.global_step, seen
+        if self.cuda:
+            import torch
+
+            self.emit("memory", peak_reserved_gb=round(torch.cuda.max_memory_reserved() / 2**30, 3),
+                      peak_allocated_gb=round(torch.cuda.max_memory_allocated() / 2**30, 3))
+
+    def on_prediction_step(self, args, state, control, **kw):
+        if not self._evaluating:
+            self._evaluating = True
+            self.emit("phase", phase="evaluating")
+
+    def on_save(self, args, state, control, **kw):
+        self.emit("message", message=f"checkpoint saved at step {state.global_step}")

@@ -1,0 +1,169 @@
+"""Turn the user's rows into tokenized training data, with prompt masks and a length report.
+
+Rows are read and checked by data/scan.py (no `datasets` needed); here they are rendered with
+the tokenizer's chat template (or a named one), tokenized, and masked for
+--train-on-responses-only. TRL's SFTTrainer takes the result as a processed dataset
+(`input_ids`, plus `assistant_masks` from which it builds the labels).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..data.scan import DatasetError, alpaca_parts, detect_format, iter_rows, resolve_source, scan, to_messages
+from ..settings import Resolved
+
+NAMED_TEMPLATES = {
+    "chatml": (
+        "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+        "'<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    ),
+    "llama-3": (
+        "{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + "
+        "'<|end_header_id|>\\n\\n' + message['content'] + '<|eot_id|>' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}"
+    ),
+    "gemma": (
+        "{{ bos_token }}{% for message in messages %}{% set role = 'model' if message['role'] == 'assistant' "
+        "else 'user' %}{{ '<start_of_turn>' + role + '\\n' + message['content'] + '<end_of_turn>\\n' }}"
+        "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}"
+    ),
+    "zephyr": (
+        "{% for message in messages %}{{ '<|' + message['role'] + '|>\\n' + message['content'] + eos_token + "
+        "'\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}"
+    ),
+}
+
+
+def load_rows(res: Resolved) -> tuple[str, list[dict[str, Any]]]:
+    """(format, rows), checked. Local sources through data/scan.py; Hub names through `datasets`."""
+    source, fmt = res["dataset"], res["dataset_format"]
+    path = resolve_source(source)
+    if path is not None:
+        report = scan(source, fmt)  # validates every row, with file and line in each error
+        return report.format, [row for _, row in iter_rows(path)]
+    from datasets import load_dataset
+
+    try:
+        ds = load_dataset(source, split="train")
+    except Exception as e:
+        raise DatasetError(f"{source}: cannot load from the Hub: {str(e).splitlines()[0]}") from None
+    rows = list(ds)
+    if not rows:
+        raise DatasetError(f"{source}: the dataset is empty")
+    if fmt == "auto":
+        fmt = detect_format(set(rows[0])) or ""
+        if not fmt:
+            raise DatasetError(f"{source}: no recognised fields; found columns {sorted(rows[0])}")
+    return fmt, rows
+
+
+def chat_template(res: Resolved, tokenizer) -> str:
+    name = res["chat_template"]
+    if name:
+        if name in NAMED_TEMPLATES:
+            return NAMED_TEMPLATES[name]
+        if "{%" in name or "{{" in name:
+            return name  # a Jinja template given inline
+        raise DatasetError(f"--chat-template: unknown template {name!r} (known: {', '.join(NAMED_TEMPLATES)})")
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.chat_template
+    raise DatasetError(f"{res['base_model']}: its tokenizer has no chat template; pass --chat-template "
+                       f"({', '.join(NAMED_TEMPLATES)})")
+
+
+def _chat_spans(msgs: list[dict[str, str]], render: Callable[..., str]) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the character spans of the assistant's turns, found by
+    rendering each prefix (a template that renders prefixes consistently, as all common ones do)."""
+    full = render(msgs, False)
+    spans: list[tuple[int, int]] = []
+    cursor = 0
+    for i, m in enumerate(msgs):
+        if m["role"] != "assistant":
+            continue
+        before, upto = render(msgs[:i], True), render(msgs[: i + 1], False)
+        if full.startswith(upto) and upto.startswith(before):
+            spans.append((len(before), len(upto)))
+        else:  # fall back to locating the reply's text
+            start = full.find(m["content"], cursor)
+            if start >= 0:
+                spans.append((start, start + len(m["content"])))
+        cursor = spans[-1][1] if spans else cursor
+    return full, spans
+
+
+def tokenize_rows(res: Resolved, fmt: str, rows: list[dict[str, Any]], tokenizer,
+                  progress: Callable[[float], None] = lambda p: None) -> tuple[list[dict[str, list[int]]], int]:
+    """Tokenized examples and how many rows were empty after formatting."""
+    masks = res["train_on_responses_only"]
+    template = chat_template(res, tokenizer) if fmt in ("messages", "sharegpt") else None
+    eos = tokenizer.eos_token or ""
+
+    def render(msgs, gen):
+        return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen, chat_template=template)
+
+    out: list[dict[str, list[int]]] = []
+    skipped = 0
+    step = max(1, len(rows) // 20)
+    for n, row in enumerate(rows):
+        where = f"{res['dataset']}: row {n + 1}"
+        if fmt == "text":
+            text = row.get("text") or ""
+            text, spans = (text + eos if text.strip() else ""), [(0, len(text) + len(eos))]
+        elif fmt == "alpaca":
+            parts = alpaca_parts(row, where)
+            text, spans = ("", []) if parts is None else (parts[0] + parts[1] + eos, [(len(parts[0]), 10**12)])
+        else:
+            msgs = to_messages(fmt, row, where)
+            text, spans = ("", []) if msgs is None else _chat_spans(msgs, render)
+        if not text:
+            skipped += 1
+            continue
+        enc = tokenizer(text, add_special_tokens=fmt in ("text", "alpaca"), return_offsets_mapping=masks)
+        example = {"input_ids": enc["input_ids"]}
+        if masks:
+            example["assistant_masks"] = [
+                int(any(a <= start < b for a, b in spans)) if end > start else 0
+                for start, end in enc["offset_mapping"]]
+        out.append(example)
+        if n % step == 0:
+            progress(n / len(rows))
+    if not out:
+        raise DatasetError(f"{res['dataset']}: all {len(rows)} rows are empty after formatting as {fmt}")
+    return out, skipped
+
+
+def length_report(examples: list[dict[str, list[int]]], max_len: int) -> dict[str, Any]:
+    lengths = sorted(len(e["input_ids"]) for e in examples)
+    return {
+        "tokens": {"min": lengths[0], "mean": round(sum(lengths) / len(lengths), 1),
+                   "p95": lengths[min(len(lengths) - 1, int(0.95 * len(lengths)))], "max": lengths[-1]},
+        "max_seq_length": max_len,
+        "truncated": sum(1 for n in lengths if n > max_len),
+    }
+
+
+def build_datasets(res: Resolved, tokenizer, progress: Callable[[float], None]):
+    """(train Dataset, eval Dataset or None, report dict, warnings)."""
+    from datasets import Dataset
+
+    warnings: list[str] = []
+    fmt, rows = load_rows(res)
+    if res["train_on_responses_only"] and fmt == "text":
+        warnings.append("train_on_responses_only: plain text has no prompt to mask; training on every token")
+    examples, skipped = tokenize_rows(res, fmt, rows, tokenizer, progress)
+    report = {"rows": len(rows), "format": fmt, "skipped_empty": skipped, **length_report(examples, res["max_seq_length"])}
+    if report["truncated"]:
+        warnings.append(f"{report['truncated']} of {len(examples)} rows are longer than max_seq_length "
+                        f"{res['max_seq_length']} and will be truncated")
+    ds = Dataset.from_list(examples)
+    eval_ds = None
+    if res["eval_split"] > 0:
+        if len(ds) < 4:
+            warnings.append("eval_split: too few rows to hold some out; evaluation is off")
+        else:
+            split = ds.train_test_split(test_size=res["eval_split"], seed=res["seed"])
+            ds, eval_ds = split["train"], split["test"]
+    report["train_rows"] = len(ds)
+    report["eval_rows"] = len(eval_ds) if eval_ds is not None else 0
+    return ds, eval_ds, report, warnings

@@ -1,0 +1,248 @@
+"""The training process: `python -m mgtui.train.worker RUN_DIR [--resume]`.
+
+It reads the resolved settings from RUN_DIR/settings.toml, trains, and says everything it has
+to say through the event log. Under torchrun every rank runs this; rank 0 alone writes the run
+directory. Exit codes: 0 done, 1 failed, 2 bad input (dataset), 130 stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .. import presets
+from ..data.scan import DatasetError, scan
+from ..runs import rundir
+from ..runs.events import EVENTS_FILE, EventWriter
+from ..settings import Resolved, resolve
+
+EXIT_DONE, EXIT_FAILED, EXIT_INPUT, EXIT_STOPPED = 0, 1, 2, 130
+LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "unsloth", "datasets")
+
+
+def load_settings(run_dir: Path) -> Resolved:
+    pre = presets.load_path(run_dir / rundir.SETTINGS_FILE)
+    return resolve([pre.values], pre.explicit_keys())
+
+
+class _Quiet:
+    """What ranks other than 0 emit to: nothing."""
+
+    def emit(self, type: str, **fields: Any) -> dict[str, Any]:
+        return {"type": type, **fields}
+
+    def close(self, timeout: float = 0) -> None:
+        pass
+
+
+def versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def estimate_gb(res: Resolved, backend: str, gpu_gib: float | None) -> float | None:
+    from ..estimate import lookup, plan
+
+    p = plan(res, lookup(res["base_model"], online=False), gpu_gib, backend=backend)
+    return round(p.estimate.peak_gib, 3) if p.estimate else None
+
+
+def oom_advice(res: Resolved, backend: str, total_gib: float) -> list[dict[str, Any]]:
+    from ..estimate import lookup
+    from ..estimate.advisor import advise
+
+    found = lookup(res["base_model"], online=False)
+    if found.arch is None:
+        return []
+    return [{"step": s.number, "title": s.title, "changes": s.changes, "peak_gb": round(s.estimate.peak_gib, 2),
+             "fits": s.fits} for s in advise(res, found.arch, total_gib, backend)]
+
+
+def run(run_dir: Path, resume: bool = False) -> int:
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    res = load_settings(run_dir)
+    if res["base_model"] == "builtin:tiny-llama":
+        from .tiny import build_tiny_llama
+
+        res.values["base_model"] = str(build_tiny_llama())
+    ev = EventWriter(run_dir / EVENTS_FILE) if rank == 0 else _Quiet()
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        if not stop.is_set():
+            stop.set()
+            ev.emit("message", message=f"{signal.Signals(signum).name}: stopping after the current step")
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a dropped terminal never stops a run
+    if rank == 0:
+        rundir.write_run_file(run_dir, os.getpid(), world_size=world, worker_started=True)
+    t0 = time.time()
+    state: dict[str, Any] = {"step": 0, "backend": "transformers", "total_gib": None}
+    try:
+        code = _train(res, run_dir, resume, ev, stop, state, rank, local_rank, world, t0)
+    except DatasetError as e:
+        ev.emit("failed", kind="input", message=str(e), step=state["step"])
+        code = EXIT_INPUT
+    except Exception as e:
+        import torch
+
+        traceback.print_exc()  # the full story goes to train.log; the event carries one line
+        if isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower():
+            total = state["total_gib"] or 0
+            ev.emit("failed", kind="oom", message=str(e).splitlines()[0][:300], step=state["step"],
+                    reserved_gb=round(torch.cuda.max_memory_reserved() / 2**30, 3) if torch.cuda.is_available() else None,
+                    allocated_gb=round(torch.cuda.max_memory_allocated() / 2**30, 3) if torch.cuda.is_available() else None,
+                    total_gb=total, advice=oom_advice(res, state["backend"], total) if total else [])
+        else:
+            ev.emit("failed", kind="error", message=f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}",
+                    step=state["step"])
+        code = EXIT_FAILED
+    finally:
+        ev.close()
+    if rank == 0:
+        rundir.mark_state(run_dir, {EXIT_DONE: "done", EXIT_STOPPED: "stopped"}.get(code, "failed"))
+    return code
+
+
+def _train(res: Resolved, run_dir: Path, resume: bool, ev, stop: threading.Event, state: dict[str, Any],
+           rank: int, local_rank: int, world: int, t0: float) -> int:
+    ev.emit("phase", phase="preparing_data", progress=0.0, detail="checking rows")
+    scan(res["dataset"], res["dataset_format"])  # bad data fails here, before the model loads
+
+    ev.emit("phase", phase="loading_model", detail=res["base_model"])
+    import torch
+
+    from .backends import plan_for
+
+    cuda = torch.cuda.is_available()
+    plan = plan_for(res, cuda, world)
+    state["backend"] = plan.backend
+    if cuda:
+        torch.cuda.set_device(local_rank)
+        state["total_gib"] = torch.cuda.mem_get_info()[1] / 2**30
+    if plan.backend == "unsloth":
+        import unsloth  # noqa: F401  (must come before transformers and trl to patch them)
+    ev.emit("start", pid=os.getpid(), backend=plan.backend, device=plan.device, world_size=world,
+            precision=plan.precision, estimate_gb=estimate_gb(res, plan.backend, state["total_gib"]),
+            settings=res.values, resume=resume)
+    for sub in plan.substitutions:
+        ev.emit("warning", message=f"replaced {sub}")
+    for w in res.warnings:
+        ev.emit("warning", message=w)
+
+    from .backends import load_model, sft_kwargs
+
+    model, tokenizer = load_model(res, plan, local_rank)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+    ev.emit("phase", phase="preparing_data", progress=0.0, detail="tokenizing")
+    from .datasets import build_datasets
+
+    train_ds, eval_ds, report, warnings = build_datasets(
+        res, tokenizer, lambda p: ev.emit("phase", phase="preparing_data", progress=round(p, 3), detail="tokenizing"))
+    ev.emit("dataset", **report)
+    for w in warnings:
+        ev.emit("warning", message=w)
+
+    from trl import SFTConfig, SFTTrainer
+
+    from .callback import EventCallback
+
+    sync = _ddp_stop_sync() if world > 1 else (lambda s: s)
+    cb = EventCallback(ev.emit, stop, tokens_per_sample=report["tokens"]["mean"],
+                       samples_per_step=res["batch_size"] * res["gradient_accumulation_steps"] * world,
+                       cuda=cuda, sync_stop=sync)
+    args = SFTConfig(**{k: v for k, v in sft_kwargs(res, plan, str(run_dir), eval_ds is not None).items() if v is not None})
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                         processing_class=tokenizer, callbacks=[cb])
+    checkpoint = None
+    if resume:
+        checkpoint = rundir.latest_checkpoint(run_dir)
+        if checkpoint is None:
+            raise DatasetError(f"--resume: {run_dir} has no checkpoint to resume from")
+        ev.emit("message", message=f"resuming from {checkpoint.name}")
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    state["step"] = trainer.state.global_step
+    if eval_ds is not None and not stop.is_set():
+        trainer.evaluate()
+
+    ev.emit("phase", phase="saving", detail=str(run_dir))
+    if rank == 0:
+        trainer.save_model(str(run_dir))  # the adapter, in PEFT format
+        tokenizer.save_pretrained(str(run_dir))
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    peak = None
+    if cuda:
+        peak = round(torch.cuda.max_memory_reserved() / 2**30, 3)
+        ev.emit("memory", peak_reserved_gb=peak, peak_allocated_gb=round(torch.cuda.max_memory_allocated() / 2**30, 3),
+                total_gb=state["total_gib"])
+    stopped = cb.stopped_at is not None
+    summary = {
+        "state": "stopped" if stopped else "done",
+        "final_loss": losses[-1] if losses else None,
+        "steps": trainer.state.global_step,
+        "total_steps": trainer.state.max_steps,
+        "runtime_s": round(time.time() - t0, 2),
+        "peak_reserved_gb": peak,
+        "estimate_gb": estimate_gb(res, plan.backend, state["total_gib"]),
+        "backend": plan.backend,
+        "device": plan.device,
+        "world_size": world,
+        "substitutions": plan.substitutions,
+        "dataset": report,
+        "adapter": str(run_dir),
+        "versions": versions(),
+    }
+    if rank == 0:
+        rundir.write_json_atomic(run_dir / rundir.SUMMARY_FILE, summary)
+    end = {k: summary[k] for k in ("final_loss", "steps", "runtime_s", "adapter")}
+    if stopped:
+        last = rundir.latest_checkpoint(run_dir)
+        ev.emit("stopped", **end, checkpoint=str(last) if last else None)
+        return EXIT_STOPPED
+    ev.emit("done", **end)
+    return EXIT_DONE
+
+
+def _ddp_stop_sync():
+    import torch
+    import torch.distributed as dist
+
+    def sync(local: bool) -> bool:
+        if not dist.is_initialized():
+            return local
+        flag = torch.tensor([1.0 if local else 0.0], device="cuda" if torch.cuda.is_available() else "cpu")
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    return sync
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    return run(Path(argv[0]), resume="--resume" in argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
