@@ -87,8 +87,8 @@ class Display:
         self.out.flush()
 
 
-def follow(run_dir: Path, proc, display: Display, poll: float = 0.2) -> int:
-    follower = EventFollower(run_dir / EVENTS_FILE)
+def follow(run_dir: Path, proc, display: Display, offset: int = 0, poll: float = 0.2) -> int:
+    follower = EventFollower(run_dir / EVENTS_FILE, offset)
     stopping = False
     while True:
         try:
@@ -121,6 +121,8 @@ def train_headless(res: Resolved, force: bool = False, detach: bool = False) -> 
 
     try:
         scan(res["dataset"], res["dataset_format"])  # bad data: exit 2 before anything starts
+        log = Path(res["output_dir"]).expanduser() / EVENTS_FILE
+        offset = log.stat().st_size if res["resume"] and log.exists() else 0  # a resumed run's new events
         run_dir, proc, moved = start(res, force=force)
     except (DatasetError, LaunchError) as e:
         raise UsageError(str(e)) from None
@@ -129,4 +131,4 @@ def train_headless(res: Resolved, force: bool = False, detach: bool = False) -> 
     if detach:
         print(f"started pid {proc.pid}; follow with: mgtui attach {run_dir}")
         return 0
-    return follow(run_dir, proc, Display(sys.stdout))
+    return follow(run_dir, proc, Display(sys.stdout), offset)

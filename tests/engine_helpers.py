@@ -1,0 +1,59 @@
+"""Shared by the engine tests: the tiny model, datasets in every format, and run helpers."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from mgtui.data.scan import BUILTIN
+from mgtui.runs.events import read_events
+from mgtui.settings import resolve
+
+
+def demo_messages() -> list[list[dict[str, str]]]:
+    rows = [json.loads(line) for line in BUILTIN["builtin:demo-chat"].read_text().splitlines()]
+    return [r["messages"] for r in rows]
+
+
+def write_dataset(path: Path, fmt: str, n: int = 64) -> Path:
+    rows: list[dict[str, Any]] = []
+    for msgs in demo_messages()[:n]:
+        q, a = msgs[1]["content"], msgs[2]["content"]
+        if fmt == "text":
+            rows.append({"text": f"Q: {q}\nA: {a}"})
+        elif fmt == "messages":
+            rows.append({"messages": msgs})
+        elif fmt == "sharegpt":
+            rows.append({"conversations": [{"from": "human", "value": q}, {"from": "gpt", "value": a}]})
+        elif fmt == "alpaca":
+            rows.append({"instruction": q, "input": "", "output": a})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def settings(model: Path, dataset: Path, out: Path, **overrides: Any):
+    values = dict(base_model=str(model), dataset=str(dataset), output_dir=str(out), max_seq_length=128,
+                  batch_size=8, gradient_accumulation_steps=1, learning_rate=1e-2, warmup_steps=0, max_steps=24,
+                  logging_steps=1, save_steps=1000, lora_r=8, lora_alpha=16, lr_scheduler_type="constant")
+    values.update(overrides)
+    return resolve([values])
+
+
+def events(run_dir: Path) -> list[dict[str, Any]]:
+    return list(read_events(Path(run_dir) / "events.jsonl"))
+
+
+def losses(run_dir: Path) -> list[float]:
+    return [e["loss"] for e in events(run_dir) if e["type"] == "log"]
+
+
+def wait_for(predicate, timeout: float = 120.0, poll: float = 0.1):
+    end = time.time() + timeout
+    while time.time() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise TimeoutError("condition not met in time")

@@ -1,0 +1,182 @@
+"""The training engine on the CPU with a tiny locally built Llama: real training, real files."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine_helpers import events, losses, settings, wait_for, write_dataset
+from mgtui.cli import main
+from mgtui.runs import launch, rundir
+from mgtui.train import worker
+
+
+def run_in_process(res) -> tuple[int, Path]:
+    run_dir, _ = launch.prepare(res)
+    old = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        return worker.run(run_dir, resume=res["resume"]), run_dir
+    finally:
+        signal.signal(signal.SIGINT, old[0])
+        signal.signal(signal.SIGTERM, old[1])
+
+
+@pytest.mark.parametrize("fmt, responses_only", [("text", False), ("messages", False), ("messages", True),
+                                                  ("sharegpt", True), ("alpaca", False), ("alpaca", True)])
+def test_each_format_trains_and_the_loss_falls(tmp_path, tiny_model, fmt, responses_only):
+    data = write_dataset(tmp_path / f"{fmt}.jsonl", fmt)
+    code, run_dir = run_in_process(settings(tiny_model, data, tmp_path / "run", train_on_responses_only=responses_only))
+    assert code == 0, (run_dir / "train.log").read_text()[-2000:] if (run_dir / "train.log").exists() else events(run_dir)[-1]
+    ls = losses(run_dir)
+    assert len(ls) == 24
+    assert sum(ls[-4:]) / 4 < ls[0] - 0.5  # a clear fall (in nats), far above step-to-step noise
+    report = next(e for e in events(run_dir) if e["type"] == "dataset")
+    assert report["format"] == fmt and report["rows"] == 64 and report["truncated"] == 0
+
+
+def test_responses_only_masks_the_prompt(tiny_model):
+    from transformers import AutoTokenizer
+
+    from mgtui.train.datasets import tokenize_rows
+    from mgtui.settings import resolve
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    res = resolve([{"train_on_responses_only": True, "dataset": "x"}])
+    msgs = [{"role": "user", "content": "What is 2 plus 3?"}, {"role": "assistant", "content": "2 plus 3 is 5."}]
+    [ex], _ = tokenize_rows(res, "messages", [{"messages": msgs}], tok)
+    learned = tok.decode([i for i, m in zip(ex["input_ids"], ex["assistant_masks"]) if m])
+    assert learned.startswith("2 plus 3 is 5.") and "What is" not in learned and "user" not in learned
+
+
+def test_run_directory_adapter_and_event_log(tmp_path, tiny_model):
+    data = write_dataset(tmp_path / "d.jsonl", "messages")
+    res = settings(tiny_model, data, tmp_path / "run", max_steps=12, save_steps=5, eval_split=0.1)
+    code, run_dir = run_in_process(res)
+    assert code == 0
+    for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "settings.toml",
+                 "events.jsonl", "summary.json", "checkpoint-5", "checkpoint-10"):
+        assert (run_dir / name).exists(), name
+    # The adapter reloads with PEFT.
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), run_dir)
+    assert any("lora_A" in n for n, _ in model.named_parameters())
+    # The event log is complete and ordered.
+    evs = events(run_dir)
+    assert [e["seq"] for e in evs] == list(range(len(evs)))
+    types = [e["type"] for e in evs]
+    assert types[0] == "phase" and types[-1] == "done"
+    assert types.index("start") < types.index("dataset") < types.index("log")
+    assert [e["step"] for e in evs if e["type"] == "log"] == list(range(1, 13))
+    assert any(e["type"] == "eval" and "eval_loss" in e for e in evs)
+    first_log = next(e for e in evs if e["type"] == "log")
+    for key in ("step", "total_steps", "epoch", "loss", "learning_rate", "grad_norm", "tokens_per_s", "samples_per_s", "eta_s"):
+        assert key in first_log, key
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == 12 and summary["final_loss"] == pytest.approx(evs[-1]["final_loss"])
+    assert {"torch", "transformers", "trl", "peft", "unsloth"} <= set(summary["versions"])
+    assert rundir.run_state(run_dir).state == "done"
+
+
+def test_four_bit_settings_on_cpu_are_substituted_and_reported(tmp_path, tiny_model):
+    data = write_dataset(tmp_path / "d.jsonl", "text", n=16)
+    res = settings(tiny_model, data, tmp_path / "run", max_steps=2, optim="paged_adamw_8bit")
+    assert res.precision == 4
+    code, run_dir = run_in_process(res)
+    assert code == 0
+    warnings = [e["message"] for e in events(run_dir) if e["type"] == "warning"]
+    assert any("precision: 4-bit → 32-bit" in w for w in warnings)
+    assert any("optim: paged_adamw_8bit → adamw_torch" in w for w in warnings)
+    assert json.loads((run_dir / "summary.json").read_text())["substitutions"]
+
+
+def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mgtui", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_stop_mid_run_saves_then_resume_continues_the_step_count(tmp_path, tiny_model):
+    data = write_dataset(tmp_path / "d.jsonl", "messages", n=240)
+    flags = ["train", "--base-model", str(tiny_model), "--dataset", str(data), "--output-dir", str(tmp_path / "run"),
+             "--max-steps", "400", "--batch-size", "2", "--gradient-accumulation-steps", "1", "--save-steps", "1000",
+             "--max-seq-length", "64"]
+    proc = subprocess.Popen([sys.executable, "-m", "mgtui", *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run_dir = tmp_path / "run"
+    wait_for(lambda: any(e["type"] == "log" and e["step"] >= 3 for e in events(run_dir)) if run_dir.exists() else False)
+    proc.send_signal(signal.SIGINT)  # Ctrl+C in the foreground command
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    evs = events(run_dir)
+    assert evs[-1]["type"] == "stopped"
+    stopped_at = evs[-1]["steps"]
+    assert 3 <= stopped_at < 400
+    assert (run_dir / "adapter_model.safetensors").exists()
+    assert (run_dir / f"checkpoint-{stopped_at}").is_dir()
+    assert rundir.run_state(run_dir).state == "stopped"
+
+    # Resume: the step count goes on from the checkpoint, to the same total.
+    done = cli(*flags[:-4], "--max-steps", "400", "--save-steps", "1000", "--max-seq-length", "64", "--resume")
+    evs = events(run_dir)
+    new_logs = [e for e in evs if e["type"] == "log" and e["seq"] > [x for x in evs if x["type"] == "stopped"][0]["seq"]]
+    assert done.returncode == 0, done.stderr
+    assert new_logs[0]["step"] == stopped_at + 1 and new_logs[-1]["step"] == 400
+    assert new_logs[0]["total_steps"] == 400
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"text": "fine"}\n{"text": broken\n', ":2: invalid JSON"),
+        ('{"prompt": "a", "answer": "b"}\n', "no recognised fields; found columns ['answer', 'prompt']"),
+        ("", "the dataset is empty"),
+        ('{"text": ""}\n{"text": "   "}\n', "all 2 rows are empty after formatting as text"),
+        ('{"messages": [{"role": "user", "content": "hi"}]}\n', "all 1 rows are empty after formatting as messages"),
+        ('{"messages": [{"role": "robot", "content": "hi"}]}\n', ":1: turn 1: unknown role 'robot'"),
+    ],
+)
+def test_bad_datasets_fail_before_anything_starts(tmp_path, capsys, content, message):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(content)
+    code = main(["train", "--dataset", str(bad), "--output-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and str(bad) in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_other_file_kinds_are_read(tmp_path):
+    import csv
+
+    from mgtui.data.scan import scan
+    with open(tmp_path / "d.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["instruction", "input", "output"])
+        w.writerow(["Add 1 and 2", "", "3"])
+    assert scan(str(tmp_path / "d.csv")).format == "alpaca"
+    (tmp_path / "d.json").write_text(json.dumps([{"text": "a"}, {"text": "b"}]))
+    assert scan(str(tmp_path / "d.json")).rows == 2
+    from datasets import Dataset
+    Dataset.from_list([{"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]}] * 3
+                      ).save_to_disk(str(tmp_path / "saved"))
+    r = scan(str(tmp_path / "saved"))
+    assert (r.format, r.rows) == ("sharegpt", 3)
+    Dataset.from_list([{"text": "a"}] * 5).to_parquet(str(tmp_path / "d.parquet"))
+    assert scan(str(tmp_path / "d.parquet")).rows == 5
+
+
+def test_occupied_output_directory_is_refused(tmp_path, capsys, tiny_model):
+    data = write_dataset(tmp_path / "d.jsonl", "text", n=8)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "adapter_config.json").write_text("{}")
+    code = main(["train", "--base-model", str(tiny_model), "--dataset", str(data), "--output-dir", str(run)])
+    err = capsys.readouterr().err
+    assert code == 2 and "holds an adapter or checkpoints" in err and "--resume" in err and "--force" in err
+    assert (run / "adapter_config.json").read_text() == "{}"
+    # --force keeps the old run under another name rather than deleting it.
+    res = settings(tiny_model, data, run, max_steps=1)
+    _, moved = launch.prepare(res, force=True)
+    assert moved and (Path(moved) / "adapter_config.json").read_text() == "{}"
