@@ -180,7 +180,7 @@ def _train(res: Resolved, run_dir: Path, resume: bool, ev, stop: threading.Event
         if checkpoint is None:
             raise DatasetError(f"--resume: {run_dir} has no checkpoint to resume from")
         ev.emit("message", message=f"resuming from {checkpoint.name}")
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    metrics = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None).metrics
     state["step"] = trainer.state.global_step
     if eval_ds is not None and not stop.is_set():
         trainer.evaluate()
@@ -202,6 +202,8 @@ def _train(res: Resolved, run_dir: Path, resume: bool, ev, stop: threading.Event
         "steps": trainer.state.global_step,
         "total_steps": trainer.state.max_steps,
         "runtime_s": round(time.time() - t0, 2),
+        "train_runtime_s": metrics.get("train_runtime"),
+        "train_steps_per_s": metrics.get("train_steps_per_second"),
         "peak_reserved_gb": peak,
         "estimate_gb": estimate_gb(res, plan.backend, state["total_gib"]),
         "backend": plan.backend,

@@ -1,0 +1,169 @@
+"""The Textual app: the form first, the run screen while training, help and the palette."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from .. import presets
+from ..gpu import FixedSource, GpuReading, GpuSource, NvmlSource
+from ..runs import launch
+from ..runs.registry import list_runs
+from ..settings import Resolved
+from .screens.form import FormScreen
+from .screens.modals import Choice, HelpScreen, PickOne
+from .screens.run import RunScreen
+
+HELP = """\
+mgtui sets up and runs LoRA/QLoRA fine-tuning. Everything works from the keyboard.
+
+Form
+  tab / shift+tab   next / previous field        ctrl+r  start the run
+  ctrl+o            load a preset                ctrl+s  save the form as a preset
+  ctrl+t            toggle quality mode          ctrl+g  choose the GPU to plan for
+  ctrl+y            copy the command line (OSC 52, works over SSH)
+  alt+1..6          apply the VRAM panel's out-of-memory step N
+  ctrl+p            command palette: every action by name
+
+Run
+  s                 stop (asks first; the adapter and a checkpoint are saved)
+  escape            back to the form (a live run asks: detach or stop)
+  ctrl+y            copy the Python lines that load the adapter
+  alt+1..6          after an out-of-memory failure: back to the form with step N applied
+
+Runs keep training when the terminal closes or SSH drops. `mgtui` lists the runs that are
+still going or finished since you last looked; `mgtui attach OUTPUT_DIR` opens one directly.
+
+The VRAM panel: fits (green), tight at 90% or more (yellow), over (red) with the guide's
+"Out of Memory" steps, each with its new estimate. Figures are GiB, labelled GB.
+"""
+
+
+class MgApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "mgtui"
+    BINDINGS = [
+        Binding("f1", "help", "Help"),
+        Binding("ctrl+q", "quit_app", "Quit", priority=True),
+    ]
+
+    def __init__(self, chosen: dict[str, Any] | None = None, target: tuple[str, float] | None = None,
+                 gpu_source: GpuSource | None = None, attach: Path | None = None, notice: str | None = None,
+                 scan_limit: int = 20000, offer_runs: bool = True) -> None:
+        super().__init__()
+        self.chosen = chosen or {}
+        self.target = target
+        self.gpu_source = gpu_source or NvmlSource()
+        self.attach_to = attach
+        self.notice = notice
+        self.scan_limit = scan_limit
+        self.offer_runs = offer_runs
+
+    def on_mount(self) -> None:
+        self.push_screen(FormScreen(self.chosen, self.target))
+        if self.notice:
+            self.notify(self.notice, title="Preset not loaded", severity="error", timeout=10)
+        if self.attach_to is not None:
+            self.attach(self.attach_to)
+        elif self.offer_runs:
+            self.call_after_refresh(self.offer_listed_runs)
+
+    def offer_listed_runs(self) -> None:
+        runs = list_runs()
+        if not runs:
+            return
+        options = [(r.output_dir, f"{r.state:<8} {r.output_dir}") for r in runs]
+        by_dir = {r.output_dir: r for r in runs}
+
+        def details(key: str) -> str:
+            r = by_dir[key]
+            return f"started {r.started}, pid {r.pid}: {'still training' if r.state == 'running' else r.state}"
+
+        self.push_screen(PickOne("Your runs: still going, or finished since you last looked", options, details,
+                                 "enter: attach · escape: go to the form"),
+                         lambda d: self.attach(Path(d)) if d else None)
+
+    # --- runs --------------------------------------------------------------------------------
+    def start_run(self, res: Resolved, estimate_gb: float | None) -> None:
+        gpus = self.gpu_source.read().gpus
+        try:
+            run_dir, proc, _ = launch.start(res, gpu_count=len(gpus))
+        except launch.LaunchError as e:
+            self.notify(str(e), severity="error", timeout=10)
+            return
+        self.push_screen(RunScreen(run_dir, estimate_gb, proc))
+
+    def attach(self, run_dir: Path) -> None:
+        if not (run_dir / "events.jsonl").exists() and not (run_dir / "run.json").exists():
+            self.notify(f"{run_dir}: not a run directory", severity="error")
+            return
+        self.push_screen(RunScreen(run_dir))
+
+    def back_to_form_with(self, changes: dict[str, Any], title: str) -> None:
+        while not isinstance(self.screen, FormScreen) and len(self.screen_stack) > 1:
+            self.pop_screen()
+        form = self.screen
+        if isinstance(form, FormScreen):
+            form.model.apply({**changes, "resume": False})
+            form.refresh_form()
+            self.notify(f"Applied: {title}")
+
+    # --- app-wide actions --------------------------------------------------------------------
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(HELP))
+
+    def action_quit_app(self) -> None:
+        screen = self.screen
+        if isinstance(screen, RunScreen) and screen.running:
+            screen.ask_leave(self.exit)
+        else:
+            self.exit()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if isinstance(screen, FormScreen):
+            yield SystemCommand("Start the run", "Validate and start training (ctrl+r)", screen.action_start)
+            yield SystemCommand("Load preset", "Apply a built-in or user preset (ctrl+o)", screen.action_load_preset)
+            yield SystemCommand("Save preset", "Save the form as a preset (ctrl+s)", screen.action_save_preset)
+            yield SystemCommand("Copy command line", "model-garden train … to the clipboard (ctrl+y)",
+                                screen.action_copy_command)
+            yield SystemCommand("Choose GPU target", "Plan for a detected or common GPU (ctrl+g)", screen.action_pick_gpu)
+            yield SystemCommand("Toggle quality mode", "16-bit, checkpointing true, adamw_torch (ctrl+t)",
+                                screen.action_toggle_quality)
+            if screen.plan:
+                for i, step in enumerate(screen.plan.steps, 1):
+                    yield SystemCommand(f"Apply: {step.title}", f"OOM step (alt+{i})",
+                                        lambda i=i: screen.action_advise(i))
+        if isinstance(screen, RunScreen):
+            yield SystemCommand("Stop the run", "Finish the step, save, stop (s)", screen.action_stop)
+            yield SystemCommand("Copy adapter loading code", "Python lines (ctrl+y)", screen.action_copy_snippet)
+        yield SystemCommand("Help", "Keys and what the panels mean (f1)", self.action_help)
+
+
+def run_app(preset: str | None = None, gpu_memory: float | None = None, gpu_name: str | None = None,
+            attach: str | None = None) -> int:
+    from ..cli import UsageError
+    from ..estimate.command import EstimateInputError, gpu_target
+
+    chosen: dict[str, Any] = {}
+    notice = None
+    if preset:
+        try:
+            p = presets.load(preset)
+            chosen = {k: p.values[k] for k in p.explicit_keys()}
+        except presets.PresetError as e:
+            notice = str(e)  # the app still opens, with the defaults, and says why
+    target = None
+    if gpu_memory is not None or gpu_name:
+        try:
+            gib, label = gpu_target(gpu_memory, gpu_name)
+        except EstimateInputError as e:
+            raise UsageError(str(e)) from None
+        target = (label + " (planning)", gib)
+    app = MgApp(chosen, target, attach=Path(attach).expanduser() if attach else None, notice=notice)
+    app.run()
+    return 0

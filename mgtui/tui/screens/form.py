@@ -1,0 +1,436 @@
+"""The settings screen: the form, the live VRAM panel, the dataset scan, presets, the command
+preview, and Start."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Checkbox, Footer, Header, Input, Label, Select, Static
+
+from ... import presets
+from ...data.scan import DatasetError, ScanReport, scan
+from ...estimate import Lookup, Plan, lookup, plan
+from ...estimate.gpus import COMMON_GPUS
+from ...form_model import FormModel
+from ...gpu import GpuReading
+from ...runs import rundir
+from ...settings import GROUPS, SETTINGS, Resolved
+from ..widgets.fields import SettingField, label_of
+from ..widgets.vram import VramPanel
+from .modals import AskName, Choice, PickOne, confirm
+
+QUALITY_HELP = "quality mode sets: 16-bit, checkpointing true, adamw_torch, RSLoRA when r >= 32"
+NO_TARGET = "__none__"
+
+
+class FormScreen(Screen):
+    BINDINGS = [
+        Binding("ctrl+r", "start", "Start", priority=True),
+        Binding("ctrl+o", "load_preset", "Load"),
+        Binding("ctrl+s", "save_preset", "Save"),
+        Binding("ctrl+y", "copy_command", "Copy cmd"),
+        Binding("ctrl+g", "pick_gpu", "GPU"),
+        Binding("ctrl+t", "toggle_quality", "Quality"),
+        *[Binding(f"alt+{i}", f"advise({i})", f"Apply step {i}", show=False) for i in range(1, 7)],
+    ]
+
+    def __init__(self, chosen: dict[str, Any], target: tuple[str, float] | None = None) -> None:
+        super().__init__()
+        self.model = FormModel(chosen)
+        self.target = target  # (label, GiB) chosen by flag or picker; None = the detected GPU
+        self.gpus: GpuReading | None = None
+        self.found: Lookup | None = None
+        self.plan: Plan | None = None
+        self.report: ScanReport | None = None
+        self.scan_error: str | None = None
+        self._scan_timer: Timer | None = None
+        self._lookup_timer: Timer | None = None
+
+    # --- layout ------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False, icon="◆")
+        with Horizontal(id="main"):
+            with VerticalScroll(id="form"):
+                for group in GROUPS:
+                    yield Label(group, classes="group")
+                    for s in SETTINGS:
+                        if s.group == group:
+                            yield SettingField(s, self.model.value(s.name))
+            with VerticalScroll(id="side"):
+                yield Label("GPU memory", classes="group")
+                yield VramPanel(id="vram")
+                yield Label("Dataset", classes="group")
+                yield Static("", id="dataset")
+        yield Static("", id="helpline")
+        yield Static("", id="command")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "mgtui"
+        self.sub_title = "settings"
+        self.refresh_form()
+        self.query_one("#i-base_model").focus()
+        self.read_gpus()
+        self.schedule_lookup(0)
+        self.schedule_scan(0)
+
+    # --- background work: never in the way of the first frame or of a keystroke --------------
+    @work(thread=True, exclusive=True, group="gpus")
+    def read_gpus(self) -> None:
+        reading = self.app.gpu_source.read()
+        self.app.call_from_thread(self._got_gpus, reading)
+
+    def _got_gpus(self, reading: GpuReading) -> None:
+        self.gpus = reading
+        self.refresh_estimate()
+
+    def schedule_lookup(self, delay: float = 0.4) -> None:
+        if self._lookup_timer:
+            self._lookup_timer.stop()
+        self._lookup_timer = self.set_timer(delay, self._lookup)
+
+    @work(thread=True, exclusive=True, group="lookup")
+    def _lookup(self) -> None:
+        base = self.model.value("base_model")
+        found = lookup(base)
+        self.app.call_from_thread(self._got_lookup, base, found)
+
+    def _got_lookup(self, base: str, found: Lookup) -> None:
+        if base == self.model.value("base_model"):
+            self.found = found
+            self.refresh_estimate()
+
+    def schedule_scan(self, delay: float = 0.4) -> None:
+        if self._scan_timer:
+            self._scan_timer.stop()
+        self._scan_timer = self.set_timer(delay, self._scan)
+
+    @work(thread=True, exclusive=True, group="scan")
+    def _scan(self) -> None:
+        source, fmt = self.model.value("dataset"), self.model.value("dataset_format")
+        if not source:
+            self.app.call_from_thread(self._got_scan, source, None, None)
+            return
+        try:
+            report, error = scan(source, fmt, limit=self.app.scan_limit), None
+        except DatasetError as e:
+            report, error = None, str(e)
+        self.app.call_from_thread(self._got_scan, source, report, error)
+
+    def _got_scan(self, source: str, report: ScanReport | None, error: str | None) -> None:
+        if source != self.model.value("dataset"):
+            return
+        self.report, self.scan_error = report, error
+        self.query_one("#dataset", Static).update(self.dataset_text())
+
+    def dataset_text(self) -> Text:
+        if not self.model.value("dataset"):
+            return Text("no dataset chosen (dataset field)", style="dim")
+        if self.scan_error:
+            return Text(self.scan_error, style="bold red")
+        r = self.report
+        if r is None:
+            return Text("scanning…", style="dim")
+        if r.hub:
+            return Text(f"{r.source}: a Hub dataset, checked when the run starts", style="cyan")
+        t = Text()
+        more = f" (first {self.app.scan_limit})" if r.rows >= self.app.scan_limit else ""
+        t.append(f"{r.format} · {r.usable} rows{more}", style="bold green")
+        if r.skipped:
+            t.append(f" · {r.skipped} empty", style="yellow")
+        t.append(f"\n{int(r.chars['mean'])} chars on average\n", style="dim")
+        t.append(r.sample[:300], style="italic")
+        return t
+
+    # --- edits -------------------------------------------------------------------------------
+    @on(Input.Changed)
+    def _typed(self, event: Input.Changed) -> None:
+        name = (event.input.id or "").removeprefix("i-")
+        self.model.set_text(name, event.value)
+        self._after_edit(name)
+
+    @on(Select.Changed)
+    def _picked(self, event: Select.Changed) -> None:
+        name = (event.select.id or "").removeprefix("i-")
+        if name and event.value is not Select.BLANK:
+            self.model.set_value(name, event.value)
+            self._after_edit(name)
+
+    @on(Checkbox.Changed)
+    def _toggled(self, event: Checkbox.Changed) -> None:
+        name = (event.checkbox.id or "").removeprefix("i-")
+        self.model.set_value(name, event.value)
+        self._after_edit(name)
+
+    def _after_edit(self, name: str) -> None:
+        self.refresh_form()
+        if name == "base_model":
+            self.found = None
+            self.schedule_lookup()
+        if name in ("dataset", "dataset_format"):
+            self.report, self.scan_error = None, None
+            self.query_one("#dataset", Static).update(self.dataset_text())
+            self.schedule_scan()
+
+    def on_descendant_focus(self, event) -> None:
+        self.show_help()
+
+    def show_help(self) -> None:
+        focused = self.app.focused
+        name = (getattr(focused, "id", "") or "").removeprefix("i-")
+        setting = next((s for s in SETTINGS if s.name == name), None)
+        if setting is None:
+            return
+        text = Text(f"{label_of(setting)}: ", style="bold")
+        text.append(setting.help)
+        if setting.name == "quality_mode":
+            text = Text(QUALITY_HELP, style="bold")
+        self.query_one("#helpline", Static).update(text)
+
+    # --- rendering ---------------------------------------------------------------------------
+    def refresh_form(self) -> None:
+        m = self.model
+        errors = m.errors
+        for s in SETTINGS:
+            field = self.query_one(f"#f-{s.name}", SettingField)
+            note = m.quality_note(s.name)
+            if s.name == "quality_mode" and m.value("quality_mode") and m.resolved is not None:
+                note = "sets " + ", ".join(f"{label_of_name(k)}={v}" for k, v in m.resolved.quality_set.items()) \
+                    if m.resolved.quality_set else "nothing left to set: you chose those fields"
+            field.show(m.display(s.name), m.value(s.name), errors.get(s.name), note, s.name in m.chosen)
+        self.refresh_estimate()
+        self.refresh_command()
+
+    def refresh_command(self) -> None:
+        res = self.model.resolved
+        widget = self.query_one("#command", Static)
+        if res is None or not self.model.valid:
+            bad = "; ".join(f"{label_of_name(k)}: {v}" for k, v in self.model.errors.items())
+            widget.update(Text(f"✗ {bad}", style="bold red"))
+            return
+        widget.update(Text("$ " + shlex.join(res.command_line()), style="green"))
+
+    def current_target(self) -> tuple[str, float | None]:
+        if self.target is not None:
+            return self.target
+        if self.gpus is None:
+            return "reading GPUs…", None
+        if not self.gpus.gpus:
+            return f"no GPU: {self.gpus.error}", None
+        g = self.gpus.gpus[0]
+        return f"GPU {g.index} {g.name} (free)", g.available_gib()
+
+    def refresh_estimate(self) -> None:
+        res = self.model.resolved
+        panel = self.query_one("#vram", VramPanel)
+        if res is None or self.found is None:
+            self.plan = None
+            panel.show(None, "looking up the architecture…" if res is not None else "fix the marked fields")
+            return
+        label, gib = self.current_target()
+        self.plan = plan(res, self.found, gib, label)
+        panel.show(self.plan)
+
+    # --- actions -----------------------------------------------------------------------------
+    def action_toggle_quality(self) -> None:
+        self.model.set_value("quality_mode", not self.model.value("quality_mode"))
+        self.refresh_form()
+
+    def action_advise(self, index: int) -> None:
+        if not self.plan or not 0 < index <= len(self.plan.steps):
+            self.notify("No advice to apply: the run fits or there is no GPU to compare with", severity="warning")
+            return
+        step = self.plan.steps[index - 1]
+        self.model.apply(step.changes)
+        self.refresh_form()
+        self.notify(f"Applied: {step.title}")
+
+    def action_copy_command(self) -> None:
+        if self.model.resolved is None or not self.model.valid:
+            self.notify("Fix the marked fields first", severity="error")
+            return
+        self.app.copy_to_clipboard(shlex.join(self.model.resolved.command_line()))
+        self.notify("Command copied (OSC 52: works over SSH in most terminals)")
+
+    def action_pick_gpu(self) -> None:
+        options: list[tuple[str, str]] = []
+        for g in (self.gpus.gpus if self.gpus else ()):
+            options.append((f"gpu:{g.index}", f"GPU {g.index}: {g.name} · {g.available_gib():.1f} GB free"))
+        options += [(f"plan:{name}", f"{name} · {gib:.1f} GB (planning)") for name, gib in COMMON_GPUS.items()]
+        options.append((NO_TARGET, "No target: show the estimate only"))
+
+        def details(key: str) -> str:
+            return "The detected GPU's total minus what other processes hold" if key.startswith("gpu:") else \
+                "Plan a run for a GPU you don't have here" if key.startswith("plan:") else ""
+
+        def chosen(key: str | None) -> None:
+            if key is None:
+                return
+            if key.startswith("gpu:") and self.gpus:
+                g = self.gpus.gpus[int(key[4:])]
+                self.target = (f"GPU {g.index} {g.name} (free)", g.available_gib())
+            elif key.startswith("plan:"):
+                self.target = (key[5:] + " (planning)", COMMON_GPUS[key[5:]])
+            else:
+                self.target = ("no target", None)
+            self.refresh_estimate()
+
+        self.app.push_screen(PickOne("Plan for which GPU?", options, details), chosen)
+
+    def action_load_preset(self) -> None:
+        listing = presets.listing()
+        loaded: dict[str, presets.Preset | str] = {}
+        for name, (path, builtin) in listing.items():
+            try:
+                loaded[name] = presets.load_path(path, builtin)
+            except presets.PresetError as e:
+                loaded[name] = str(e)
+        options = [(n, f"{n}  ({'built-in' if listing[n][1] else 'user'})" + ("  BROKEN" if isinstance(p, str) else ""))
+                   for n, p in loaded.items()]
+
+        def details(name: str) -> Text:
+            p = loaded.get(name)
+            if isinstance(p, str) or p is None:
+                return Text(str(p), style="bold red")
+            t = Text(p.description + "\n", style="italic")
+            try:
+                changes = self.model.diff(_resolve_preset(p))
+            except Exception as e:  # a preset that resolves to a conflict
+                return t + Text(str(e), style="bold red")
+            if not changes:
+                t.append("no change to the form", style="dim")
+            for k, old, new in changes[:7]:
+                t.append(f"{label_of_name(k)}: {old} → {new}\n")
+            if len(changes) > 7:
+                t.append(f"… and {len(changes) - 7} more", style="dim")
+            return t
+
+        def chosen(name: str | None) -> None:
+            if name is not None:
+                self.load_preset(name)
+
+        self.app.push_screen(PickOne("Load a preset", options, details), chosen)
+
+    def load_preset(self, name_or_path: str) -> bool:
+        """Apply a preset; a broken one leaves the form as it was and says why."""
+        try:
+            p = presets.load(name_or_path)
+            _resolve_preset(p)
+        except (presets.PresetError, ValueError) as e:
+            self.notify(str(e), title="Preset not loaded", severity="error", timeout=10)
+            return False
+        # A preset without paths keeps the user's dataset and output directory.
+        kept = {s.name: self.model.chosen[s.name] for s in SETTINGS
+                if s.path and s.name not in p.values and s.name in self.model.chosen}
+        self.model.replace({**kept, **{k: p.values[k] for k in p.explicit_keys()}})
+        self.refresh_form()
+        self.found = None
+        self.schedule_lookup(0)
+        self.schedule_scan(0)
+        self.notify(f"Loaded preset {p.name}")
+        return True
+
+    def action_save_preset(self) -> None:
+        if self.model.resolved is None or not self.model.valid:
+            self.notify("Fix the marked fields before saving", severity="error")
+            return
+        res = self.model.resolved
+
+        def check(name: str) -> str | None:
+            if not name:
+                return "Give a name"
+            try:
+                presets.target_path(name)
+            except presets.PresetError as e:
+                return str(e)
+            return None
+
+        def named(name: str | None) -> None:
+            if not name:
+                return
+            path = presets.target_path(name)
+            if path.exists():
+                self.app.push_screen(confirm("Overwrite preset?", f"{path} exists. Replace it?", "Overwrite", "Keep"),
+                                     lambda answer: self._save(res, name, answer == "yes"))
+            else:
+                self._save(res, name, False)
+
+        self.app.push_screen(AskName("Save preset as", f"saved in {presets.user_dir()} (or give a path ending .toml)",
+                                     validate=check), named)
+
+    def _save(self, res: Resolved, name: str, force: bool) -> None:
+        if presets.target_path(name).exists() and not force:
+            self.notify("Not saved: the existing preset was kept")
+            return
+        try:
+            path = presets.save(res, name, force=force)
+        except presets.PresetError as e:
+            self.notify(str(e), severity="error", timeout=10)
+            return
+        self.notify(f"Saved {path}")
+
+    def action_start(self) -> None:
+        m = self.model
+        if m.resolved is None or not m.valid:
+            self.notify("Start refused: fix the marked fields first", severity="error")
+            return
+        if not m.value("dataset"):
+            self.notify("Start refused: choose a dataset", severity="error")
+            self.query_one("#i-dataset").focus()
+            return
+        if self.scan_error:
+            self.notify(f"Start refused: {self.scan_error}", severity="error", timeout=10)
+            return
+        res = m.resolved
+        out = Path(res["output_dir"]).expanduser()
+        reason = rundir.occupied(out)
+        if reason and not res["resume"]:
+            running = rundir.run_state(out).state == "running"
+            answers = [("new", "New directory", "d"), ("cancel", "Cancel", "escape")]
+            if not running and rundir.latest_checkpoint(out):
+                answers.insert(0, ("resume", "Resume it", "r"))
+            if running:
+                answers.insert(0, ("attach", "Attach to it", "a"))
+            self.app.push_screen(Choice("Output directory in use", reason, answers),
+                                 lambda a: self._occupied_answer(a, res))
+            return
+        self.app.start_run(res, self.plan.estimate.peak_gib if self.plan and self.plan.estimate else None)
+
+    def _occupied_answer(self, answer: str | None, res: Resolved) -> None:
+        if answer == "resume":
+            self.model.apply({"resume": True})
+            self.refresh_form()
+            self.app.start_run(self.model.resolved, self.plan.estimate.peak_gib if self.plan and self.plan.estimate else None)
+        elif answer == "new":
+            self.model.apply({"output_dir": free_directory(res["output_dir"])})
+            self.refresh_form()
+            self.notify(f"Output directory set to {self.model.value('output_dir')}: press ctrl+r to start")
+        elif answer == "attach":
+            self.app.attach(Path(res["output_dir"]).expanduser())
+
+
+def _resolve_preset(p: presets.Preset) -> Resolved:
+    from ...settings import resolve
+
+    return resolve([{k: p.values[k] for k in p.explicit_keys()}], p.explicit_keys())
+
+
+def label_of_name(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def free_directory(base: str) -> str:
+    for n in range(2, 1000):
+        candidate = f"{base.rstrip('/')}-{n}"
+        if rundir.occupied(Path(candidate).expanduser()) is None:
+            return candidate
+    return base + "-new"

@@ -1,0 +1,251 @@
+"""The run screen: phase and progress, loss chart, metrics, log, GPU gauges, stop, and the
+summary or failure panel. It follows the run directory's event log, so a fresh run, a reattach
+after a dropped SSH session and a finished run all take the same path."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, RichLog, Sparkline, Static
+
+from ...runs import rundir
+from ...runs.events import EVENTS_FILE, EventFollower
+from ...runs.headless import fmt_duration
+from ...runs.launch import request_stop
+from ...runs.registry import mark_seen
+from ...runs.view import RunView
+from ..widgets.charts import LossChart
+from ..widgets.gpus import GpuPanel
+from ..widgets.vram import bar
+from .modals import Choice, confirm
+
+LOG_STYLE = {"warning": "yellow", "error": "bold red", "phase": "cyan", "info": ""}
+
+
+def load_snippet(run_dir: Path) -> str:
+    return ("from peft import AutoPeftModelForCausalLM\n"
+            f"model = AutoPeftModelForCausalLM.from_pretrained({str(run_dir)!r})")
+
+
+class RunScreen(Screen):
+    BINDINGS = [
+        Binding("s", "stop", "Stop"),
+        Binding("escape", "back", "Form"),
+        Binding("ctrl+y", "copy_snippet", "Copy load code"),
+        *[Binding(f"alt+{i}", f"advise({i})", f"Back with step {i}", show=False) for i in range(1, 7)],
+    ]
+
+    def __init__(self, run_dir: Path, estimate_gb: float | None = None, proc: subprocess.Popen | None = None,
+                 poll_s: float = 0.1) -> None:
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.proc = proc
+        self.view = RunView(estimate_gb=estimate_gb)
+        self.follower = EventFollower(self.run_dir / EVENTS_FILE)
+        self.poll_s = poll_s
+        self.exit_note: str | None = None
+        self._log_shown = 0
+        self._stop_requested = False
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False, icon="◆")
+        with Horizontal(id="runmain"):
+            with Vertical(id="runleft"):
+                yield Static("", id="progress")
+                yield Static("", id="end", classes="hidden")
+                yield LossChart(id="chart")
+                yield Sparkline([], id="spark")
+                yield RichLog(id="log", wrap=True, markup=False, max_lines=2000, min_width=20)
+            with VerticalScroll(id="runside"):
+                yield Static("", id="metrics")
+                yield GpuPanel(id="gpus")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "mgtui"
+        self.sub_title = f"run · {self.run_dir}"
+        self.drain()
+        self.set_interval(self.poll_s, self.drain)
+        self.poll_gpus()
+        self.set_interval(1.0, self.poll_gpus)
+
+    # --- events: drained in batches on a timer, so the UI never waits on the engine -----------
+    def drain(self) -> None:
+        events = self.follower.read_new()
+        if events:
+            self.view.apply(events)
+        elif not self.view.finished and self.exit_note is None:
+            self._check_engine()
+        if events or self.exit_note:
+            self.render_view()
+
+    def _check_engine(self) -> None:
+        """An engine that died without a last word (killed, crashed) is reported, not waited on."""
+        code = self.proc.poll() if self.proc else None
+        if self.proc is not None and code is None:
+            return
+        if self.proc is None and rundir.run_state(self.run_dir).state != "dead":
+            return
+        if self.follower.read_new():  # its last words may have landed just now
+            return
+        how = (f"signal {signal.Signals(-code).name}" if code and code < 0 else f"exit status {code}") \
+            if self.proc is not None else "no running process"
+        self.exit_note = f"The engine stopped without a last word ({how}). See {self.run_dir / rundir.LOG_FILE}."
+
+    def render_view(self) -> None:
+        v = self.view
+        self.query_one("#progress", Static).update(self.progress_text())
+        self.query_one("#metrics", Static).update(self.metrics_text())
+        self.query_one("#chart", LossChart).set_data(v.losses, v.eval_losses)
+        self.query_one("#spark", Sparkline).data = [y for _, y in v.losses[-200:]]
+        log = self.query_one("#log", RichLog)
+        for kind, text in v.log[self._log_shown:]:
+            log.write(Text(text, style=LOG_STYLE.get(kind, "")))
+        self._log_shown = len(v.log)
+        end = self.query_one("#end", Static)
+        if v.finished or self.exit_note:
+            end.remove_class("hidden")
+            end.update(self.end_text())
+            self.sub_title = f"{v.end['type'] if v.end else 'engine gone'} · {self.run_dir}"
+            mark_seen(self.run_dir)
+
+    def progress_text(self) -> Text:
+        v = self.view
+        t = Text()
+        phase = v.phase.replace("_", " ")
+        t.append(f"{phase}", style="bold cyan")
+        if v.phase == "preparing_data" and v.phase_progress is not None:
+            t.append(f" {v.phase_progress:.0%}")
+        if v.phase_detail and v.phase in ("loading_model", "preparing_data"):
+            t.append(f" · {v.phase_detail}", style="dim")
+        t.append("\n")
+        total = v.total_steps or 0
+        frac = v.step / total if total else 0.0
+        t.append_text(bar(frac, 30, "green"))
+        t.append(f" {v.step}/{total or '?'} {frac:.0%}  epoch {v.epoch:.2f}\n")
+        t.append(f"elapsed {fmt_duration(v.elapsed_s)}  ETA {fmt_duration(v.eta_s)}", style="dim")
+        if v.missed:
+            t.append(f"  ({v.missed} events missed)", style="yellow")
+        return t
+
+    def metrics_text(self) -> Text:
+        v = self.view
+
+        def num(x, f):
+            return "-" if x is None else format(x, f)
+
+        t = Text()
+        t.append(f"loss      {num(v.loss, '.4f')}\n", style="bold")
+        if v.eval_losses:
+            t.append(f"eval loss {v.eval_losses[-1][1]:.4f}\n", style="yellow")
+        t.append(f"lr        {num(v.learning_rate, '.2e')}\n")
+        t.append(f"grad norm {num(v.grad_norm, '.3f')}\n")
+        t.append(f"tokens/s  {num(v.tokens_per_s, ',.0f')}\n")
+        peak = "-" if v.peak_gb is None else f"{v.peak_gb:.2f}"
+        est = "-" if v.estimate_gb is None else f"{v.estimate_gb:.2f}"
+        t.append(f"peak GB   {peak} (est {est})\n")
+        if v.backend:
+            t.append(f"{v.backend} · {v.device} · ×{v.world_size}\n", style="dim")
+        return t
+
+    def end_text(self) -> Text:
+        v = self.view
+        e = v.end or {}
+        t = Text()
+        if self.exit_note and not v.end:
+            t.append("Failed\n", style="bold red")
+            t.append(self.exit_note + "\n")
+            t.append("The run directory keeps the last checkpoint and the event log; esc: back to the form\n")
+            return t
+        kind = e.get("type")
+        if kind == "failed":
+            t.append(f"Failed ({e.get('kind')}) at step {e.get('step')}\n", style="bold red")
+            t.append(e.get("message", "") + "\n")
+            if e.get("kind") == "oom":
+                t.append(f"reserved {e.get('reserved_gb')} GB of {e.get('total_gb')} GB; estimate {v.estimate_gb} GB\n")
+            for i, a in enumerate(e.get("advice") or [], 1):
+                t.append(f"alt+{i} ", style="bold")
+                t.append(f"{a['title']} → {a['peak_gb']} GB{' ✓' if a['fits'] else ''}\n")
+            t.append("esc: back to the form", style="dim")
+            return t
+        style = "bold green" if kind == "done" else "bold yellow"
+        t.append(f"{'Done' if kind == 'done' else 'Stopped'}: {e.get('steps')} steps in {fmt_duration(e.get('runtime_s'))}, "
+                 f"final loss {e.get('final_loss') or 0:.4f}\n", style=style)
+        peak = "n/a (CPU)" if v.peak_gb is None else f"{v.peak_gb:.2f} GB"
+        t.append(f"peak memory {peak} · estimate {v.estimate_gb} GB\n")
+        t.append(f"adapter: {e.get('adapter')}\n")
+        t.append(load_snippet(self.run_dir) + "\n", style="cyan")
+        if kind == "stopped":
+            t.append("continue it later with --resume\n", style="dim")
+        return t
+
+    @work(thread=True, exclusive=True, group="gpu-poll")
+    def poll_gpus(self) -> None:
+        reading = self.app.gpu_source.read()
+        info = rundir.read_json(self.run_dir / rundir.RUN_FILE)
+        own = {p for p in (info.get("pid"), info.get("launcher_pid")) if p}
+        self.app.call_from_thread(self.query_one("#gpus", GpuPanel).show, reading, own)
+
+    # --- actions -----------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return not self.view.finished and self.exit_note is None
+
+    def action_stop(self) -> None:
+        if not self.running:
+            self.notify("The run is not running")
+            return
+
+        def answer(a: str | None) -> None:
+            if a == "yes":
+                self.stop_run()
+
+        self.app.push_screen(confirm("Stop the run?", "It finishes the current step, saves the adapter and a "
+                                     "checkpoint, then stops. You can resume it later.", "Stop", "Keep training"), answer)
+
+    def stop_run(self) -> None:
+        if request_stop(self.run_dir):
+            self._stop_requested = True
+            self.notify("Stopping after the current step…")
+        else:
+            self.notify("Could not signal the engine (is it still running?)", severity="error")
+
+    def action_back(self) -> None:
+        if self.running:
+            self.ask_leave(lambda: self.app.pop_screen())
+        else:
+            self.app.pop_screen()
+
+    def ask_leave(self, then) -> None:
+        """Leaving a live run: detach (it keeps training) or stop it."""
+        def answer(a: str | None) -> None:
+            if a == "stop":
+                self.stop_run()
+                then()
+            elif a == "detach":
+                self.notify(f"Still training; reattach with: mgtui attach {self.run_dir}")
+                then()
+
+        self.app.push_screen(Choice("The run is still training", f"Detach and let it train on, or stop it?\n"
+                                    f"Reattach later with: mgtui attach {self.run_dir}",
+                                    [("detach", "Detach", "d"), ("stop", "Stop", "s"), ("cancel", "Cancel", "escape")]),
+                             answer)
+
+    def action_copy_snippet(self) -> None:
+        self.app.copy_to_clipboard(load_snippet(self.run_dir))
+        self.notify("Copied the lines that load the adapter")
+
+    def action_advise(self, index: int) -> None:
+        advice = (self.view.end or {}).get("advice") or []
+        if not 0 < index <= len(advice):
+            return
+        self.app.back_to_form_with(advice[index - 1]["changes"], advice[index - 1]["title"])

@@ -1,0 +1,63 @@
+"""GPU gauges, as nvitop shows them: utilization with history, memory (and the run's share),
+temperature, power against its limit, SM clock. N/A with a reason when NVML can't tell."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from rich.text import Text
+from textual.widgets import Static
+
+from ...gpu import GIB, GpuReading, GpuSample
+from .vram import bar
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def spark(values: list[float], width: int) -> str:
+    vals = values[-width:]
+    return "".join(SPARK[min(7, int(v / 100 * 7.999))] for v in vals).rjust(width, " ")
+
+
+def na(value, fmt: str) -> str:
+    return "N/A" if value is None else fmt.format(value)
+
+
+def render_gpu(g: GpuSample, history: list[float], own: set[int], width: int) -> Text:
+    t = Text()
+    t.append(f"GPU {g.index} {g.name}\n", style="bold")
+    util = g.utilization
+    t.append(f"util {na(util, '{:3d}%')} ")
+    t.append(spark(history, max(4, width - 10)) + "\n", style="green")
+    frac = g.memory_used / g.memory_total if g.memory_total else 0
+    t.append_text(bar(frac, width, "magenta"))
+    held = g.used_by(own)
+    t.append(f"\nmem {g.memory_used / GIB:.1f}/{g.memory_total / GIB:.1f} GB")
+    t.append(f" · run {held / GIB:.1f}\n" if held else "\n", style="bold")
+    power = f"{na(g.power_w, '{:.0f}')}/{na(g.power_limit_w, '{:.0f}')} W"
+    t.append(f"{na(g.temperature, '{}°C')}  {power}  {na(g.sm_clock_mhz, '{} MHz')}\n", style="dim")
+    return t
+
+
+class GpuPanel(Static):
+    DEFAULT_CSS = "GpuPanel { height: auto; padding: 0 1; }"
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.history: dict[int, deque[float]] = {}
+        self.selected: set[int] | None = None  # GPU indices the run uses; None = all
+
+    def show(self, reading: GpuReading, own_pids: set[int]) -> None:
+        if not reading.gpus:
+            self.update(Text(f"GPU: N/A\n{reading.error}\nthe rest of this screen works as usual", style="yellow"))
+            return
+        width = max(16, (self.size.width or 34) - 2)
+        t = Text()
+        for g in reading.gpus:
+            if self.selected is not None and g.index not in self.selected:
+                continue
+            h = self.history.setdefault(g.index, deque(maxlen=120))
+            if g.utilization is not None:
+                h.append(g.utilization)
+            t.append_text(render_gpu(g, list(h), own_pids, width))
+        self.update(t)

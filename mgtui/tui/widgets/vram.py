@@ -1,0 +1,69 @@
+"""The VRAM panel: the estimate against the available memory, its breakdown, the fit search,
+and, when it won't fit, the guide's steps with their new estimates (each one key away)."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from ...estimate import Plan
+
+SHORT = {
+    "cuda_context": "context", "base_weights": "weights", "lora_weights": "lora", "gradients": "grads",
+    "optimizer_states": "optim", "activations": "activ", "logits_and_loss": "logits", "evaluation": "eval",
+    "allocator_overhead": "alloc",
+}
+STYLE = {"fits": "green", "tight": "yellow", "over": "bold red", "unknown": "cyan"}
+
+
+def bar(fraction: float, width: int, style: str) -> Text:
+    filled = max(0, min(width, round(fraction * width)))
+    return Text("█" * filled, style=style) + Text("░" * (width - filled), style="dim")
+
+
+def render_plan(p: Plan | None, width: int = 32, pending: str = "") -> Text:
+    t = Text()
+    if p is None:
+        return Text(pending or "waiting for valid settings", style="dim")
+    gpu = p.gpu_label or "no GPU"
+    t.append(f"{gpu}\n", style="bold")
+    e = p.estimate
+    if e is None:
+        t.append(p.lookup.source + "\n", style="yellow")
+        return t
+    if p.gpu_gib:
+        frac = e.peak_gib / p.gpu_gib
+        t.append_text(bar(frac, width, STYLE[e.state]))
+        label = {"fits": "fits", "tight": "TIGHT ≥90%", "over": "OVER"}[e.state]
+        t.append(f"\n{e.peak_gib:.1f} / {p.gpu_gib:.1f} GB  {frac:.0%}  ", style="bold")
+        t.append(label + "\n", style=STYLE[e.state])
+    else:
+        t.append(f"peak {e.peak_gib:.1f} GB", style="bold")
+        t.append("  fits: unknown\n", style="cyan")
+        t.append("no GPU here: pick a target (ctrl+g)\n", style="dim")
+    items = [(SHORT[k], v) for k, v in e.breakdown.items()]
+    for i in range(0, len(items), 2):
+        row = "  ".join(f"{name:<7}{value:6.2f}" for name, value in items[i:i + 2])
+        t.append(row + "\n", style="dim" if i else "")
+    if e.cpu_ram_gib:
+        t.append(f"host RAM (offload) {e.cpu_ram_gib:.1f} GB\n")
+    if p.max_batch_size is not None or p.gpu_gib:
+        t.append(f"max batch {p.max_batch_size or '-'} · max seq {p.max_seq_length or '-'}\n", style="dim")
+    for note in e.notes:
+        t.append(note + "\n", style="dim italic")
+    if p.steps:
+        t.append("Out of memory - try in order:\n", style="bold red")
+        for i, s in enumerate(p.steps, 1):
+            mark = "✓" if s.fits else "✗"
+            t.append(f"alt+{i} ", style="bold")
+            t.append(f"{s.title[:width - 15]:<{width - 15}} {s.estimate.peak_gib:5.1f} {mark}\n",
+                     style="green" if s.fits else "")
+    return t
+
+
+class VramPanel(Static):
+    DEFAULT_CSS = "VramPanel { height: auto; padding: 0 1; }"
+
+    def show(self, p: Plan | None, pending: str = "") -> None:
+        width = max(20, (self.size.width or 34) - 2)
+        self.update(render_plan(p, width, pending))
