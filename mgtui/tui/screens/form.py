@@ -96,7 +96,7 @@ class FormScreen(Screen):
     def schedule_lookup(self, delay: float = 0.4) -> None:
         if self._lookup_timer:
             self._lookup_timer.stop()
-        self._lookup_timer = self.set_timer(delay, self._lookup)
+        self._lookup_timer = self.set_timer(max(delay, 0.01), self._lookup)
 
     @work(thread=True, exclusive=True, group="lookup")
     def _lookup(self) -> None:
@@ -112,7 +112,7 @@ class FormScreen(Screen):
     def schedule_scan(self, delay: float = 0.4) -> None:
         if self._scan_timer:
             self._scan_timer.stop()
-        self._scan_timer = self.set_timer(delay, self._scan)
+        self._scan_timer = self.set_timer(max(delay, 0.01), self._scan)
 
     @work(thread=True, exclusive=True, group="scan")
     def _scan(self) -> None:
@@ -155,21 +155,25 @@ class FormScreen(Screen):
     @on(Input.Changed)
     def _typed(self, event: Input.Changed) -> None:
         name = (event.input.id or "").removeprefix("i-")
+        if event.value == self.model.display(name) and name not in self.model.field_errors:
+            return
         self.model.set_text(name, event.value)
         self._after_edit(name)
 
     @on(Select.Changed)
     def _picked(self, event: Select.Changed) -> None:
         name = (event.select.id or "").removeprefix("i-")
-        if name and event.value is not Select.BLANK:
+        # Selects announce their initial value on mount: only a real change counts as a choice.
+        if name and event.value is not Select.BLANK and event.value != self.model.value(name):
             self.model.set_value(name, event.value)
             self._after_edit(name)
 
     @on(Checkbox.Changed)
     def _toggled(self, event: Checkbox.Changed) -> None:
         name = (event.checkbox.id or "").removeprefix("i-")
-        self.model.set_value(name, event.value)
-        self._after_edit(name)
+        if event.value != self.model.value(name):
+            self.model.set_value(name, event.value)
+            self._after_edit(name)
 
     def _after_edit(self, name: str) -> None:
         self.refresh_form()

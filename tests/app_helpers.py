@@ -1,0 +1,31 @@
+"""Shared by the app tests: a GPU source fed with recorded samples, and input helpers."""
+
+from __future__ import annotations
+
+from mgtui.gpu import FixedSource, GpuReading, GpuSample
+
+GIB = 1024**3
+NO_GPU = FixedSource(GpuReading(error="no NVIDIA GPU found"))
+
+
+def one_gpu(total_gib: float = 24.0, used_gib: float = 0.5, util: int = 87) -> FixedSource:
+    return FixedSource(GpuReading((GpuSample(0, "NVIDIA GeForce RTX 4090", int(total_gib * GIB), int(used_gib * GIB),
+                                             utilization=util, temperature=64, power_w=312.0, power_limit_w=450.0,
+                                             sm_clock_mhz=2520, process_memory={}),)))
+
+
+async def type_into(pilot, name: str, text: str) -> None:
+    widget = pilot.app.screen.query_one(f"#i-{name}")
+    widget.focus()
+    await pilot.pause()
+    await pilot.press("end", *["backspace"] * len(widget.value))
+    if text:
+        await pilot.press(*list(text))
+    await pilot.pause()
+
+
+async def settle(pilot, seconds: float = 0.6) -> None:
+    """Let background work (architecture lookup, dataset scan, debounce timers) finish."""
+    await pilot.pause(seconds)
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
