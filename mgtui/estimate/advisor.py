@@ -44,6 +44,7 @@ class Step:
     title: str
     changes: dict[str, Any]  # settings to set explicitly, as the form would
     estimate: Estimate
+    short: str = ""  # a few words, for narrow panels
 
     @property
     def fits(self) -> bool | None:
@@ -83,14 +84,15 @@ def advise(res: Resolved, arch: Arch, gpu_gib: float | None, backend: str = "uns
     then, when more than one applies, all of them together."""
     out: list[Step] = []
     combined: dict[str, Any] = {}
-    for number, title, changes in _guide_steps(res):
+    for number, title, short, changes in _guide_steps(res):
         try:
             changed = apply_changes(res, changes)
         except SettingError:  # e.g. 4-bit of a model only a 16-bit name is known for
             continue
-        out.append(Step(number, title, changes, estimate_settings(changed, arch, gpu_gib, backend, c)))
+        out.append(Step(number, title, changes, estimate_settings(changed, arch, gpu_gib, backend, c), short))
         combined.update(changes)
     if len(out) > 1:
         changed = apply_changes(res, combined)
-        out.append(Step(0, "All of the above", combined, estimate_settings(changed, arch, gpu_gib, backend, c)))
+        out.append(Step(0, "All of the above", combined, estimate_settings(changed, arch, gpu_gib, backend, c),
+                        "all of the above"))
     return out

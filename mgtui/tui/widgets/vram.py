@@ -56,7 +56,7 @@ def render_plan(p: Plan | None, width: int = 32, pending: str = "") -> Text:
         for i, s in enumerate(p.steps, 1):
             mark = "✓" if s.fits else "✗"
             t.append(f"alt+{i} ", style="bold")
-            t.append(f"{s.title[:width - 15]:<{width - 15}} {s.estimate.peak_gib:5.1f} {mark}\n",
+            t.append(f"{s.short[:width - 15]:<{width - 15}} {s.estimate.peak_gib:5.1f} {mark}\n",
                      style="green" if s.fits else "")
     return t
 

@@ -1,0 +1,88 @@
+"""Snapshot tests of the main states, at 80x24 and 120x40 (pytest-textual-snapshot).
+The run screen is replayed from recorded event logs. Update with: uv run pytest --snapshot-update"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from app_helpers import NO_GPU, one_gpu
+from conftest import ROOT
+from mgtui.tui.app import MgApp
+
+SIZES = [(80, 24), (120, 40)]
+DATA = ROOT / "tests" / "data"
+
+
+async def _settle(pilot) -> None:
+    await pilot.pause(0.6)
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def form_app(chosen, target=None, gpu=NO_GPU) -> MgApp:
+    return MgApp(chosen, target, gpu, offer_runs=False)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_form_default(snap_compare, size):
+    app = form_app({"dataset": "builtin:demo-chat"}, ("RTX 4090 24GB (planning)", 24.0))
+    assert snap_compare(app, terminal_size=size, run_before=_settle)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_form_over_with_advice(snap_compare, size):
+    app = form_app({"dataset": "builtin:demo-chat", "base_model": "unsloth/llama-3.1-8b", "quality_mode": True,
+                    "lora_r": 64, "batch_size": 8}, ("RTX 4090 24GB (planning)", 24.0))
+
+    async def run_before(pilot):
+        await _settle(pilot)
+        pilot.app.screen.query_one("#side").scroll_end(animate=False)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_form_invalid_field_and_no_gpu(snap_compare, size):
+    app = form_app({"dataset": "builtin:demo-chat"})
+
+    async def run_before(pilot):
+        await _settle(pilot)
+        form = pilot.app.screen
+        form.query_one("#i-lora_r").focus()
+        form.model.set_text("lora_r", "lots")
+        form.refresh_form()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+def replay(tmp_path: Path, log: str, alive: bool) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(DATA / log, run / "events.jsonl")
+    if alive:  # a live engine: this test process stands in for it
+        (run / "run.json").write_text(json.dumps({"pid": os.getpid(), "state": "running", "uid": os.getuid()}))
+    return run
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("log, alive, gpu", [("run_running.jsonl", True, "one"), ("run_done.jsonl", False, "none"),
+                                             ("run_failed_oom.jsonl", False, "one")],
+                         ids=["running", "finished", "failed"])
+def test_run_screen_replayed(snap_compare, tmp_path, monkeypatch, size, log, alive, gpu):
+    monkeypatch.chdir(tmp_path)  # the screen shows the run's path: keep it the same on every machine
+    replay(tmp_path, log, alive)
+    app = MgApp({}, None, one_gpu(24.0, 21.5, 97) if gpu == "one" else NO_GPU, attach=Path("run"), offer_runs=False)
+
+    async def run_before(pilot):
+        await pilot.pause(0.5)
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
