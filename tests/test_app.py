@@ -11,19 +11,19 @@ from app_helpers import NO_GPU, one_gpu, settle, type_into
 from mgtui import presets
 from mgtui.tui.app import MgApp
 from mgtui.tui.screens.form import FormScreen
-from mgtui.tui.widgets.fields import SettingField
 
 
 def make_app(chosen=None, target=None, gpu=NO_GPU, **kw) -> MgApp:
     return MgApp(chosen or {}, target, gpu, offer_runs=False, **kw)
 
 
-def field(app, name: str) -> SettingField:
-    return app.screen.query_one(f"#f-{name}", SettingField)
+def field(app, name: str):
+    """A row's name label: it carries the row's -invalid and -explicit state."""
+    return app.screen.query_one(f"#f-{name}")
 
 
 def note(app, name: str) -> str:
-    return str(field(app, name).query_one(".note").render())
+    return str(app.screen.query_one(f"#n-{name}").render())
 
 
 async def test_editing_and_inline_validation():

@@ -51,24 +51,26 @@ class Step:
         return self.estimate.fits
 
 
-def _guide_steps(res: Resolved) -> list[tuple[int, str, dict[str, Any]]]:
-    """The guide's 'Out of Memory: try in order', as the changes each makes to these settings."""
+def _guide_steps(res: Resolved) -> list[tuple[int, str, str, dict[str, Any]]]:
+    """The guide's 'Out of Memory: try in order', as the changes each makes to these settings:
+    (number, title, short title, changes)."""
     v = res.values
-    steps: list[tuple[int, str, dict[str, Any]]] = []
+    steps: list[tuple[int, str, str, dict[str, Any]]] = []
     b, ga = v["batch_size"], v["gradient_accumulation_steps"]
     if b > 1:
-        steps.append((1, f"Reduce batch size {b} → 1", {"batch_size": 1}))
+        steps.append((1, f"Reduce batch size {b} → 1", f"batch {b} → 1", {"batch_size": 1}))
         steps.append((2, f"Batch 1 × accumulation {ga} → {b * ga} (keeps the effective batch {b * ga})",
-                      {"batch_size": 1, "gradient_accumulation_steps": b * ga}))
+                      f"batch 1 × accum {b * ga}", {"batch_size": 1, "gradient_accumulation_steps": b * ga}))
     if v["use_gradient_checkpointing"] != "unsloth":
         steps.append((3, f"Checkpointing {v['use_gradient_checkpointing']} → unsloth (offload to RAM)",
-                      {"use_gradient_checkpointing": "unsloth"}))
+                      "checkpointing unsloth", {"use_gradient_checkpointing": "unsloth"}))
     if v["lora_r"] > 8:
         r = 16 if v["lora_r"] > 16 else 8
-        steps.append((4, f"Reduce LoRA rank {v['lora_r']} → {r}", 
+        steps.append((4, f"Reduce LoRA rank {v['lora_r']} → {r}", f"lora rank {v['lora_r']} → {r}",
                       {"lora_r": r} | ({"lora_alpha": r} if v["lora_alpha"] == v["lora_r"] else {})))
     if res.precision != 4:
-        steps.append((5, f"Load in 4-bit instead of {res.precision}-bit", {"load_in_8bit": False, "load_in_16bit": False}))
+        steps.append((5, f"Load in 4-bit instead of {res.precision}-bit", f"{res.precision}-bit → 4-bit",
+                      {"load_in_8bit": False, "load_in_16bit": False}))
     return steps
 
 

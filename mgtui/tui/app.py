@@ -15,8 +15,7 @@ from ..runs import launch
 from ..runs.registry import list_runs
 from ..settings import Resolved
 from .screens.form import FormScreen
-from .screens.modals import Choice, HelpScreen, PickOne
-from .screens.run import RunScreen
+from .screens.modals import HelpScreen, PickOne
 
 HELP = """\
 mgtui sets up and runs LoRA/QLoRA fine-tuning. Everything works from the keyboard.
@@ -95,12 +94,16 @@ class MgApp(App):
         except launch.LaunchError as e:
             self.notify(str(e), severity="error", timeout=10)
             return
+        from .screens.run import RunScreen  # imported when first needed: the form opens faster
+
         self.push_screen(RunScreen(run_dir, estimate_gb, proc))
 
     def attach(self, run_dir: Path) -> None:
         if not (run_dir / "events.jsonl").exists() and not (run_dir / "run.json").exists():
             self.notify(f"{run_dir}: not a run directory", severity="error")
             return
+        from .screens.run import RunScreen
+
         self.push_screen(RunScreen(run_dir))
 
     def back_to_form_with(self, changes: dict[str, Any], title: str) -> None:
@@ -118,7 +121,7 @@ class MgApp(App):
 
     def action_quit_app(self) -> None:
         screen = self.screen
-        if isinstance(screen, RunScreen) and screen.running:
+        if getattr(screen, "running", False):  # a run screen with a live run
             screen.ask_leave(self.exit)
         else:
             self.exit()
@@ -138,7 +141,7 @@ class MgApp(App):
                 for i, step in enumerate(screen.plan.steps, 1):
                     yield SystemCommand(f"Apply: {step.title}", f"OOM step (alt+{i})",
                                         lambda i=i: screen.action_advise(i))
-        if isinstance(screen, RunScreen):
+        if hasattr(screen, "action_copy_snippet"):  # the run screen
             yield SystemCommand("Stop the run", "Finish the step, save, stop (s)", screen.action_stop)
             yield SystemCommand("Copy adapter loading code", "Python lines (ctrl+y)", screen.action_copy_snippet)
         yield SystemCommand("Help", "Keys and what the panels mean (f1)", self.action_help)

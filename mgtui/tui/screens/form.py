@@ -11,7 +11,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Checkbox, Footer, Header, Input, Label, Select, Static
@@ -24,7 +24,7 @@ from ...form_model import FormModel
 from ...gpu import GpuReading
 from ...runs import rundir
 from ...settings import GROUPS, SETTINGS, Resolved
-from ..widgets.fields import SettingField, label_of
+from ..widgets.fields import FieldGroup, label_of
 from ..widgets.vram import VramPanel
 from .modals import AskName, Choice, PickOne, confirm
 
@@ -54,17 +54,24 @@ class FormScreen(Screen):
         self.scan_error: str | None = None
         self._scan_timer: Timer | None = None
         self._lookup_timer: Timer | None = None
+        self.groups: list[FieldGroup] = []
+        self._deferred: list[FieldGroup] = []
+        self.mounted_groups: list[FieldGroup] = []
 
     # --- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="◆")
         with Horizontal(id="main"):
             with VerticalScroll(id="form"):
-                for group in GROUPS:
+                for i, group in enumerate(GROUPS):
                     yield Label(group, classes="group")
-                    for s in SETTINGS:
-                        if s.group == group:
-                            yield SettingField(s, self.model.value(s.name))
+                    fields = FieldGroup([s for s in SETTINGS if s.group == group], self.model.value, self._group_ready)
+                    self.groups.append(fields)
+                    if i == 0:
+                        yield fields
+                    else:  # below the fold: mounted just after the first frame, so keys are answered sooner
+                        self._deferred.append(fields)
+                        yield Vertical(id=f"g-{i}", classes="later")
             with VerticalScroll(id="side"):
                 yield Label("GPU memory", classes="group")
                 yield VramPanel(id="vram")
@@ -77,8 +84,8 @@ class FormScreen(Screen):
     def on_mount(self) -> None:
         self.title = "mgtui"
         self.sub_title = "settings"
-        self.refresh_form()
         self.query_one("#i-base_model").focus()
+        self.set_timer(0.05, self._mount_next_group)
         self.read_gpus()
         self.schedule_lookup(0)
         self.schedule_scan(0)
@@ -201,18 +208,35 @@ class FormScreen(Screen):
         self.query_one("#helpline", Static).update(text)
 
     # --- rendering ---------------------------------------------------------------------------
+    def _mount_next_group(self) -> None:
+        if self._deferred:
+            group = self._deferred.pop(0)
+            index = self.groups.index(group)
+            self.query_one(f"#g-{index}", Vertical).mount(group)
+            self.call_after_refresh(self._mount_next_group)  # one group per frame: keys interleave
+
+    def _group_ready(self, group: FieldGroup) -> None:
+        self.mounted_groups.append(group)
+        self.refresh_fields(group)
+        if len(self.mounted_groups) == 1:
+            self.refresh_estimate()
+            self.refresh_command()
+
     def refresh_form(self) -> None:
+        for group in self.mounted_groups:
+            self.refresh_fields(group)
+        self.refresh_estimate()
+        self.refresh_command()
+
+    def refresh_fields(self, group: FieldGroup) -> None:
         m = self.model
         errors = m.errors
-        for s in SETTINGS:
-            field = self.query_one(f"#f-{s.name}", SettingField)
+        for s in group.settings:
             note = m.quality_note(s.name)
             if s.name == "quality_mode" and m.value("quality_mode") and m.resolved is not None:
                 note = "sets " + ", ".join(f"{label_of_name(k)}={v}" for k, v in m.resolved.quality_set.items()) \
                     if m.resolved.quality_set else "nothing left to set: you chose those fields"
-            field.show(m.display(s.name), m.value(s.name), errors.get(s.name), note, s.name in m.chosen)
-        self.refresh_estimate()
-        self.refresh_command()
+            group.show(s, m.display(s.name), m.value(s.name), errors.get(s.name), note, s.name in m.chosen)
 
     def refresh_command(self) -> None:
         res = self.model.resolved

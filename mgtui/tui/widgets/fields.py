@@ -1,12 +1,17 @@
-"""One form row per setting, generated from the settings model: text settings get an Input,
-choices a Select (never typed freely), switches a Checkbox."""
+"""Form rows generated from the settings model: text settings get an Input, choices a Select
+(never typed freely), switches a Checkbox.
+
+Start-up matters (the form must answer keys within half a second of `mgtui`), so a row is three
+plain widgets in its group's grid (name, editor, note) with no container of its own, and groups
+below the fold are mounted lazily.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Grid
 from textual.widget import Widget
 from textual.widgets import Checkbox, Input, Label, Select
 
@@ -17,65 +22,76 @@ def label_of(s: Setting) -> str:
     return s.name.replace("_", "-")
 
 
-class SettingField(Vertical):
-    """A label, the editor, and a note line (error or what quality mode set) shown when needed."""
+PLACEHOLDERS = {"dataset": "path/to/train.jsonl or org/name", "chat_template": "tokenizer's own",
+                "gpus": "all visible"}
+
+
+def editor_for(s: Setting, value: Any) -> Widget:
+    eid = f"i-{s.name}"
+    if s.type is bool:
+        return Checkbox("on" if value else "off", value=bool(value), id=eid, tooltip=s.help, compact=True)
+    if s.choices:
+        return Select([(c, c) for c in s.choices], value=value, allow_blank=False, id=eid, compact=True, tooltip=s.help)
+    return Input(str(value), id=eid, compact=True, placeholder=PLACEHOLDERS.get(s.name, ""), tooltip=s.help,
+                 select_on_focus=False)
+
+
+class FieldGroup(Grid):
+    """One group of settings: a two-column grid of names and editors, with a note row under each.
+    It keeps its rows' widgets by setting name, so updates never search the DOM."""
 
     DEFAULT_CSS = """
-    SettingField { height: auto; }
-    SettingField > Horizontal { height: 1; }
-    SettingField .name { width: 24; color: $text-muted; }
-    SettingField.-explicit .name { color: $text; }
-    SettingField.-invalid .name { color: $error; text-style: bold; }
-    SettingField .note { display: none; padding-left: 24; color: $text-muted; height: auto; }
-    SettingField.-noted .note { display: block; }
-    SettingField.-invalid .note { color: $error; }
-    SettingField Input, SettingField Select { width: 1fr; }
-    SettingField Checkbox { width: 1fr; }
+    FieldGroup { grid-size: 2; grid-columns: 24 1fr; grid-rows: auto; height: auto; }
+    FieldGroup .name { color: $text-muted; height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    FieldGroup .name.-explicit { color: $text; }
+    FieldGroup .name.-invalid { color: $error; text-style: bold; }
+    FieldGroup .note { column-span: 2; display: none; padding-left: 24; color: $text-muted; height: 1;
+                       text-wrap: nowrap; text-overflow: ellipsis; }
+    FieldGroup .note.-shown { display: block; }
+    FieldGroup .note.-invalid { color: $error; }
+    FieldGroup Input, FieldGroup Select, FieldGroup Checkbox { width: 1fr; height: 1; }
     """
 
-    def __init__(self, setting: Setting, value: Any) -> None:
-        super().__init__(id=f"f-{setting.name}")
-        self.setting = setting
-        self._initial = value
+    def __init__(self, settings: list[Setting], value: Callable[[str], Any],
+                 on_ready: Callable[["FieldGroup"], None]) -> None:
+        super().__init__()
+        self.settings = settings
+        self.value = value
+        self.on_ready = on_ready
+        self.rows: dict[str, tuple[Label, Widget, Label]] = {}
+        self.shown: dict[str, tuple[bool, bool, str]] = {}
 
     def compose(self) -> ComposeResult:
-        s = self.setting
-        with Horizontal():
-            yield Label(label_of(s), classes="name")
-            yield self._editor(s, self._initial)
-        yield Label("", classes="note")
+        for s in self.settings:
+            row = (Label(label_of(s), classes="name", id=f"f-{s.name}"), editor_for(s, self.value(s.name)),
+                   Label("", classes="note", id=f"n-{s.name}"))
+            self.rows[s.name] = row
+            yield from row
 
-    def _editor(self, s: Setting, value: Any) -> Widget:
-        eid = f"i-{s.name}"
-        if s.type is bool:
-            return Checkbox("on" if value else "off", value=bool(value), id=eid, tooltip=s.help, compact=True)
-        if s.choices:
-            return Select([(c, c) for c in s.choices], value=value, allow_blank=False, id=eid, compact=True,
-                          tooltip=s.help)
-        placeholder = {"dataset": "path/to/train.jsonl or org/name", "chat_template": "tokenizer's own",
-                       "gpus": "all visible"}.get(s.name, "")
-        return Input(str(value), id=eid, compact=True, placeholder=placeholder, tooltip=s.help,
-                     select_on_focus=False)
+    def on_mount(self) -> None:
+        self.on_ready(self)  # a lazily mounted group catches up with what changed meanwhile
 
-    @property
-    def editor(self) -> Widget:
-        return self.query_one(f"#i-{self.setting.name}")
-
-    def show(self, text: str, value: Any, error: str | None, note: str | None, explicit: bool) -> None:
-        """Bring the row up to date without echoing a change message back to the form."""
-        ed = self.editor
+    def show(self, s: Setting, text: str, value: Any, error: str | None, note: str | None, explicit: bool) -> None:
+        """Bring a row up to date without echoing a change message back to the form."""
+        name, ed, note_label = self.rows[s.name]
         with ed.prevent(Input.Changed, Select.Changed, Checkbox.Changed):
             if isinstance(ed, Checkbox):
                 if ed.value != bool(value):
                     ed.value = bool(value)
-                ed.label = "on" if value else "off"
+                    ed.label = "on" if value else "off"
             elif isinstance(ed, Select):
                 if ed.value != value:
                     ed.value = value
             elif isinstance(ed, Input) and ed.value != text and not (ed.has_focus and error):
                 ed.value = text
-        self.set_class(bool(error), "-invalid")
-        self.set_class(explicit, "-explicit")
+        # Only touch what changed: every class change restyles the widget.
         message = error or note or ""
-        self.set_class(bool(message), "-noted")
-        self.query_one(".note", Label).update(message)
+        state = (bool(error), explicit, message)
+        if self.shown.get(s.name) == state:
+            return
+        self.shown[s.name] = state
+        name.set_class(bool(error), "-invalid")
+        name.set_class(explicit, "-explicit")
+        note_label.set_class(bool(message), "-shown")
+        note_label.set_class(bool(error), "-invalid")
+        note_label.update(message)

@@ -38,8 +38,8 @@ def render_plan(p: Plan | None, width: int = 32, pending: str = "") -> Text:
         t.append(f"\n{e.peak_gib:.1f} / {p.gpu_gib:.1f} GB  {frac:.0%}  ", style="bold")
         t.append(label + "\n", style=STYLE[e.state])
     else:
-        t.append(f"peak {e.peak_gib:.1f} GB", style="bold")
-        t.append("  fits: unknown\n", style="cyan")
+        t.append(f"peak {e.peak_gib:.1f} GB · ", style="bold")
+        t.append("fits: unknown\n", style="cyan")
         t.append("no GPU here: pick a target (ctrl+g)\n", style="dim")
     items = [(SHORT[k], v) for k, v in e.breakdown.items()]
     for i in range(0, len(items), 2):
