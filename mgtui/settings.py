@@ -204,6 +204,14 @@ class Resolved:
     def effective_batch(self) -> int:
         return self.values["batch_size"] * self.values["gradient_accumulation_steps"]
 
+    def world_size(self, gpu_count: int) -> int:
+        """Processes in the run: per node (--nproc-per-node, else one per selected GPU, else 1)
+        times the number of nodes."""
+        per_node = self.values["nproc_per_node"]
+        if not per_node:
+            per_node = len(self.values["gpus"].split(",")) if self.values["gpus"] else gpu_count
+        return max(1, per_node) * self.values["nnodes"]
+
     def target_modules(self) -> list[str]:
         return [m.strip() for m in self.values["target_modules"].split(",") if m.strip()]
 

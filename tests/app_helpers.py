@@ -24,8 +24,13 @@ async def type_into(pilot, name: str, text: str) -> None:
     await pilot.pause()
 
 
-async def settle(pilot, seconds: float = 0.6) -> None:
-    """Let background work (architecture lookup, dataset scan, debounce timers) finish."""
+async def settle(pilot, seconds: float = 0.3, timeout: float = 20.0) -> None:
+    """Let background work (groups mounting, architecture lookup, dataset scan) finish."""
+    import time
+
     await pilot.pause(seconds)
+    end = time.time() + timeout
+    while not getattr(pilot.app.screen, "ready", True) and time.time() < end:
+        await pilot.pause(0.05)
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()

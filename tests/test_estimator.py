@@ -175,3 +175,19 @@ def test_json_shape_and_exit_codes(capsys):
     assert main(["estimate", "--gpu-name", "Voodoo 5"]) == 2
     assert "unknown GPU 'Voodoo 5'" in capsys.readouterr().err
     assert main(["estimate", "--gpu-memory", "-3"]) == 2
+
+
+def test_ddp_is_per_gpu_with_effective_batch_across_the_world():
+    one = resolve([{"base_model": "unsloth/llama-3.1-8b-bnb-4bit"}])
+    two = resolve([{"base_model": "unsloth/llama-3.1-8b-bnb-4bit", "nproc_per_node": 2}])
+    found = lookup(one["base_model"])
+    p1, p2 = plan(one, found, 24.0), plan(two, found, 24.0)
+    assert (p1.world_size, p2.world_size) == (1, 2)
+    assert (p1.effective_batch, p2.effective_batch) == (8, 16)
+    # A full model copy per GPU: the same weights each; DDP's buckets add a second copy of the gradients.
+    assert p2.estimate.breakdown["base_weights"] == p1.estimate.breakdown["base_weights"]
+    assert p2.estimate.breakdown["gradients"] == pytest.approx(2 * p1.estimate.breakdown["gradients"])
+    # One process per selected GPU when --nproc-per-node is 0; nodes multiply.
+    assert resolve([{"gpus": "0,1,2"}]).world_size(8) == 3
+    assert resolve([{"nnodes": 2}]).world_size(4) == 8
+    assert resolve([{}]).world_size(0) == 1

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app_helpers import NO_GPU, one_gpu
+from app_helpers import NO_GPU, one_gpu, settle
 from conftest import ROOT
 from mgtui.tui.app import MgApp
 
@@ -19,9 +19,7 @@ DATA = ROOT / "tests" / "data"
 
 
 async def _settle(pilot) -> None:
-    await pilot.pause(0.6)
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
+    await settle(pilot)
 
 
 def form_app(chosen, target=None, gpu=NO_GPU) -> MgApp:

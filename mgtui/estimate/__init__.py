@@ -23,17 +23,22 @@ class Plan:
     steps: tuple[Step, ...] = ()
     max_batch_size: int | None = None
     max_seq_length: int | None = None
+    world_size: int = 1  # processes; the estimate is per GPU (DDP keeps a full copy on each)
+    effective_batch: int = 1  # batch × accumulation × world size
+    backend: str = "unsloth"
 
 
 def plan(res: Resolved, found: Lookup, gpu_gib: float | None, gpu_label: str = "",
-         backend: str = "unsloth", c: Coefficients = DEFAULT) -> Plan:
+         backend: str = "unsloth", c: Coefficients = DEFAULT, gpu_count: int = 1) -> Plan:
+    world = res.world_size(gpu_count)
+    common = dict(world_size=world, effective_batch=res.effective_batch * world, backend=backend)
     if found.arch is None:
-        return Plan(found, gpu_gib, gpu_label, None)
-    est = estimate_settings(res, found.arch, gpu_gib, backend, c)
+        return Plan(found, gpu_gib, gpu_label, None, **common)
+    est = estimate_settings(res, found.arch, gpu_gib, backend, c, gpu_count)
     if gpu_gib is None:
-        return Plan(found, gpu_gib, gpu_label, est)
-    inp = inputs_for(res, backend)
-    steps = tuple(advise(res, found.arch, gpu_gib, backend, c)) if est.state == "over" else ()
+        return Plan(found, gpu_gib, gpu_label, est, **common)
+    inp = inputs_for(res, backend, gpu_count)
+    steps = tuple(advise(res, found.arch, gpu_gib, backend, c, gpu_count)) if est.state == "over" else ()
     limit = found.max_positions or 131072
     return Plan(found, gpu_gib, gpu_label, est, steps, max_batch_size(found.arch, inp, gpu_gib, c),
-                max_seq_length(found.arch, inp, gpu_gib, c, limit))
+                max_seq_length(found.arch, inp, gpu_gib, c, limit), **common)

@@ -10,14 +10,14 @@ from .archs import Arch
 from .memory import DEFAULT, Coefficients, Estimate, Inputs, estimate
 
 
-def inputs_for(res: Resolved, backend: str = "unsloth") -> Inputs:
-    world = max(1, res["nproc_per_node"]) * res["nnodes"] if res["nproc_per_node"] else res["nnodes"]
-    return Inputs.from_settings(res.values, res.precision, backend, world)
+def inputs_for(res: Resolved, backend: str = "unsloth", gpu_count: int = 1) -> Inputs:
+    """Per-process inputs: DDP keeps a full model copy on every GPU, so memory is per GPU."""
+    return Inputs.from_settings(res.values, res.precision, backend, res.world_size(gpu_count))
 
 
 def estimate_settings(res: Resolved, arch: Arch, gpu_gib: float | None, backend: str = "unsloth",
-                      c: Coefficients = DEFAULT) -> Estimate:
-    return estimate(arch, inputs_for(res, backend), gpu_gib, c)
+                      c: Coefficients = DEFAULT, gpu_count: int = 1) -> Estimate:
+    return estimate(arch, inputs_for(res, backend, gpu_count), gpu_gib, c)
 
 
 def _largest(ok, lo: int, hi: int) -> int | None:
@@ -81,7 +81,7 @@ def apply_changes(res: Resolved, changes: dict[str, Any]) -> Resolved:
 
 
 def advise(res: Resolved, arch: Arch, gpu_gib: float | None, backend: str = "unsloth",
-           c: Coefficients = DEFAULT) -> list[Step]:
+           c: Coefficients = DEFAULT, gpu_count: int = 1) -> list[Step]:
     """Each applicable step of the guide, in its order, with the estimate it alone gives;
     then, when more than one applies, all of them together."""
     out: list[Step] = []
@@ -91,10 +91,10 @@ def advise(res: Resolved, arch: Arch, gpu_gib: float | None, backend: str = "uns
             changed = apply_changes(res, changes)
         except SettingError:  # e.g. 4-bit of a model only a 16-bit name is known for
             continue
-        out.append(Step(number, title, changes, estimate_settings(changed, arch, gpu_gib, backend, c), short))
+        out.append(Step(number, title, changes, estimate_settings(changed, arch, gpu_gib, backend, c, gpu_count), short))
         combined.update(changes)
     if len(out) > 1:
         changed = apply_changes(res, combined)
-        out.append(Step(0, "All of the above", combined, estimate_settings(changed, arch, gpu_gib, backend, c),
+        out.append(Step(0, "All of the above", combined, estimate_settings(changed, arch, gpu_gib, backend, c, gpu_count),
                         "all of the above"))
     return out

@@ -131,4 +131,11 @@ def train_headless(res: Resolved, force: bool = False, detach: bool = False) -> 
     if detach:
         print(f"started pid {proc.pid}; follow with: mgtui attach {run_dir}")
         return 0
+    if res["node_rank"] > 0:
+        print(f"node {res['node_rank']} of {res['nnodes']}: joined the run at {res['master_addr']}:{res['master_port']}; "
+              "its progress and files are on node 0")
+        try:
+            return 0 if proc.wait() == 0 else 1
+        except KeyboardInterrupt:
+            return 130
     return follow(run_dir, proc, Display(sys.stdout), offset)

@@ -42,26 +42,20 @@ def prepare(res: Resolved, force: bool = False) -> tuple[Path, str | None]:
     return out, moved
 
 
-def world_size(res: Resolved, gpu_count: int) -> int:
-    """Processes per node: --nproc-per-node, else one per selected GPU, else 1."""
-    if res["nproc_per_node"]:
-        return res["nproc_per_node"]
-    selected = len(res["gpus"].split(",")) if res["gpus"] else gpu_count
-    return max(1, selected)
-
-
 def engine_command(run_dir: Path, res: Resolved, nproc: int) -> list[str]:
+    """The engine under its supervisor; under torchrun (PyTorch's own launcher) for more than one
+    process or node."""
     worker = ["-m", "mgtui.train.worker", str(run_dir)] + (["--resume"] if res["resume"] else [])
-    if nproc <= 1 and res["nnodes"] <= 1:
-        return [sys.executable, *worker]
-    return [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", f"--nnodes={res['nnodes']}",
-            f"--node-rank={res['node_rank']}", f"--master-addr={res['master_addr']}",
-            f"--master-port={res['master_port']}", *worker]
+    if nproc > 1 or res["nnodes"] > 1:
+        worker = ["-m", "torch.distributed.run", f"--nproc-per-node={nproc}", f"--nnodes={res['nnodes']}",
+                  f"--node-rank={res['node_rank']}", f"--master-addr={res['master_addr']}",
+                  f"--master-port={res['master_port']}", *worker]
+    return [sys.executable, "-m", "mgtui.runs.supervise", str(run_dir), "--", sys.executable, *worker]
 
 
 def start(res: Resolved, force: bool = False, gpu_count: int = 0) -> tuple[Path, subprocess.Popen, str | None]:
     run_dir, moved = prepare(res, force)
-    nproc = world_size(res, gpu_count)
+    nproc = res.world_size(gpu_count) // res["nnodes"]
     env = dict(os.environ)
     env.setdefault("PYTHONWARNINGS", "ignore")
     if res["gpus"]:
@@ -70,8 +64,10 @@ def start(res: Resolved, force: bool = False, gpu_count: int = 0) -> tuple[Path,
     proc = subprocess.Popen(engine_command(run_dir, res, nproc), stdin=subprocess.DEVNULL, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True, env=env, close_fds=True)
     log.close()
+    if res["node_rank"] > 0:  # a helper node: the run, its log and its record live on node 0
+        return run_dir, proc, moved
     if not rundir.read_json(run_dir / rundir.RUN_FILE).get("worker_started"):  # rank 0 may have won the race
-        rundir.write_run_file(run_dir, proc.pid, launcher_pid=proc.pid)
+        rundir.write_run_file(run_dir, proc.pid, launcher_pid=proc.pid, gpus=res["gpus"])
     register(run_dir)
     return run_dir, proc, moved
 

@@ -7,11 +7,10 @@ Imported only in the training process.
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from ..backend_choice import choose_backend, unsloth_available
 from ..settings import Resolved
 
 
@@ -28,16 +27,11 @@ class Plan:
     substitutions: list[str] = field(default_factory=list)  # "setting: was → now (why)"
 
 
-def unsloth_available() -> bool:
-    return importlib.util.find_spec("unsloth") is not None
-
-
 def plan_for(res: Resolved, cuda: bool, world_size: int = 1) -> Plan:
     subs: list[str] = []
-    backend = "unsloth" if cuda and unsloth_available() else "transformers"
-    if backend == "unsloth" and world_size > 1 and not unsloth_supports_ddp():
-        backend = "transformers"
-        subs.append(f"backend: unsloth → transformers+peft (this Unsloth does not support {world_size}-process DDP)")
+    backend, why = choose_backend(cuda, world_size)
+    if cuda and why and unsloth_available():
+        subs.append(f"backend: unsloth → transformers+peft ({why})")
     precision = res.precision
     optim = res["optim"]
     gc = {"unsloth": "unsloth", "true": True, "false": False}[res["use_gradient_checkpointing"]]
@@ -54,21 +48,6 @@ def plan_for(res: Resolved, cuda: bool, world_size: int = 1) -> Plan:
         subs.append("use_gradient_checkpointing: unsloth → true (offloaded checkpointing needs the Unsloth backend)")
         gc = True
     return Plan(backend, "cuda" if cuda else "cpu", precision, gc, optim, world_size, subs)
-
-
-def unsloth_supports_ddp() -> bool:
-    """Whether the installed Unsloth runs under torchrun DDP. Releases that do place each rank's
-    model on its LOCAL_RANK device in unsloth/models/loader_utils.py (is_distributed); older
-    ones refuse more than one GPU. Read from the source: importing unsloth needs CUDA."""
-    spec = importlib.util.find_spec("unsloth")
-    if spec is None or not spec.submodule_search_locations:
-        return False
-    loader = Path(list(spec.submodule_search_locations)[0]) / "models" / "loader_utils.py"
-    try:
-        text = loader.read_text(encoding="utf-8")
-    except OSError:
-        return False
-    return "def is_distributed" in text and "LOCAL_RANK" in text
 
 
 def model_kwargs(res: Resolved, plan: Plan, device_map: Any) -> dict[str, Any]:
@@ -151,6 +130,7 @@ def sft_kwargs(res: Resolved, plan: Plan, output_dir: str, has_eval: bool) -> di
         "eval_strategy": "steps" if has_eval else "no",
         "eval_steps": res["save_steps"] if has_eval else None,
         "ddp_find_unused_parameters": False if plan.world_size > 1 else None,
+        "ddp_backend": "gloo" if plan.world_size > 1 and plan.device == "cpu" else None,
     }
     if plan.backend == "transformers":  # Unsloth sets up its own checkpointing in get_peft_model
         kw["gradient_checkpointing"] = bool(plan.checkpointing)

@@ -84,6 +84,10 @@ def run(run_dir: Path, resume: bool = False) -> int:
     stop = threading.Event()
 
     def on_signal(signum, frame):
+        if signum == signal.SIGTERM and world > 1:
+            # Under torchrun a SIGTERM is the agent tearing the group down after another rank
+            # failed: a collective with a dead peer would hang, so leave now. Stops use SIGINT.
+            os._exit(143)
         if not stop.is_set():
             stop.set()
             ev.emit("message", message=f"{signal.Signals(signum).name}: stopping after the current step")
@@ -100,6 +104,7 @@ def run(run_dir: Path, resume: bool = False) -> int:
         code = _train(res, run_dir, resume, ev, stop, state, rank, local_rank, world, t0)
     except DatasetError as e:
         ev.emit("failed", kind="input", message=str(e), step=state["step"])
+        _rank_error(run_dir, rank, str(e))
         code = EXIT_INPUT
     except Exception as e:
         import torch
@@ -111,15 +116,26 @@ def run(run_dir: Path, resume: bool = False) -> int:
                     reserved_gb=round(torch.cuda.max_memory_reserved() / 2**30, 3) if torch.cuda.is_available() else None,
                     allocated_gb=round(torch.cuda.max_memory_allocated() / 2**30, 3) if torch.cuda.is_available() else None,
                     total_gb=total, advice=oom_advice(res, state["backend"], total) if total else [])
-        else:
+        elif world == 1:
             ev.emit("failed", kind="error", message=f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}",
                     step=state["step"])
+        # Under torchrun an error here is often the echo of another rank's death (a broken
+        # collective): the supervisor names the first failure, with this rank's error if it was it.
+        _rank_error(run_dir, rank, f"{type(e).__name__}: {e}")
         code = EXIT_FAILED
     finally:
         ev.close()
     if rank == 0:
         rundir.mark_state(run_dir, {EXIT_DONE: "done", EXIT_STOPPED: "stopped"}.get(code, "failed"))
     return code
+
+
+def _rank_error(run_dir: Path, rank: int, message: str) -> None:
+    """Ranks other than 0 have no event log: their error goes where the supervisor looks."""
+    if rank != 0 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from ..runs.supervise import RANK_ERROR
+
+        (run_dir / RANK_ERROR.format(rank=rank)).write_text(message.splitlines()[0] if message else "error")
 
 
 def _train(res: Resolved, run_dir: Path, resume: bool, ev, stop: threading.Event, state: dict[str, Any],
@@ -186,8 +202,8 @@ def _train(res: Resolved, run_dir: Path, resume: bool, ev, stop: threading.Event
         trainer.evaluate()
 
     ev.emit("phase", phase="saving", detail=str(run_dir))
+    trainer.save_model(str(run_dir))  # the adapter, in PEFT format; written by the main process only
     if rank == 0:
-        trainer.save_model(str(run_dir))  # the adapter, in PEFT format
         tokenizer.save_pretrained(str(run_dir))
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     peak = None

@@ -20,6 +20,7 @@ from ... import presets
 from ...data.scan import DatasetError, ScanReport, scan
 from ...estimate import Lookup, Plan, lookup, plan
 from ...estimate.gpus import COMMON_GPUS
+from ...backend_choice import choose_backend
 from ...form_model import FormModel
 from ...gpu import GpuReading
 from ...runs import rundir
@@ -98,7 +99,7 @@ class FormScreen(Screen):
 
     def _got_gpus(self, reading: GpuReading) -> None:
         self.gpus = reading
-        self.refresh_estimate()
+        self.refresh_form()
 
     def schedule_lookup(self, delay: float = 0.4) -> None:
         if self._lookup_timer:
@@ -208,6 +209,12 @@ class FormScreen(Screen):
         self.query_one("#helpline", Static).update(text)
 
     # --- rendering ---------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        """Every group mounted and the background lookups settled (tests and snapshots wait on it)."""
+        return (len(self.mounted_groups) == len(self.groups) and self.found is not None
+                and (self.report is not None or self.scan_error is not None or not self.model.value("dataset")))
+
     def _mount_next_group(self) -> None:
         if self._deferred:
             group = self._deferred.pop(0)
@@ -233,6 +240,14 @@ class FormScreen(Screen):
         errors = m.errors
         for s in group.settings:
             note = m.quality_note(s.name)
+            if s.name == "gpus" and self.gpus is not None:
+                note = "detected: " + ", ".join(f"{g.index}: {g.name} {g.memory_total / 2**30:.0f} GB"
+                                                for g in self.gpus.gpus) if self.gpus.gpus else f"no GPU: {self.gpus.error}"
+            if s.name == "nproc_per_node" and m.resolved is not None:
+                world = m.resolved.world_size(len(self.gpus.gpus) if self.gpus else 0)
+                backend, why = self.backend(m.resolved)
+                note = f"{world} process{'es' if world > 1 else ''} · {backend}" + (f" ({why})" if why else "") \
+                    + f" · effective batch {m.resolved.effective_batch * world}"
             if s.name == "quality_mode" and m.value("quality_mode") and m.resolved is not None:
                 note = "sets " + ", ".join(f"{label_of_name(k)}={v}" for k, v in m.resolved.quality_set.items()) \
                     if m.resolved.quality_set else "nothing left to set: you chose those fields"
@@ -265,8 +280,15 @@ class FormScreen(Screen):
             panel.show(None, "looking up the architecture…" if res is not None else "fix the marked fields")
             return
         label, gib = self.current_target()
-        self.plan = plan(res, self.found, gib, label)
+        gpus = self.gpus.gpus if self.gpus else ()
+        self.plan = plan(res, self.found, gib, label, self.backend(res)[0], gpu_count=len(gpus))
         panel.show(self.plan)
+
+    def backend(self, res: Resolved) -> tuple[str, str | None]:
+        """The backend a run would use. Without a GPU here the form plans for an NVIDIA box, where
+        Unsloth is installed by default."""
+        gpus = self.gpus.gpus if self.gpus else ()
+        return choose_backend(True, res.world_size(len(gpus))) if gpus else ("unsloth", None)
 
     # --- actions -----------------------------------------------------------------------------
     def action_toggle_quality(self) -> None:

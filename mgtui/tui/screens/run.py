@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 from rich.text import Text
@@ -71,6 +70,9 @@ class RunScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        gpus = rundir.read_json(self.run_dir / rundir.RUN_FILE).get("gpus") or ""
+        if gpus:  # the GPUs the run was given; all of them otherwise
+            self.query_one("#gpus", GpuPanel).selected = {int(g) for g in str(gpus).split(",") if g.strip().isdigit()}
         self.title = "mgtui"
         self.sub_title = f"run · {self.run_dir}"
         self.drain()

@@ -47,6 +47,9 @@ def render_plan(p: Plan | None, width: int = 32, pending: str = "") -> Text:
         t.append(row + "\n", style="dim" if i else "")
     if e.cpu_ram_gib:
         t.append(f"host RAM (offload) {e.cpu_ram_gib:.1f} GB\n")
+    per_gpu = f"per GPU × {p.world_size} processes · " if p.world_size > 1 else ""
+    t.append(f"{per_gpu}effective batch {p.effective_batch}\n", style="dim")
+    t.append(f"backend: {p.backend}\n", style="dim")
     if p.max_batch_size is not None or p.gpu_gib:
         t.append(f"max batch {p.max_batch_size or '-'} · max seq {p.max_seq_length or '-'}\n", style="dim")
     for note in e.notes:

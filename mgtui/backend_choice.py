@@ -1,0 +1,37 @@
+"""Which training backend a run will use, decided without importing it (the form shows this too).
+
+Unsloth needs CUDA; under DDP it needs a release that supports torchrun. Importing unsloth needs
+a GPU, so support is read from its source: releases that run under torchrun place each rank's
+model on its LOCAL_RANK device in unsloth/models/loader_utils.py (is_distributed)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+
+def unsloth_available() -> bool:
+    return importlib.util.find_spec("unsloth") is not None
+
+
+def unsloth_supports_ddp() -> bool:
+    spec = importlib.util.find_spec("unsloth")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    loader = Path(list(spec.submodule_search_locations)[0]) / "models" / "loader_utils.py"
+    try:
+        text = loader.read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return "def is_distributed" in text and "LOCAL_RANK" in text
+
+
+def choose_backend(cuda: bool, world_size: int) -> tuple[str, str | None]:
+    """(backend, why it isn't Unsloth, or None)."""
+    if not cuda:
+        return "transformers", "no CUDA GPU: Transformers + PEFT on the CPU"
+    if not unsloth_available():
+        return "transformers", "Unsloth is not installed"
+    if world_size > 1 and not unsloth_supports_ddp():
+        return "transformers", f"this Unsloth does not support {world_size}-process DDP"
+    return "unsloth", None

@@ -1,0 +1,67 @@
+"""`python -m mgtui.runs.supervise RUN_DIR -- COMMAND...`: wait on the engine and make sure the
+run always ends with a last word in its event log.
+
+An engine that is killed (the kernel's OOM killer, SIGKILL) or that crashes outside Python, or a
+torchrun group where one rank died, leaves no terminal event of its own. The supervisor, in the
+same detached session, waits for the command, and if the log has no terminal event it appends a
+`failed` event naming the cause: the rank and its error, or the exit status or signal.
+Light: no torch, so it costs nothing while the engine trains.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from . import rundir
+from .events import EVENTS_FILE, TERMINAL, EventWriter, read_events
+
+RANK_ERROR = "rank-{rank}.error"
+
+
+def last_word(run_dir: Path) -> bool:
+    return any(e.get("type") in TERMINAL for e in read_events(run_dir / EVENTS_FILE))
+
+
+def cause(run_dir: Path, code: int) -> str:
+    """The root cause: torchrun's "first observed failure" (the rank that died first) with that
+    rank's own error where it wrote one; else the exit status or signal."""
+    log = (run_dir / rundir.LOG_FILE).read_text(errors="replace") if (run_dir / rundir.LOG_FILE).exists() else ""
+    root = log[log.rfind("Root Cause"):] if "Root Cause" in log else ""
+    m = re.search(r"rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", root, re.S)
+    if m:
+        rank, exitcode = int(m.group(1)), int(m.group(2))
+        error = run_dir / RANK_ERROR.format(rank=rank)
+        if error.exists():
+            return f"rank {rank} failed: {error.read_text(errors='replace').strip()[:300]}"
+        how = f"signal {signal.Signals(-exitcode).name}" if exitcode < 0 else f"exit status {exitcode}"
+        return f"rank {rank} died ({how})"
+    errors = sorted(run_dir.glob("rank-*.error"))
+    if errors:
+        rank = errors[0].name.split("-")[1].split(".")[0]
+        return f"rank {rank} failed: {errors[0].read_text(errors='replace').strip()[:300]}"
+    if code < 0:
+        return f"the engine was killed by signal {signal.Signals(-code).name}"
+    return f"the engine exited with status {code} without a last word"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    run_dir, command = Path(argv[0]), argv[argv.index("--") + 1:]
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)  # stops go to rank 0; a hang-up changes nothing
+    proc = subprocess.Popen(command, restore_signals=True)
+    code = proc.wait()
+    if (run_dir / rundir.RUN_FILE).exists() and not last_word(run_dir):  # node 0 only keeps the record
+        writer = EventWriter(run_dir / EVENTS_FILE)
+        writer.emit("failed", kind="crash", message=cause(run_dir, code), exit_code=code)
+        writer.close()
+        rundir.mark_state(run_dir, "failed")
+    return 0 if code == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
