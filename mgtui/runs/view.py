@@ -8,6 +8,8 @@ from typing import Any
 
 from .events import TERMINAL
 
+SMOOTHING = 0.1  # weight of the newest loss in the moving average
+
 
 @dataclass
 class RunView:
@@ -24,6 +26,7 @@ class RunView:
     eta_s: float | None = None
     elapsed_s: float | None = None
     losses: list[tuple[float, float]] = field(default_factory=list)  # every logged (step, loss)
+    smoothed: list[tuple[float, float]] = field(default_factory=list)  # its moving average, kept as it grows
     eval_losses: list[tuple[float, float]] = field(default_factory=list)
     peak_gb: float | None = None
     estimate_gb: float | None = None
@@ -81,6 +84,8 @@ class RunView:
                 setattr(self, key, e[key])
         if e.get("loss") is not None:
             self.losses.append((e["step"], e["loss"]))
+            prev = self.smoothed[-1][1] if self.smoothed else e["loss"]
+            self.smoothed.append((e["step"], SMOOTHING * e["loss"] + (1 - SMOOTHING) * prev))
 
     def _on_eval(self, e: dict[str, Any]) -> None:
         if e.get("eval_loss") is not None:

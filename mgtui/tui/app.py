@@ -43,7 +43,7 @@ The VRAM panel: fits (green), tight at 90% or more (yellow), over (red) with the
 
 
 class MgApp(App):
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute, so subclasses elsewhere find it
     TITLE = "mgtui"
     BINDINGS = [
         Binding("f1", "help", "Help"),

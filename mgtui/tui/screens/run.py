@@ -107,7 +107,7 @@ class RunScreen(Screen):
         v = self.view
         self.query_one("#progress", Static).update(self.progress_text())
         self.query_one("#metrics", Static).update(self.metrics_text())
-        self.query_one("#chart", LossChart).set_data(v.losses, v.eval_losses)
+        self.query_one("#chart", LossChart).set_data(v.losses, v.smoothed, v.eval_losses)
         self.query_one("#spark", Sparkline).data = [y for _, y in v.losses[-200:]]
         log = self.query_one("#log", RichLog)
         for kind, text in v.log[self._log_shown:]:

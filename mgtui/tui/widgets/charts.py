@@ -1,7 +1,9 @@
 """A loss chart with axes, drawn with Braille dots (2×4 per cell): every point is kept; each
-column shows its points' mean, so 30 000 steps draw as fast as 300."""
+column shows its points' mean, so 30 000 steps draw almost as fast as 300."""
 
 from __future__ import annotations
+
+from operator import itemgetter
 
 from rich.text import Text
 from textual.widget import Widget
@@ -9,41 +11,40 @@ from textual.widget import Widget
 _DOTS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))  # [row][col] bits of a Braille cell
 
 
-def smooth(values: list[float], alpha: float = 0.1) -> list[float]:
-    out, ema = [], None
-    for v in values:
-        ema = v if ema is None else alpha * v + (1 - alpha) * ema
-        out.append(ema)
-    return out
-
-
-def _columns(points: list[tuple[float, float]], x0: float, x1: float, cols: int) -> list[float | None]:
-    sums, counts = [0.0] * cols, [0] * cols
-    span = max(x1 - x0, 1e-9)
-    for x, y in points:
-        c = min(cols - 1, int((x - x0) / span * cols))
-        sums[c] += y
-        counts[c] += 1
-    return [s / n if n else None for s, n in zip(sums, counts)]
+def _columns(points: list[tuple[float, float]], cols: int, x0: float, x1: float) -> list[float | None]:
+    """Each column's mean, for points in step order: contiguous slices summed in C, so a 30 000
+    point history costs a fraction of a millisecond."""
+    n = len(points)
+    if n == 0:
+        return [None] * cols
+    ys = [y for _, y in points] if n <= cols else None
+    if ys is not None:  # fewer points than columns: place each one by its step
+        out: list[float | None] = [None] * cols
+        for x, y in points:
+            out[min(cols - 1, int((x - x0) / max(x1 - x0, 1e-9) * cols))] = y
+        return out
+    values = list(map(itemgetter(1), points))
+    bounds = [round(i * n / cols) for i in range(cols + 1)]
+    return [sum(values[a:b]) / (b - a) if b > a else None for a, b in zip(bounds, bounds[1:])]
 
 
 def render_chart(series: list[tuple[list[tuple[float, float]], str]], width: int, height: int) -> Text:
     """series: ([(step, value)], style). Returns `height` lines of `width` cells with a y axis."""
-    pts = [p for s, _ in series for p in s]
-    if not pts or width < 12 or height < 3:
+    series = [(s, style) for s, style in series if s]
+    if not series or width < 12 or height < 3:
         return Text("waiting for the first loss…", style="dim")
-    ys = [y for _, y in pts]
-    lo, hi = min(ys), max(ys)
+    lo = min(min(map(itemgetter(1), s)) for s, _ in series)
+    hi = max(max(map(itemgetter(1), s)) for s, _ in series)
     if hi - lo < 1e-9:
         lo, hi = lo - 0.5, hi + 0.5
-    x0, x1 = min(x for x, _ in pts), max(x for x, _ in pts)
+    x0, x1 = min(s[0][0] for s, _ in series), max(s[-1][0] for s, _ in series)  # each in step order
     label_w = max(len(f"{hi:.2f}"), len(f"{lo:.2f}")) + 1
     cols = width - label_w
     rows = height - 1
     grid = [[0] * cols for _ in range(rows)]
     owner: list[list[str]] = [[""] * cols for _ in range(rows)]
     for points, style in series:
-        for sub_c, y in enumerate(_columns(points, x0, x1, cols * 2)):
+        for sub_c, y in enumerate(_columns(points, cols * 2, x0, x1)):
             if y is None:
                 continue
             level = int((y - lo) / (hi - lo) * (rows * 4 - 1))
@@ -74,11 +75,13 @@ class LossChart(Widget):
         self.train: list[tuple[float, float]] = []
         self.eval: list[tuple[float, float]] = []
 
-    def set_data(self, train: list[tuple[float, float]], eval_: list[tuple[float, float]]) -> None:
-        self.train, self.eval = train, eval_
+        self.smoothed: list[tuple[float, float]] = []
+
+    def set_data(self, train: list[tuple[float, float]], smoothed: list[tuple[float, float]],
+                 eval_: list[tuple[float, float]]) -> None:
+        self.train, self.smoothed, self.eval = train, smoothed, eval_
         self.refresh()
 
     def render(self) -> Text:
-        ema = list(zip([x for x, _ in self.train], smooth([y for _, y in self.train])))
-        return render_chart([(self.train, "grey50"), (ema, "bold cyan"), (self.eval, "bold yellow")],
+        return render_chart([(self.train, "grey50"), (self.smoothed, "bold cyan"), (self.eval, "bold yellow")],
                             self.size.width, self.size.height)
