@@ -53,3 +53,41 @@ def test_domain_modules_import_no_textual():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == []
+
+
+APP_PROBE = """
+import asyncio, json, sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from app_helpers import NO_GPU, settle
+from mgtui.tui.app import MgApp
+
+async def main():
+    app = MgApp({{"dataset": "builtin:demo-chat"}}, ("H100 80GB", 79.6), NO_GPU, offer_runs=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+o")      # the preset list
+        await pilot.press("escape")
+        await pilot.press("ctrl+g")      # the GPU picker
+        await pilot.press("escape")
+        app.attach(Path({run!r}))        # and the run screen on a recorded run
+        await pilot.pause(0.5)
+
+asyncio.run(main())
+print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r})))
+"""
+
+
+def test_the_app_process_never_imports_the_training_stack(tmp_path):
+    """The UI process, through the form, the pickers and the run screen, stays light."""
+    import shutil
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parent
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(tests / "data" / "run_done.jsonl", run / "events.jsonl")
+    code = APP_PROBE.format(tests=str(tests), run=str(run), heavy=set(HEAVY))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

@@ -53,8 +53,7 @@ class FormScreen(Screen):
         self.plan: Plan | None = None
         self.report: ScanReport | None = None
         self.scan_error: str | None = None
-        self._scan_timer: Timer | None = None
-        self._lookup_timer: Timer | None = None
+        self._debounce_timers: dict[str, Timer] = {}
         self.groups: list[FieldGroup] = []
         self._deferred: list[FieldGroup] = []
         self.mounted_groups: list[FieldGroup] = []
@@ -101,10 +100,14 @@ class FormScreen(Screen):
         self.gpus = reading
         self.refresh_form()
 
+    def _debounce(self, key: str, delay: float, work) -> None:
+        """Run `work` once typing pauses for `delay` seconds (a new call restarts the wait)."""
+        if key in self._debounce_timers:
+            self._debounce_timers[key].stop()
+        self._debounce_timers[key] = self.set_timer(max(delay, 0.01), work)
+
     def schedule_lookup(self, delay: float = 0.4) -> None:
-        if self._lookup_timer:
-            self._lookup_timer.stop()
-        self._lookup_timer = self.set_timer(max(delay, 0.01), self._lookup)
+        self._debounce("lookup", delay, self._lookup)
 
     @work(thread=True, exclusive=True, group="lookup")
     def _lookup(self) -> None:
@@ -118,9 +121,7 @@ class FormScreen(Screen):
             self.refresh_estimate()
 
     def schedule_scan(self, delay: float = 0.4) -> None:
-        if self._scan_timer:
-            self._scan_timer.stop()
-        self._scan_timer = self.set_timer(max(delay, 0.01), self._scan)
+        self._debounce("scan", delay, self._scan)
 
     @work(thread=True, exclusive=True, group="scan")
     def _scan(self) -> None:
