@@ -13,7 +13,7 @@ import sys
 from typing import Any, NoReturn, Sequence
 
 from . import presets
-from .settings import BY_NAME, SETTINGS, Resolved, Setting, SettingError, resolve
+from .settings import SETTINGS, Resolved, Setting, SettingError, resolve
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 130
 

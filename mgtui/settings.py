@@ -291,7 +291,7 @@ def validate(res: Resolved) -> None:
         quant = prequantized_4bit(v["base_model"])
         if quant:
             flag = "--load-in-16bit" if res.precision == 16 else "--load-in-8bit"
-            why = f" (set by --quality-mode)" if "load_in_16bit" in res.quality_set else ""
+            why = " (set by --quality-mode)" if "load_in_16bit" in res.quality_set else ""
             hint = f"; use {quant!r} instead" if quant != v["base_model"] else "; use its 16-bit original"
             raise SettingError(
                 "base_model",

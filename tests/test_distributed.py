@@ -4,7 +4,6 @@ localhost; a killed rank fails the run cleanly."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -13,7 +12,6 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
 
 from engine_helpers import events, wait_for, write_dataset
 from mgtui.runs import rundir

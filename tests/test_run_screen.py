@@ -6,7 +6,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import pty
 import shutil
 import signal
 import struct
@@ -17,7 +16,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
 from app_helpers import NO_GPU, settle
 from conftest import ROOT

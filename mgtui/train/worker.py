@@ -131,7 +131,8 @@ def run(run_dir: Path, resume: bool = False) -> int:
 
 
 def _rank_error(run_dir: Path, rank: int, message: str) -> None:
-    """Ranks other than 0 have no event log: their error goes where the supervisor looks."""
+    """Under torchrun a rank's error goes to a file the supervisor reads (ranks other than 0 have
+    no event log, and rank 0's own error may only echo another rank's death)."""
     if rank != 0 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from ..runs.supervise import RANK_ERROR
 

@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from .. import presets
-from ..gpu import FixedSource, GpuReading, GpuSource, NvmlSource
+from ..gpu import GpuSource, NvmlSource
 from ..runs import launch
 from ..runs.registry import list_runs
 from ..settings import Resolved
