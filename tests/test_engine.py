@@ -53,7 +53,10 @@ def test_responses_only_masks_the_prompt(tiny_model):
     assert learned.startswith("2 plus 3 is 5.") and "What is" not in learned and "user" not in learned
 
 
-def test_run_directory_adapter_and_event_log(tmp_path, tiny_model):
+def test_run_directory_adapter_and_event_log(tmp_path, tiny_model, monkeypatch):
+    secrets = ("hf_" + "Q" * 34, "0123456789abcdef" * 2 + "01234567")
+    monkeypatch.setenv("HF_TOKEN", secrets[0])
+    monkeypatch.setenv("WANDB_API_KEY", secrets[1])
     data = write_dataset(tmp_path / "d.jsonl", "messages")
     res = settings(tiny_model, data, tmp_path / "run", max_steps=12, save_steps=5, eval_split=0.1)
     code, run_dir = run_in_process(res)
@@ -81,6 +84,11 @@ def test_run_directory_adapter_and_event_log(tmp_path, tiny_model):
     assert summary["steps"] == 12 and summary["final_loss"] == pytest.approx(evs[-1]["final_loss"])
     assert {"torch", "transformers", "trl", "peft", "unsloth"} <= set(summary["versions"])
     assert rundir.run_state(run_dir).state == "done"
+    # No secret from the environment is written anywhere in the run directory.
+    for f in run_dir.rglob("*"):
+        if f.is_file():
+            blob = f.read_bytes()
+            assert not any(s.encode() in blob for s in secrets), f
 
 
 def test_four_bit_settings_on_cpu_are_substituted_and_reported(tmp_path, tiny_model):
