@@ -85,10 +85,15 @@ class FormScreen(Screen):
         self.title = "mgtui"
         self.sub_title = "settings"
         self.query_one("#i-base_model").focus()
-        self.set_timer(0.05, self._mount_next_group)
+        # Everything else waits until the first frame is up and answering keys: worker threads
+        # (NVML, lookup, scan) would otherwise compete with it for the interpreter.
+        self.set_timer(0.2, self._after_first_frame)
+
+    def _after_first_frame(self) -> None:
         self.read_gpus()
         self.schedule_lookup(0)
         self.schedule_scan(0)
+        self._mount_next_group()
 
     # --- background work: never in the way of the first frame or of a keystroke --------------
     @work(thread=True, exclusive=True, group="gpus")

@@ -132,7 +132,7 @@ class RunScreen(Screen):
         t.append("\n")
         total = v.total_steps or 0
         frac = v.step / total if total else 0.0
-        t.append_text(bar(frac, 30, "green"))
+        t.append_text(bar(frac, 16, "green"))  # leaves room for the counts on one line at 80 columns
         t.append(f" {v.step}/{total or '?'} {frac:.0%}  epoch {v.epoch:.2f}\n")
         t.append(f"elapsed {fmt_duration(v.elapsed_s)}  ETA {fmt_duration(v.eta_s)}", style="dim")
         if v.missed:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import deque
 
 from rich.text import Text
-from textual.widgets import Static
+from textual.widget import Widget
 
 from ...gpu import GIB, GpuReading, GpuSample
 from .vram import bar
@@ -39,25 +39,34 @@ def render_gpu(g: GpuSample, history: list[float], own: set[int], width: int) ->
     return t
 
 
-class GpuPanel(Static):
+class GpuPanel(Widget):
+    """The latest reading, rendered at the width the panel actually has."""
+
     DEFAULT_CSS = "GpuPanel { height: auto; padding: 0 1; }"
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
         self.history: dict[int, deque[float]] = {}
         self.selected: set[int] | None = None  # GPU indices the run uses; None = all
+        self.reading: GpuReading | None = None
+        self.own_pids: set[int] = set()
 
     def show(self, reading: GpuReading, own_pids: set[int]) -> None:
+        self.reading, self.own_pids = reading, own_pids
+        for g in reading.gpus:
+            if g.utilization is not None:
+                self.history.setdefault(g.index, deque(maxlen=120)).append(g.utilization)
+        self.refresh(layout=True)
+
+    def render(self) -> Text:
+        reading = self.reading
+        if reading is None:
+            return Text("reading GPUs…", style="dim")
         if not reading.gpus:
-            self.update(Text(f"GPU: N/A\n{reading.error}\nthe rest of this screen works as usual", style="yellow"))
-            return
-        width = max(16, (self.size.width or 34) - 2)
+            return Text(f"GPU: N/A\n{reading.error}\nthe rest of this screen works as usual", style="yellow")
+        width = max(16, self.content_size.width or 32)
         t = Text()
         for g in reading.gpus:
-            if self.selected is not None and g.index not in self.selected:
-                continue
-            h = self.history.setdefault(g.index, deque(maxlen=120))
-            if g.utilization is not None:
-                h.append(g.utilization)
-            t.append_text(render_gpu(g, list(h), own_pids, width))
-        self.update(t)
+            if self.selected is None or g.index in self.selected:
+                t.append_text(render_gpu(g, list(self.history.get(g.index, ())), self.own_pids, width))
+        return t

@@ -4,7 +4,7 @@ and, when it won't fit, the guide's steps with their new estimates (each one key
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import Static
+from textual.widget import Widget
 
 from ...estimate import Plan
 
@@ -64,9 +64,20 @@ def render_plan(p: Plan | None, width: int = 32, pending: str = "") -> Text:
     return t
 
 
-class VramPanel(Static):
+class VramPanel(Widget):
+    """Rendered at render time, at the width it actually has (a width read at update time can
+    predate layout)."""
+
     DEFAULT_CSS = "VramPanel { height: auto; padding: 0 1; }"
 
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.plan: Plan | None = None
+        self.pending = ""
+
     def show(self, p: Plan | None, pending: str = "") -> None:
-        width = max(20, (self.size.width or 34) - 2)
-        self.update(render_plan(p, width, pending))
+        self.plan, self.pending = p, pending
+        self.refresh(layout=True)
+
+    def render(self) -> Text:
+        return render_plan(self.plan, max(20, self.content_size.width or 32), self.pending)
