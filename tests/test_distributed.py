@@ -87,3 +87,23 @@ def test_a_killed_rank_fails_the_run_cleanly_and_in_bounded_time(tmp_path, tiny_
     wait_for(lambda: not supervisor.is_running() or supervisor.status() == psutil.STATUS_ZOMBIE, timeout=60)
     assert all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in workers)
     assert rundir.run_state(out).state == "failed"
+
+
+def test_stop_and_resume_work_for_the_whole_group(tmp_path, tiny_model):
+    from mgtui.runs.launch import request_stop
+
+    data = write_dataset(tmp_path / "d.jsonl", "messages", n=240)
+    out = tmp_path / "run"
+    args = train_args(tiny_model, data, out, 400)
+    assert mg(*args, "--nproc-per-node", "2", "--detach").returncode == 0
+    wait_for(lambda: any(e["type"] == "log" and e["step"] >= 3 for e in events(out)), timeout=180)
+    assert request_stop(out)  # SIGINT to rank 0; every rank agrees to stop at the same step
+    wait_for(lambda: events(out)[-1]["type"] == "stopped", timeout=120)
+    stopped_at = events(out)[-1]["steps"]
+    assert (out / f"checkpoint-{stopped_at}").is_dir() and (out / "adapter_model.safetensors").is_file()
+    wait_for(lambda: rundir.run_state(out).state == "stopped", timeout=60)
+    before = len(events(out))
+    resumed = mg(*args, "--nproc-per-node", "2", "--resume")
+    assert resumed.returncode == 0, resumed.stdout[-2000:]
+    logs = [e for e in events(out)[before:] if e["type"] == "log"]
+    assert logs[0]["step"] == stopped_at + 1 and logs[-1]["step"] == 400

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -188,3 +189,25 @@ def test_occupied_output_directory_is_refused(tmp_path, capsys, tiny_model):
     res = settings(tiny_model, data, run, max_steps=1)
     _, moved = launch.prepare(res, force=True)
     assert moved and (Path(moved) / "adapter_config.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize("command, expected", [
+    ("import sys; sys.exit(3)", "exited with status 3 without a last word"),
+    ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "killed by signal SIGKILL"),
+])
+def test_supervisor_gives_a_resumed_run_that_dies_its_last_word(tmp_path, command, expected):
+    """The log of a resumed run already ends with the previous stop: that is not this run's end."""
+    from mgtui.runs.events import EventWriter
+
+    run = tmp_path / "run"
+    run.mkdir()
+    w = EventWriter(run / "events.jsonl")
+    w.emit("stopped", steps=4, final_loss=1.0, runtime_s=1.0, adapter=str(run))
+    w.close()
+    rundir.write_run_file(run, os.getpid())
+    done = subprocess.run([sys.executable, "-m", "mgtui.runs.supervise", str(run), "--", sys.executable, "-c", command],
+                          timeout=60)
+    assert done.returncode == 1
+    last = events(run)[-1]
+    assert last["type"] == "failed" and expected in last["message"] and last["seq"] == 1
+    assert rundir.run_state(run).state == "failed"

@@ -17,13 +17,19 @@ import sys
 from pathlib import Path
 
 from . import rundir
-from .events import EVENTS_FILE, TERMINAL, EventWriter, read_events
+from .events import EVENTS_FILE, TERMINAL, EventFollower, EventWriter
 
 RANK_ERROR = "rank-{rank}.error"
 
 
-def last_word(run_dir: Path) -> bool:
-    return any(e.get("type") in TERMINAL for e in read_events(run_dir / EVENTS_FILE))
+def last_word(run_dir: Path, offset: int = 0) -> bool:
+    """Whether the engine ended its log itself since `offset` (a resumed run's log already ends
+    with the previous stop)."""
+    follower = EventFollower(run_dir / EVENTS_FILE, offset)
+    while batch := follower.read_new():
+        if any(e.get("type") in TERMINAL for e in batch):
+            return True
+    return False
 
 
 def cause(run_dir: Path, code: int) -> str:
@@ -53,9 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     run_dir, command = Path(argv[0]), argv[argv.index("--") + 1:]
     for sig in (signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)  # stops go to rank 0; a hang-up changes nothing
+    log = run_dir / EVENTS_FILE
+    offset = log.stat().st_size if log.exists() else 0
     proc = subprocess.Popen(command, restore_signals=True)
     code = proc.wait()
-    if (run_dir / rundir.RUN_FILE).exists() and not last_word(run_dir):  # node 0 only keeps the record
+    if (run_dir / rundir.RUN_FILE).exists() and not last_word(run_dir, offset):  # node 0 only keeps the record
         writer = EventWriter(run_dir / EVENTS_FILE)
         writer.emit("failed", kind="crash", message=cause(run_dir, code), exit_code=code)
         writer.close()

@@ -180,6 +180,8 @@ def _train(res: Resolved, run_dir: Path, resume: bool, ev, stop: threading.Event
     for w in warnings:
         ev.emit("warning", message=w)
 
+    if world > 1 and not cuda:
+        _restore_cpu_n_storages()
     from trl import SFTConfig, SFTTrainer
 
     from .callback import EventCallback
@@ -240,6 +242,17 @@ def _train(res: Resolved, run_dir: Path, resume: bool, ev, stop: threading.Event
         return EXIT_STOPPED
     ev.emit("done", **end)
     return EXIT_DONE
+
+
+def _restore_cpu_n_storages() -> None:
+    """Checkpoints written by gloo CPU ranks tag their storages "cpu:0", a location torch.load
+    cannot restore ("don't know how to restore data location"), so resume would fail. Tell
+    torch's serialization that "cpu:N" is the CPU."""
+    import torch.serialization as ser
+
+    ser.register_package(
+        9, lambda obj: None,
+        lambda obj, location: obj.cpu() if isinstance(location, str) and location.startswith("cpu:") else None)
 
 
 def _ddp_stop_sync():
