@@ -18,15 +18,9 @@ from ..settings import Resolved
 from .events import EVENTS_FILE, EventFollower
 from .launch import LaunchError, request_stop, start
 from .rundir import LOG_FILE
+from .view import describe, fmt_duration
 
 EXIT = {"done": 0, "stopped": 130, "failed": 1}
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "--:--"
-    s = int(seconds)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 def progress_line(e: dict[str, Any], width: int = 20) -> str:
@@ -36,36 +30,6 @@ def progress_line(e: dict[str, Any], width: int = 20) -> str:
     loss = f"{e['loss']:.4f}" if isinstance(e.get("loss"), (int, float)) else "-"
     return (f"[{bar}] {e['step']}/{total} {frac:4.0%}  loss {loss}  lr {e.get('learning_rate') or 0:.2e}  "
             f"{e.get('tokens_per_s') or 0:,.0f} tok/s  ETA {fmt_duration(e.get('eta_s'))}")
-
-
-def describe(e: dict[str, Any]) -> str | None:
-    """One line for an event, or None for events only the progress line shows."""
-    t = e["type"]
-    if t == "phase":
-        if e["phase"] == "preparing_data" and e.get("progress") not in (None, 0.0):
-            return None  # the progress line is enough
-        p = f" {e['progress']:.0%}" if e.get("progress") is not None and e["phase"] == "preparing_data" else ""
-        return f"phase: {e['phase'].replace('_', ' ')}{p}{' - ' + e['detail'] if e.get('detail') else ''}"
-    if t == "start":
-        return f"engine: {e['backend']} on {e['device']} ({e.get('precision')}-bit), estimate {e.get('estimate_gb')} GB"
-    if t == "dataset":
-        tok = e["tokens"]
-        return (f"dataset: {e['rows']} rows, {e['format']}, tokens min {tok['min']} mean {tok['mean']} max {tok['max']}"
-                f" (max_seq_length {e['max_seq_length']}, {e['truncated']} truncated)")
-    if t in ("warning", "message"):
-        return f"{t}: {e['message']}"
-    if t == "eval":
-        return f"eval: step {e['step']} loss {e.get('eval_loss')}"
-    if t == "done":
-        return f"done: {e['steps']} steps in {fmt_duration(e['runtime_s'])}, final loss {e.get('final_loss')}; adapter in {e['adapter']}"
-    if t == "stopped":
-        return f"stopped at step {e['steps']}; adapter in {e['adapter']}; continue with --resume"
-    if t == "failed":
-        lines = [f"failed ({e['kind']}) at step {e.get('step')}: {e['message']}"]
-        for a in e.get("advice") or []:
-            lines.append(f"  try: {a['title']} → {a['peak_gb']} GB{' (fits)' if a['fits'] else ''}")
-        return "\n".join(lines)
-    return None
 
 
 class Display:

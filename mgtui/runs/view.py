@@ -11,6 +11,43 @@ from .events import TERMINAL
 SMOOTHING = 0.1  # weight of the newest loss in the moving average
 
 
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def describe(e: dict[str, Any]) -> str | None:
+    """One line for an event, or None for events only the progress line shows."""
+    t = e["type"]
+    if t == "phase":
+        if e["phase"] == "preparing_data" and e.get("progress") not in (None, 0.0):
+            return None  # the progress line is enough
+        p = f" {e['progress']:.0%}" if e.get("progress") is not None and e["phase"] == "preparing_data" else ""
+        return f"phase: {e['phase'].replace('_', ' ')}{p}{' - ' + e['detail'] if e.get('detail') else ''}"
+    if t == "start":
+        return f"engine: {e['backend']} on {e['device']} ({e.get('precision')}-bit), estimate {e.get('estimate_gb')} GB"
+    if t == "dataset":
+        tok = e["tokens"]
+        return (f"dataset: {e['rows']} rows, {e['format']}, tokens min {tok['min']} mean {tok['mean']} max {tok['max']}"
+                f" (max_seq_length {e['max_seq_length']}, {e['truncated']} truncated)")
+    if t in ("warning", "message"):
+        return f"{t}: {e['message']}"
+    if t == "eval":
+        return f"eval: step {e['step']} loss {e.get('eval_loss')}"
+    if t == "done":
+        return f"done: {e['steps']} steps in {fmt_duration(e['runtime_s'])}, final loss {e.get('final_loss')}; adapter in {e['adapter']}"
+    if t == "stopped":
+        return f"stopped at step {e['steps']}; adapter in {e['adapter']}; continue with --resume"
+    if t == "failed":
+        lines = [f"failed ({e['kind']}) at step {e.get('step')}: {e['message']}"]
+        for a in e.get("advice") or []:
+            lines.append(f"  try: {a['title']} → {a['peak_gb']} GB{' (fits)' if a['fits'] else ''}")
+        return "\n".join(lines)
+    return None
+
+
 @dataclass
 class RunView:
     phase: str = "starting"
@@ -44,6 +81,11 @@ class RunView:
     def finished(self) -> bool:
         return self.end is not None
 
+    def _note(self, kind: str, e: dict[str, Any]) -> None:
+        text = describe(e)
+        if text:
+            self.log.append((kind, text))
+
     def apply(self, events: list[dict[str, Any]]) -> None:
         for e in events:
             seq = e.get("seq", self.last_seq + 1)
@@ -55,7 +97,7 @@ class RunView:
     def _on_phase(self, e: dict[str, Any]) -> None:
         changed = (e["phase"], e.get("detail", "")) != (self.phase, self.phase_detail)
         if changed and e.get("progress") in (None, 0, 0.0):  # progress updates are shown, not logged
-            self.log.append(("phase", e["phase"].replace("_", " ") + (f": {e['detail']}" if e.get("detail") else "")))
+            self._note("phase", e)
         self.phase = e["phase"]
         self.phase_progress = e.get("progress")
         self.phase_detail = e.get("detail", "")
@@ -67,14 +109,11 @@ class RunView:
         self.world_size = e.get("world_size", 1)
         self.estimate_gb = e.get("estimate_gb", self.estimate_gb)
         self.started_t = self.started_t or e.get("t")
-        self.log.append(("info", f"engine: {self.backend} on {self.device}, {e.get('precision')}-bit, "
-                                 f"{self.world_size} process(es)"))
+        self._note("info", e)
 
     def _on_dataset(self, e: dict[str, Any]) -> None:
         self.dataset = e
-        tok = e.get("tokens", {})
-        self.log.append(("info", f"dataset: {e.get('rows')} rows, {e.get('format')}, mean {tok.get('mean')} tokens, "
-                                 f"{e.get('truncated', 0)} truncated"))
+        self._note("info", e)
 
     def _on_log(self, e: dict[str, Any]) -> None:
         self.step, self.total_steps = e.get("step", self.step), e.get("total_steps") or self.total_steps
@@ -90,16 +129,16 @@ class RunView:
     def _on_eval(self, e: dict[str, Any]) -> None:
         if e.get("eval_loss") is not None:
             self.eval_losses.append((e["step"], e["eval_loss"]))
-            self.log.append(("info", f"eval loss {e['eval_loss']:.4f} at step {e['step']}"))
+            self._note("info", e)
 
     def _on_memory(self, e: dict[str, Any]) -> None:
         self.peak_gb = e.get("peak_reserved_gb", self.peak_gb)
 
     def _on_warning(self, e: dict[str, Any]) -> None:
-        self.log.append(("warning", e["message"]))
+        self._note("warning", e)
 
     def _on_message(self, e: dict[str, Any]) -> None:
-        self.log.append(("info", e["message"]))
+        self._note("info", e)
 
     def _on_other(self, e: dict[str, Any]) -> None:
         if e.get("type") in TERMINAL:
@@ -107,6 +146,6 @@ class RunView:
             self.phase = e["type"]
             if e.get("steps"):
                 self.step = e["steps"]
-            self.log.append(("error" if e["type"] == "failed" else "info", f"{e['type']}: {e.get('message', '')}".rstrip(": ")))
+            self._note("error" if e["type"] == "failed" else "info", e)
 
     _on_done = _on_stopped = _on_failed = _on_other

@@ -18,10 +18,9 @@ from textual.widgets import Footer, Header, RichLog, Sparkline, Static
 
 from ...runs import rundir
 from ...runs.events import EVENTS_FILE, EventFollower
-from ...runs.headless import fmt_duration
 from ...runs.launch import request_stop
 from ...runs.registry import mark_seen
-from ...runs.view import RunView
+from ...runs.view import RunView, fmt_duration
 from ..widgets.charts import LossChart
 from ..widgets.gpus import GpuPanel
 from ..widgets.vram import bar
