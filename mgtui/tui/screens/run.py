@@ -82,25 +82,34 @@ class RunScreen(Screen):
     # --- events: drained in batches on a timer, so the UI never waits on the engine -----------
     def drain(self) -> None:
         events = self.follower.read_new()
+        changed = bool(events)
         if events:
             self.view.apply(events)
         elif not self.view.finished and self.exit_note is None:
-            self._check_engine()
-        if events or self.exit_note:
+            changed = self._check_engine()
+        if changed or self.exit_note:
             self.render_view()
 
-    def _check_engine(self) -> None:
-        """An engine that died without a last word (killed, crashed) is reported, not waited on."""
-        code = self.proc.poll() if self.proc else None
-        if self.proc is not None and code is None:
-            return
-        if self.proc is None and rundir.run_state(self.run_dir).state != "dead":
-            return
-        if self.follower.read_new():  # its last words may have landed just now
-            return
-        how = (f"signal {signal.Signals(-code).name}" if code and code < 0 else f"exit status {code}") \
-            if self.proc is not None else "no running process"
+    def _check_engine(self) -> bool:
+        """An engine that died without a last word (killed, crashed) is reported, not waited on.
+        Cheap enough for every quiet tick: a poll, or run.json and the pid, never the whole log.
+        Returns whether the view changed."""
+        if self.proc is not None:
+            code = self.proc.poll()
+            if code is None:
+                return False
+            how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        else:
+            info = rundir.read_json(self.run_dir / rundir.RUN_FILE)
+            if info.get("state") == "resuming" or rundir.pid_alive(info.get("pid")):
+                return False
+            how = "no running process"
+        late = self.follower.read_new()  # its last words may have landed just now
+        if late:
+            self.view.apply(late)
+            return True
         self.exit_note = f"The engine stopped without a last word ({how}). See {self.run_dir / rundir.LOG_FILE}."
+        return True
 
     def render_view(self) -> None:
         v = self.view
