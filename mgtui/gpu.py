@@ -7,6 +7,7 @@ and single fields that a GPU doesn't support are None (shown as N/A).
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -121,6 +122,14 @@ def _nvml_reason(e: Exception) -> str:
     if "Driver Not Loaded" in text or "LibraryNotFound" in type(e).__name__ or "not found" in text.lower():
         return "no NVIDIA driver on this machine"
     return text
+
+
+def visible_gpu_count(source: GpuSource | None = None) -> int:
+    """GPUs a new process may use: CUDA_VISIBLE_DEVICES when set (NVML ignores it), else NVML's count."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    return len((source or NvmlSource()).read().gpus)
 
 
 class FixedSource:

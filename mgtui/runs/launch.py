@@ -53,8 +53,14 @@ def engine_command(run_dir: Path, res: Resolved, nproc: int) -> list[str]:
     return [sys.executable, "-m", "mgtui.runs.supervise", str(run_dir), "--", sys.executable, *worker]
 
 
-def start(res: Resolved, force: bool = False, gpu_count: int = 0) -> tuple[Path, subprocess.Popen, str | None]:
+def start(res: Resolved, force: bool = False, gpu_count: int | None = None) -> tuple[Path, subprocess.Popen, str | None]:
+    """Start the engine detached. `gpu_count` (the GPUs visible here) sets the default number of
+    processes; when not given it is read, so the app and the headless command agree."""
     run_dir, moved = prepare(res, force)
+    if gpu_count is None:
+        from ..gpu import visible_gpu_count
+
+        gpu_count = visible_gpu_count()
     nproc = res.world_size(gpu_count) // res["nnodes"]
     env = dict(os.environ)
     env.setdefault("PYTHONWARNINGS", "ignore")

@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from .. import presets
-from ..gpu import GpuSource, NvmlSource
+from ..gpu import GpuSource, NvmlSource, visible_gpu_count
 from ..runs import launch
 from ..runs.registry import list_runs
 from ..settings import Resolved
@@ -88,9 +88,8 @@ class MgApp(App):
 
     # --- runs --------------------------------------------------------------------------------
     def start_run(self, res: Resolved, estimate_gb: float | None) -> None:
-        gpus = self.gpu_source.read().gpus
         try:
-            run_dir, proc, _ = launch.start(res, gpu_count=len(gpus))
+            run_dir, proc, _ = launch.start(res, gpu_count=visible_gpu_count(self.gpu_source))
         except launch.LaunchError as e:
             self.notify(str(e), severity="error", timeout=10)
             return
