@@ -50,6 +50,11 @@ class Step:
     def fits(self) -> bool | None:
         return self.estimate.fits
 
+    def as_dict(self) -> dict[str, Any]:
+        """The step as `estimate --json` and the engine's OOM event carry it."""
+        return {"step": self.number, "title": self.title, "changes": self.changes,
+                "peak_gb": round(self.estimate.peak_gib, 3), "fits": self.fits}
+
 
 def _guide_steps(res: Resolved) -> list[tuple[int, str, str, dict[str, Any]]]:
     """The guide's 'Out of Memory: try in order', as the changes each makes to these settings:

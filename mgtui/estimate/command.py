@@ -71,8 +71,7 @@ def run_estimate(res: Resolved, gpu_memory: float | None, gpu_name: str | None, 
             "cpu_ram_gb": round(e.cpu_ram_gib, 3) if e else None,
             "checkpointing": e.checkpointing if e else None,
             "trainable_params": e.trainable_params if e else None,
-            "advice": [{"step": s.number, "title": s.title, "changes": s.changes,
-                        "peak_gb": round(s.estimate.peak_gib, 3), "fits": s.fits} for s in p.steps],
+            "advice": [s.as_dict() for s in p.steps],
             "notes": list(e.notes) if e else [p.lookup.source],
         }
         print(json.dumps(doc, indent=2))

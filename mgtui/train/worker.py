@@ -67,8 +67,7 @@ def oom_advice(res: Resolved, backend: str, total_gib: float) -> list[dict[str, 
     found = lookup(res["base_model"], online=False)
     if found.arch is None:
         return []
-    return [{"step": s.number, "title": s.title, "changes": s.changes, "peak_gb": round(s.estimate.peak_gib, 2),
-             "fits": s.fits} for s in advise(res, found.arch, total_gib, backend)]
+    return [s.as_dict() for s in advise(res, found.arch, total_gib, backend)]
 
 
 def run(run_dir: Path, resume: bool = False) -> int:
@@ -104,7 +103,7 @@ def run(run_dir: Path, resume: bool = False) -> int:
         code = _train(res, run_dir, resume, ev, stop, state, rank, local_rank, world, t0)
     except DatasetError as e:
         ev.emit("failed", kind="input", message=str(e), step=state["step"])
-        _rank_error(run_dir, rank, str(e))
+        _rank_error(run_dir, rank, world, str(e))
         code = EXIT_INPUT
     except Exception as e:
         import torch
@@ -121,7 +120,7 @@ def run(run_dir: Path, resume: bool = False) -> int:
                     step=state["step"])
         # Under torchrun an error here is often the echo of another rank's death (a broken
         # collective): the supervisor names the first failure, with this rank's error if it was it.
-        _rank_error(run_dir, rank, f"{type(e).__name__}: {e}")
+        _rank_error(run_dir, rank, world, f"{type(e).__name__}: {e}")
         code = EXIT_FAILED
     finally:
         ev.close()
@@ -130,10 +129,10 @@ def run(run_dir: Path, resume: bool = False) -> int:
     return code
 
 
-def _rank_error(run_dir: Path, rank: int, message: str) -> None:
+def _rank_error(run_dir: Path, rank: int, world: int, message: str) -> None:
     """Under torchrun a rank's error goes to a file the supervisor reads (ranks other than 0 have
     no event log, and rank 0's own error may only echo another rank's death)."""
-    if rank != 0 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if world > 1:
         from ..runs.supervise import RANK_ERROR
 
         (run_dir / RANK_ERROR.format(rank=rank)).write_text(message.splitlines()[0] if message else "error")
@@ -157,9 +156,9 @@ def _train(res: Resolved, run_dir: Path, resume: bool, ev, stop: threading.Event
         state["total_gib"] = torch.cuda.mem_get_info()[1] / 2**30
     if plan.backend == "unsloth":
         import unsloth  # noqa: F401  (must come before transformers and trl to patch them)
+    estimate = estimate_gb(res, plan.backend, state["total_gib"])
     ev.emit("start", pid=os.getpid(), backend=plan.backend, device=plan.device, world_size=world,
-            precision=plan.precision, estimate_gb=estimate_gb(res, plan.backend, state["total_gib"]),
-            settings=res.values, resume=resume)
+            precision=plan.precision, estimate_gb=estimate, settings=res.values, resume=resume)
     for sub in plan.substitutions:
         ev.emit("warning", message=f"replaced {sub}")
     for w in res.warnings:
@@ -224,7 +223,7 @@ def _train(res: Resolved, run_dir: Path, resume: bool, ev, stop: threading.Event
         "train_runtime_s": metrics.get("train_runtime"),
         "train_steps_per_s": metrics.get("train_steps_per_second"),
         "peak_reserved_gb": peak,
-        "estimate_gb": estimate_gb(res, plan.backend, state["total_gib"]),
+        "estimate_gb": estimate,
         "backend": plan.backend,
         "device": plan.device,
         "world_size": world,

@@ -208,7 +208,7 @@ class FormScreen(Screen):
         setting = next((s for s in SETTINGS if s.name == name), None)
         if setting is None:
             return
-        text = Text(f"{label_of(setting)}: ", style="bold")
+        text = Text(f"{label_of(setting.name)}: ", style="bold")
         text.append(setting.help)
         if setting.name == "quality_mode":
             text = Text(QUALITY_HELP, style="bold")
@@ -255,7 +255,7 @@ class FormScreen(Screen):
                 note = f"{world} process{'es' if world > 1 else ''} · {backend}" + (f" ({why})" if why else "") \
                     + f" · effective batch {m.resolved.effective_batch * world}"
             if s.name == "quality_mode" and m.value("quality_mode") and m.resolved is not None:
-                note = "sets " + ", ".join(f"{label_of_name(k)}={v}" for k, v in m.resolved.quality_set.items()) \
+                note = "sets " + ", ".join(f"{label_of(k)}={v}" for k, v in m.resolved.quality_set.items()) \
                     if m.resolved.quality_set else "nothing left to set: you chose those fields"
             group.show(s, m.display(s.name), m.value(s.name), errors.get(s.name), note, s.name in m.chosen)
 
@@ -263,7 +263,7 @@ class FormScreen(Screen):
         res = self.model.resolved
         widget = self.query_one("#command", Static)
         if res is None or not self.model.valid:
-            bad = "; ".join(f"{label_of_name(k)}: {v}" for k, v in self.model.errors.items())
+            bad = "; ".join(f"{label_of(k)}: {v}" for k, v in self.model.errors.items())
             widget.update(Text(f"✗ {bad}", style="bold red"))
             return
         widget.update(Text("$ " + shlex.join(res.command_line()), style="green"))
@@ -365,7 +365,7 @@ class FormScreen(Screen):
             if not changes:
                 t.append("no change to the form", style="dim")
             for k, old, new in changes[:7]:
-                t.append(f"{label_of_name(k)}: {old} → {new}\n")
+                t.append(f"{label_of(k)}: {old} → {new}\n")
             if len(changes) > 7:
                 t.append(f"… and {len(changes) - 7} more", style="dim")
             return t
@@ -478,10 +478,6 @@ def _resolve_preset(p: presets.Preset) -> Resolved:
     from ...settings import resolve
 
     return resolve([{k: p.values[k] for k in p.explicit_keys()}], p.explicit_keys())
-
-
-def label_of_name(name: str) -> str:
-    return name.replace("_", "-")
 
 
 def free_directory(base: str) -> str:

@@ -18,8 +18,9 @@ from textual.widgets import Checkbox, Input, Label, Select
 from ...settings import Setting
 
 
-def label_of(s: Setting) -> str:
-    return s.name.replace("_", "-")
+def label_of(name: str) -> str:
+    """How a setting is named on screen: as its flag, without the dashes in front."""
+    return name.replace("_", "-")
 
 
 PLACEHOLDERS = {"dataset": "path/to/train.jsonl or org/name", "chat_template": "tokenizer's own",
@@ -63,7 +64,7 @@ class FieldGroup(Grid):
 
     def compose(self) -> ComposeResult:
         for s in self.settings:
-            row = (Label(label_of(s), classes="name", id=f"f-{s.name}"), editor_for(s, self.value(s.name)),
+            row = (Label(label_of(s.name), classes="name", id=f"f-{s.name}"), editor_for(s, self.value(s.name)),
                    Label("", classes="note", id=f"n-{s.name}"))
             self.rows[s.name] = row
             yield from row
