@@ -34,6 +34,8 @@ NO_TARGET = "__none__"
 
 
 class FormScreen(Screen):
+    # Focused as the screen activates, before the first frame: a later focus() repaints once more.
+    AUTO_FOCUS = "#i-base_model"
     BINDINGS = [
         Binding("ctrl+r", "start", "Start", priority=True),
         Binding("ctrl+o", "load_preset", "Load"),
@@ -84,7 +86,6 @@ class FormScreen(Screen):
     def on_mount(self) -> None:
         self.title = "mgtui"
         self.sub_title = "settings"
-        self.query_one("#i-base_model").focus()
         # Everything else waits until the first frame is up and answering keys: worker threads
         # (NVML, lookup, scan) would otherwise compete with it for the interpreter.
         self.set_timer(0.2, self._after_first_frame)
