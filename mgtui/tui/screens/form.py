@@ -40,7 +40,7 @@ class FormScreen(Screen):
         Binding("ctrl+r", "start", "Start", priority=True),
         Binding("ctrl+o", "load_preset", "Load"),
         Binding("ctrl+s", "save_preset", "Save"),
-        Binding("ctrl+y", "copy_command", "Copy cmd"),
+        Binding("ctrl+y", "copy_command", "Copy"),
         Binding("ctrl+g", "pick_gpu", "GPU"),
         Binding("ctrl+t", "toggle_quality", "Quality"),
         *[Binding(f"alt+{i}", f"advise({i})", f"Apply step {i}", show=False) for i in range(1, 7)],
@@ -81,7 +81,7 @@ class FormScreen(Screen):
                 yield Static("", id="dataset")
         yield Static("", id="helpline")
         yield Static("", id="command")
-        yield Footer()
+        yield Footer(compact=True)  # every key fits in 80 columns
 
     def on_mount(self) -> None:
         self.title = "mgtui"

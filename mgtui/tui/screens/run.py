@@ -66,7 +66,7 @@ class RunScreen(Screen):
             with VerticalScroll(id="runside"):
                 yield Static("", id="metrics")
                 yield GpuPanel(id="gpus")
-        yield Footer()
+        yield Footer(compact=True)  # as on the form
 
     def on_mount(self) -> None:
         gpus = rundir.read_json(self.run_dir / rundir.RUN_FILE).get("gpus") or ""
@@ -142,7 +142,7 @@ class RunScreen(Screen):
         frac = v.step / total if total else 0.0
         t.append_text(bar(frac, 16, "green"))  # leaves room for the counts on one line at 80 columns
         t.append(f" {v.step}/{total or '?'} {frac:.0%}  epoch {v.epoch:.2f}\n")
-        t.append(f"elapsed {fmt_duration(v.elapsed_s)}  ETA {fmt_duration(v.eta_s)}", style="dim")
+        t.append(f"trained {fmt_duration(v.elapsed_s)}  ETA {fmt_duration(v.eta_s)}", style="dim")
         if v.missed:
             t.append(f"  ({v.missed} events missed)", style="yellow")
         return t
