@@ -185,3 +185,14 @@ async def test_quitting_a_live_run_asks_detach_or_stop(tmp_path):
         await pilot.press("d")
         await pilot.pause()
     assert app.return_code == 0 or app.return_code is None
+
+
+def test_attach_to_a_directory_without_a_run_is_one_line_exit_2(tmp_path, capsys):
+    from mgtui.cli import main
+
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["attach", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"model-garden attach: error: {tmp_path}: not a run directory (no run.json or events file)\n"
+    assert (tmp_path / "notes.txt").read_text() == "mine"  # nothing created or touched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

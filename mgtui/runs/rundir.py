@@ -94,6 +94,11 @@ def run_state(path: Path) -> RunState:
     return RunState(path, state, pid, info.get("started"), last)
 
 
+def is_run_dir(path: Path) -> bool:
+    """Whether `path` holds a run (running or not) that the app can follow."""
+    return (Path(path) / EVENTS_FILE).exists() or (Path(path) / RUN_FILE).exists()
+
+
 def occupied(path: Path) -> str | None:
     """Why a new run can't start in `path`, or None when it can."""
     path = Path(path)

@@ -11,7 +11,7 @@ from textual.screen import Screen
 
 from .. import presets
 from ..gpu import GpuSource, NvmlSource, visible_gpu_count
-from ..runs import launch
+from ..runs import launch, rundir
 from ..runs.registry import list_runs
 from ..settings import Resolved
 from .screens.form import FormScreen
@@ -98,7 +98,7 @@ class MgApp(App):
         self.push_screen(RunScreen(run_dir, estimate_gb, proc))
 
     def attach(self, run_dir: Path) -> None:
-        if not (run_dir / "events.jsonl").exists() and not (run_dir / "run.json").exists():
+        if not rundir.is_run_dir(run_dir):
             self.notify(f"{run_dir}: not a run directory", severity="error")
             return
         from .screens.run import RunScreen
@@ -159,6 +159,8 @@ def run_app(preset: str | None = None, gpu_memory: float | None = None, gpu_name
             chosen = {k: p.values[k] for k in p.explicit_keys()}
         except presets.PresetError as e:
             notice = str(e)  # the app still opens, with the defaults, and says why
+    if attach and not rundir.is_run_dir(Path(attach).expanduser()):
+        raise UsageError(f"{attach}: not a run directory (no {rundir.RUN_FILE} or events file)")
     target = None
     if gpu_memory is not None or gpu_name:
         try:
