@@ -48,6 +48,27 @@ async def test_editing_and_inline_validation():
         assert "pre-quantized 4-bit checkpoint" in note(app, "base_model")
 
 
+async def test_keys_that_arrive_in_a_burst_are_all_kept():
+    """Over SSH keys arrive in bursts (and a paste is one): every key reaches the field before the
+    form hears of the first change, and the form must not write its older text back."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        inp = app.screen.query_one("#i-learning_rate")
+        inp.focus()
+        await pilot.pause()
+        inp.value, inp.cursor_position = "", 0
+        await pilot.pause()
+        for ch in "3e-4":  # synchronously: no Changed message is handled in between
+            inp.insert_text_at_cursor(ch)
+        await pilot.pause(0.2)
+        assert (inp.value, inp.cursor_position) == ("3e-4", 4)
+        assert app.screen.model.value("learning_rate") == 3e-4
+        await pilot.press("tab")  # once typing is over, the field shows the value as the command line does
+        await pilot.pause()
+        assert inp.value == "0.0003"
+
+
 async def test_oom_warning_appears_and_clears_and_a_step_applies_with_one_key():
     app = make_app({"dataset": "builtin:demo-chat"}, target=("RTX 3060 (planning)", 12.0))
     async with app.run_test(size=(80, 24)) as pilot:

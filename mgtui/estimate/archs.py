@@ -155,6 +155,7 @@ CATALOG: list[tuple[str, str, dict[str, Any]]] = [
 # fmt: on
 
 # The demo's tiny model (built locally by the engine from this same config).
+BUILTIN_MODEL = "builtin:tiny-llama"
 TINY_LLAMA_CONFIG = _c("llama", 64, 172, 2, 4, 2, 512, True, max_position_embeddings=512)
 
 
@@ -170,11 +171,15 @@ def from_catalog(name: str) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
+def hub_cache_dir() -> Path:
+    """The local Hugging Face hub cache, found as huggingface_hub finds it (without importing it)."""
+    return Path(os.environ.get("HF_HUB_CACHE") or os.path.join(
+        os.environ.get("HF_HOME") or os.path.join(Path.home(), ".cache", "huggingface"), "hub"))
+
+
 def hf_cache_config(repo_id: str) -> Path | None:
     """config.json for repo_id in the local Hugging Face cache, without importing huggingface_hub."""
-    cache = os.environ.get("HF_HUB_CACHE") or os.path.join(
-        os.environ.get("HF_HOME") or os.path.join(Path.home(), ".cache", "huggingface"), "hub")
-    snaps = Path(cache) / ("models--" + repo_id.replace("/", "--")) / "snapshots"
+    snaps = hub_cache_dir() / ("models--" + repo_id.replace("/", "--")) / "snapshots"
     if not snaps.is_dir():
         return None
     found = sorted(snaps.glob("*/config.json"), key=lambda p: p.stat().st_mtime, reverse=True)
@@ -225,7 +230,7 @@ UNKNOWN = "unknown architecture: give a local path or a config.json"
 @functools.lru_cache(maxsize=64)
 def lookup(base_model: str, online: bool = True) -> Lookup:
     """Local directory, then HF cache, then the Hub (config only), then the catalog."""
-    if base_model == "builtin:tiny-llama":
+    if base_model == BUILTIN_MODEL:
         return Lookup(from_config(TINY_LLAMA_CONFIG, "tiny-llama"), "built-in demo model", 512)
     candidates: list[tuple[str, Path | None]] = []
     local = Path(base_model).expanduser()

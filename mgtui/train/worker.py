@@ -18,6 +18,7 @@ from typing import Any
 
 from .. import presets
 from ..data.scan import DatasetError, scan
+from ..estimate.archs import BUILTIN_MODEL
 from ..runs import rundir
 from ..runs.events import EVENTS_FILE, EventWriter
 from ..settings import Resolved, resolve
@@ -75,7 +76,7 @@ def run(run_dir: Path, resume: bool = False) -> int:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     res = load_settings(run_dir)
-    if res["base_model"] == "builtin:tiny-llama":
+    if res["base_model"] == BUILTIN_MODEL:
         from .tiny import build_tiny_llama
 
         res.values["base_model"] = str(build_tiny_llama())

@@ -203,6 +203,11 @@ class FormScreen(Screen):
     def on_descendant_focus(self, event) -> None:
         self.show_help()
 
+    def on_descendant_blur(self, event) -> None:
+        if isinstance(event.widget, Input):  # typing is over: show the value as the command line does
+            for group in self.mounted_groups:
+                self.refresh_fields(group)
+
     def show_help(self) -> None:
         focused = self.app.focused
         name = (getattr(focused, "id", "") or "").removeprefix("i-")
@@ -258,7 +263,8 @@ class FormScreen(Screen):
             if s.name == "quality_mode" and m.value("quality_mode") and m.resolved is not None:
                 note = "sets " + ", ".join(f"{label_of(k)}={v}" for k, v in m.resolved.quality_set.items()) \
                     if m.resolved.quality_set else "nothing left to set: you chose those fields"
-            group.show(s, m.display(s.name), m.value(s.name), errors.get(s.name), note, s.name in m.chosen)
+            group.show(s, m.display(s.name), m.value(s.name), errors.get(s.name), note, s.name in m.chosen,
+                       s.name in m.texts)
 
     def refresh_command(self) -> None:
         res = self.model.resolved

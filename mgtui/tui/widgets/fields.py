@@ -8,13 +8,16 @@ below the fold are mounted lazily.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Callable
 
 from textual.app import ComposeResult
 from textual.containers import Grid
+from textual.suggester import Suggester
 from textual.widget import Widget
 from textual.widgets import Checkbox, Input, Label, Select
 
+from ...completion import COMPLETERS
 from ...settings import Setting
 
 
@@ -27,14 +30,27 @@ PLACEHOLDERS = {"dataset": "path/to/train.jsonl or org/name", "chat_template": "
                 "gpus": "all visible"}
 
 
+class Completion(Suggester):
+    """Offers one of our completers' answers as the Input's grey suggestion (→ accepts it).
+    The completer reads directories, so it runs in a thread: a slow disk never holds up a key."""
+
+    def __init__(self, complete: Callable[[str], str | None]) -> None:
+        super().__init__(use_cache=False, case_sensitive=True)  # the disk changes; paths are case-sensitive
+        self.complete = complete
+
+    async def get_suggestion(self, value: str) -> str | None:
+        return await asyncio.to_thread(self.complete, value)
+
+
 def editor_for(s: Setting, value: Any) -> Widget:
     eid = f"i-{s.name}"
     if s.type is bool:
         return Checkbox("on" if value else "off", value=bool(value), id=eid, tooltip=s.help, compact=True)
     if s.choices:
         return Select([(c, c) for c in s.choices], value=value, allow_blank=False, id=eid, compact=True, tooltip=s.help)
+    complete = COMPLETERS.get(s.name)
     return Input(str(value), id=eid, compact=True, placeholder=PLACEHOLDERS.get(s.name, ""), tooltip=s.help,
-                 select_on_focus=False)
+                 select_on_focus=False, suggester=Completion(complete) if complete else None)
 
 
 class FieldGroup(Grid):
@@ -72,8 +88,11 @@ class FieldGroup(Grid):
     def on_mount(self) -> None:
         self.on_ready(self)  # a lazily mounted group catches up with what changed meanwhile
 
-    def show(self, s: Setting, text: str, value: Any, error: str | None, note: str | None, explicit: bool) -> None:
-        """Bring a row up to date without echoing a change message back to the form."""
+    def show(self, s: Setting, text: str, value: Any, error: str | None, note: str | None, explicit: bool,
+             typed: bool) -> None:
+        """Bring a row up to date without echoing a change message back to the form.
+        A focused field whose text the user typed is theirs: keys can be ahead of the form (a burst
+        over SSH, a paste), so writing the form's text back would drop them."""
         name, ed, note_label = self.rows[s.name]
         with ed.prevent(Input.Changed, Select.Changed, Checkbox.Changed):
             if isinstance(ed, Checkbox):
@@ -83,7 +102,7 @@ class FieldGroup(Grid):
             elif isinstance(ed, Select):
                 if ed.value != value:
                     ed.value = value
-            elif isinstance(ed, Input) and ed.value != text and not (ed.has_focus and error):
+            elif isinstance(ed, Input) and ed.value != text and not (ed.has_focus and typed):
                 ed.value = text
         # Only touch what changed: every class change restyles the widget.
         message = error or note or ""
