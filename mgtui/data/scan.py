@@ -10,7 +10,7 @@ import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 FORMATS = ("text", "messages", "sharegpt", "alpaca")
 FILE_KINDS = (".jsonl", ".json", ".csv", ".parquet")
@@ -192,11 +192,14 @@ class ScanReport:
     columns: list[str] = field(default_factory=list)
     sample: str = ""
     chars: dict[str, float] = field(default_factory=dict)  # min, mean, max of rendered rows
+    tokens: list[int] = field(default_factory=list)  # per usable row, when a counter was given
     hub: bool = False
 
 
-def scan(source: str, fmt: str = "auto", limit: int | None = None) -> ScanReport:
-    """Read and check every row (or the first `limit`). Raises DatasetError."""
+def scan(source: str, fmt: str = "auto", limit: int | None = None,
+         count: Callable[[list[str]], list[int]] | None = None) -> ScanReport:
+    """Read and check every row (or the first `limit`). `count` measures rendered rows in tokens,
+    a batch at a time. Raises DatasetError."""
     if not source:
         raise DatasetError("--dataset: give a dataset file, directory or Hub name")
     path = resolve_source(source)
@@ -204,6 +207,7 @@ def scan(source: str, fmt: str = "auto", limit: int | None = None) -> ScanReport
         return ScanReport(source, fmt, hub=True)
     report = ScanReport(str(path), fmt)
     lengths: list[int] = []
+    batch: list[str] = []
     columns: set[str] = set()
     try:
         for where, row in iter_rows(path):
@@ -226,6 +230,11 @@ def scan(source: str, fmt: str = "auto", limit: int | None = None) -> ScanReport
             else:
                 report.usable += 1
                 lengths.append(len(text))
+                if count is not None:
+                    batch.append(text)
+                    if len(batch) == 512:
+                        report.tokens += count(batch)
+                        batch.clear()
                 if not report.sample:
                     report.sample = text
             if limit and report.rows >= limit:
@@ -239,4 +248,6 @@ def scan(source: str, fmt: str = "auto", limit: int | None = None) -> ScanReport
     if report.usable == 0:
         raise DatasetError(f"{path}: all {report.rows} rows are empty after formatting as {report.format}")
     report.chars = {"min": min(lengths), "mean": sum(lengths) / len(lengths), "max": max(lengths)}
+    if batch and count is not None:
+        report.tokens += count(batch)
     return report

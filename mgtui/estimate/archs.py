@@ -177,13 +177,14 @@ def hub_cache_dir() -> Path:
         os.environ.get("HF_HOME") or os.path.join(Path.home(), ".cache", "huggingface"), "hub"))
 
 
-def hf_cache_config(repo_id: str) -> Path | None:
-    """config.json for repo_id in the local Hugging Face cache, without importing huggingface_hub."""
+def hf_cache_file(repo_id: str, filename: str) -> Path | None:
+    """A model's file (its newest snapshot's) in the local Hugging Face cache, without importing huggingface_hub."""
     snaps = hub_cache_dir() / ("models--" + repo_id.replace("/", "--")) / "snapshots"
     if not snaps.is_dir():
         return None
-    found = sorted(snaps.glob("*/config.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    found = sorted(snaps.glob(f"*/{filename}"), key=lambda p: p.stat().st_mtime, reverse=True)
     return found[0] if found else None
+
 
 
 def hub_config(repo_id: str, timeout: float = 3.0) -> Path | None:
@@ -239,7 +240,7 @@ def lookup(base_model: str, online: bool = True) -> Lookup:
     elif local.is_dir():
         candidates.append(("local config", local / "config.json"))
     else:
-        candidates.append(("HF cache", hf_cache_config(base_model)))
+        candidates.append(("HF cache", hf_cache_file(base_model, "config.json")))
     for source, path in candidates:
         if path is not None and path.is_file():
             try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..data.scan import DatasetError, alpaca_parts, detect_format, iter_rows, resolve_source, scan, to_messages
+from ..data.tokens import length_stats
 from ..settings import Resolved
 
 NAMED_TEMPLATES = {
@@ -133,16 +134,6 @@ def tokenize_rows(res: Resolved, fmt: str, rows: list[dict[str, Any]], tokenizer
     return out, skipped
 
 
-def length_report(examples: list[dict[str, list[int]]], max_len: int) -> dict[str, Any]:
-    lengths = sorted(len(e["input_ids"]) for e in examples)
-    return {
-        "tokens": {"min": lengths[0], "mean": round(sum(lengths) / len(lengths), 1),
-                   "p95": lengths[min(len(lengths) - 1, int(0.95 * len(lengths)))], "max": lengths[-1]},
-        "max_seq_length": max_len,
-        "truncated": sum(1 for n in lengths if n > max_len),
-    }
-
-
 def build_datasets(res: Resolved, tokenizer, progress: Callable[[float], None]):
     """(train Dataset, eval Dataset or None, report dict, warnings)."""
     from datasets import Dataset
@@ -152,7 +143,8 @@ def build_datasets(res: Resolved, tokenizer, progress: Callable[[float], None]):
     if res["train_on_responses_only"] and fmt == "text":
         warnings.append("train_on_responses_only: plain text has no prompt to mask; training on every token")
     examples, skipped = tokenize_rows(res, fmt, rows, tokenizer, progress)
-    report = {"rows": len(rows), "format": fmt, "skipped_empty": skipped, **length_report(examples, res["max_seq_length"])}
+    report = {"rows": len(rows), "format": fmt, "skipped_empty": skipped,
+              **length_stats([len(e["input_ids"]) for e in examples], res["max_seq_length"])}
     if report["truncated"]:
         warnings.append(f"{report['truncated']} of {len(examples)} rows are longer than max_seq_length "
                         f"{res['max_seq_length']} and will be truncated")

@@ -18,6 +18,7 @@ from textual.widgets import Checkbox, Footer, Header, Input, Label, Select, Stat
 
 from ... import presets
 from ...data.scan import DatasetError, ScanReport, scan
+from ...data.tokens import counter_for, length_stats
 from ...estimate import Lookup, Plan, lookup, plan
 from ...estimate.gpus import COMMON_GPUS
 from ...backend_choice import choose_backend
@@ -55,6 +56,7 @@ class FormScreen(Screen):
         self.plan: Plan | None = None
         self.report: ScanReport | None = None
         self.scan_error: str | None = None
+        self.counted = ""  # how the dataset's tokens were counted
         self._debounce_timers: dict[str, Timer] = {}
         self.groups: list[FieldGroup] = []
         self._deferred: list[FieldGroup] = []
@@ -131,20 +133,26 @@ class FormScreen(Screen):
 
     @work(thread=True, exclusive=True, group="scan")
     def _scan(self) -> None:
-        source, fmt = self.model.value("dataset"), self.model.value("dataset_format")
+        asked = (self.model.value("dataset"), self.model.value("dataset_format"), self.model.value("base_model"))
+        source, fmt, base = asked
         if not source:
-            self.app.call_from_thread(self._got_scan, source, None, None)
+            self.app.call_from_thread(self._got_scan, asked, None, None, "")
             return
+        counter = counter_for(base)  # lengths in the model's own tokens
         try:
-            report, error = scan(source, fmt, limit=self.app.scan_limit), None
+            report, error = scan(source, fmt, limit=self.app.scan_limit, count=counter.count), None
         except DatasetError as e:
             report, error = None, str(e)
-        self.app.call_from_thread(self._got_scan, source, report, error)
+        self.app.call_from_thread(self._got_scan, asked, report, error, counter.how)
 
-    def _got_scan(self, source: str, report: ScanReport | None, error: str | None) -> None:
-        if source != self.model.value("dataset"):
-            return
-        self.report, self.scan_error = report, error
+    def _got_scan(self, asked: tuple[str, str, str], report: ScanReport | None, error: str | None,
+                  counted: str) -> None:
+        if asked != (self.model.value("dataset"), self.model.value("dataset_format"), self.model.value("base_model")):
+            return  # a newer scan is on its way
+        self.report, self.scan_error, self.counted = report, error, counted
+        self.show_dataset()
+
+    def show_dataset(self) -> None:
         self.query_one("#dataset", Static).update(self.dataset_text())
 
     def dataset_text(self) -> Text:
@@ -162,7 +170,15 @@ class FormScreen(Screen):
         t.append(f"{r.format} · {r.usable} rows{more}", style="bold green")
         if r.skipped:
             t.append(f" · {r.skipped} empty", style="yellow")
-        t.append(f"\n{int(r.chars['mean'])} chars on average\n", style="dim")
+        t.append("\n")
+        if r.tokens:
+            stats = length_stats(r.tokens, self.model.value("max_seq_length"))
+            tok = stats["tokens"]
+            t.append(f"tokens mean {tok['mean']:.0f} · p95 {tok['p95']} · max {tok['max']}\n")
+            t.append(f"{self.counted}\n", style="dim")
+            if stats["truncated"]:
+                t.append(f"{stats['truncated']} rows longer than max-seq-length {stats['max_seq_length']}: "
+                         "they will be truncated\n", style="yellow")
         t.append(r.sample[:300], style="italic")
         return t
 
@@ -197,8 +213,12 @@ class FormScreen(Screen):
             self.schedule_lookup()
         if name in ("dataset", "dataset_format"):
             self.report, self.scan_error = None, None
-            self.query_one("#dataset", Static).update(self.dataset_text())
+            self.show_dataset()
             self.schedule_scan()
+        elif name == "base_model" and self.model.value("dataset"):
+            self.schedule_scan()  # its tokenizer counts the tokens; the figures shown stay until then
+        elif name == "max_seq_length" and self.report is not None:
+            self.show_dataset()
 
     def on_descendant_focus(self, event) -> None:
         self.show_help()

@@ -1,0 +1,61 @@
+"""Dataset lengths in tokens: the form's count before any model loads, against the engine's."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from app_helpers import NO_GPU, settle, type_into
+from engine_helpers import write_dataset
+from mgtui.data.scan import scan
+from mgtui.data.tokens import counter_for, find_tokenizer, length_stats
+from mgtui.settings import resolve
+from mgtui.tui.app import MgApp
+
+
+def test_length_stats_counts_what_will_be_truncated():
+    stats = length_stats([5, 1, 9, 3, 7, 9], 7)
+    assert stats == {"tokens": {"min": 1, "mean": 5.7, "p95": 9, "max": 9}, "max_seq_length": 7, "truncated": 2}
+
+
+def test_tokenizer_found_in_a_local_directory_and_the_hub_cache(tiny_model, tmp_path, monkeypatch):
+    assert find_tokenizer(str(tiny_model)) == tiny_model / "tokenizer.json"
+    snapshot = tmp_path / "hub" / "models--org--tiny" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    shutil.copy(tiny_model / "tokenizer.json", snapshot)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert find_tokenizer("org/tiny") == snapshot / "tokenizer.json"
+    assert counter_for("org/tiny").exact
+    assert find_tokenizer("org/not-cached") is None
+    assert not counter_for("org/not-cached").exact  # estimated from characters, and it says so
+    assert "estimated" in counter_for("org/not-cached").how
+
+
+def test_the_forms_count_matches_the_engines_tokens(tiny_model, tmp_path):
+    from transformers import AutoTokenizer
+
+    from mgtui.train.datasets import tokenize_rows
+
+    data = write_dataset(tmp_path / "train.jsonl", "text")
+    report = scan(str(data), count=counter_for(str(tiny_model)).count)
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    res = resolve([{"dataset": str(data), "base_model": str(tiny_model)}], set())
+    examples, _ = tokenize_rows(res, "text", rows, AutoTokenizer.from_pretrained(tiny_model))
+    engine = [len(e["input_ids"]) for e in examples]
+    assert len(report.tokens) == len(engine) == 64
+    assert [e - f for f, e in zip(report.tokens, engine)] == [1] * 64  # the engine appends EOS to text rows
+
+
+async def test_the_form_warns_of_truncation_as_max_seq_length_changes(tiny_model, tmp_path, isolated_home):
+    data = write_dataset(tmp_path / "train.jsonl", "text")
+    longest = max(scan(str(data), count=counter_for(str(tiny_model)).count).tokens)
+    app = MgApp({"base_model": str(tiny_model), "dataset": str(data)}, None, NO_GPU, offer_runs=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        panel = lambda: str(app.screen.query_one("#dataset").render())  # noqa: E731
+        assert f"max {longest}" in panel() and "counted by the model's tokenizer" in panel()
+        assert "truncated" not in panel()
+        await type_into(pilot, "max_seq_length", str(longest - 1))
+        assert f"rows longer than max-seq-length {longest - 1}: they will be truncated" in panel()
+        await type_into(pilot, "max_seq_length", str(longest))
+        assert "truncated" not in panel()
