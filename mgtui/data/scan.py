@@ -191,7 +191,6 @@ class ScanReport:
     skipped: int = 0
     columns: list[str] = field(default_factory=list)
     sample: str = ""
-    chars: dict[str, float] = field(default_factory=dict)  # min, mean, max of rendered rows
     tokens: list[int] = field(default_factory=list)  # per usable row, when a counter was given
     hub: bool = False
 
@@ -206,7 +205,6 @@ def scan(source: str, fmt: str = "auto", limit: int | None = None,
     if path is None:
         return ScanReport(source, fmt, hub=True)
     report = ScanReport(str(path), fmt)
-    lengths: list[int] = []
     batch: list[str] = []
     columns: set[str] = set()
     try:
@@ -229,7 +227,6 @@ def scan(source: str, fmt: str = "auto", limit: int | None = None,
                 report.skipped += 1
             else:
                 report.usable += 1
-                lengths.append(len(text))
                 if count is not None:
                     batch.append(text)
                     if len(batch) == 512:
@@ -247,7 +244,6 @@ def scan(source: str, fmt: str = "auto", limit: int | None = None,
         raise DatasetError(f"{path}: the dataset is empty")
     if report.usable == 0:
         raise DatasetError(f"{path}: all {report.rows} rows are empty after formatting as {report.format}")
-    report.chars = {"min": min(lengths), "mean": sum(lengths) / len(lengths), "max": max(lengths)}
     if batch and count is not None:
         report.tokens += count(batch)
     return report

@@ -186,7 +186,6 @@ def hf_cache_file(repo_id: str, filename: str) -> Path | None:
     return found[0] if found else None
 
 
-
 def hub_config(repo_id: str, timeout: float = 3.0) -> Path | None:
     """Fetch config.json alone from the Hub within `timeout` seconds; None offline or on any
     failure. huggingface_hub retries for tens of seconds when offline, so it runs in a thread

@@ -26,8 +26,8 @@ Form
   ctrl+t            toggle quality mode          ctrl+g  choose the GPU to plan for
   ctrl+y            copy the command line (OSC 52, works over SSH)
   alt+1..6          apply the VRAM panel's out-of-memory step N
-  → at a field's end  accept its grey completion: paths, the built-in demo, and the models
-                    and datasets in your Hugging Face cache
+  →                 at the end of a field: accept its grey completion (paths, the
+                    built-in demo, the models and datasets in your Hugging Face cache)
   ctrl+p            command palette: every action by name
 
 Run
