@@ -14,6 +14,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.timer import Timer
+from textual.worker import get_current_worker
 from textual.widgets import Checkbox, Footer, Header, Input, Label, Select, Static
 
 from ... import presets
@@ -29,6 +30,10 @@ from ...settings import GROUPS, SETTINGS, Resolved
 from ..widgets.fields import FieldGroup, label_of
 from ..widgets.vram import VramPanel
 from .modals import AskName, Choice, PickOne, confirm
+
+class _Superseded(Exception):
+    """A background scan that a newer one replaced."""
+
 
 QUALITY_HELP = "quality mode sets: 16-bit, checkpointing true, adamw_torch, RSLoRA when r >= 32"
 NO_TARGET = "__none__"
@@ -56,7 +61,8 @@ class FormScreen(Screen):
         self.plan: Plan | None = None
         self.report: ScanReport | None = None
         self.scan_error: str | None = None
-        self.counted = ""  # how the dataset's tokens were counted
+        self.counted = ""  # how the dataset's tokens were counted; "" while counting
+        self.count_progress = 0.0
         self._debounce_timers: dict[str, Timer] = {}
         self.groups: list[FieldGroup] = []
         self._deferred: list[FieldGroup] = []
@@ -131,26 +137,58 @@ class FormScreen(Screen):
     def schedule_scan(self, delay: float = 0.4) -> None:
         self._debounce("scan", delay, self._scan)
 
+    def _scan_key(self) -> tuple[str, str, str]:
+        """What a scan depends on: the data, its format, and the model whose tokenizer counts it."""
+        return self.model.value("dataset"), self.model.value("dataset_format"), self.model.value("base_model")
+
     @work(thread=True, exclusive=True, group="scan")
     def _scan(self) -> None:
-        asked = (self.model.value("dataset"), self.model.value("dataset_format"), self.model.value("base_model"))
+        """Check the data and show it at once; then count its tokens, which can take seconds."""
+        asked = self._scan_key()
         source, fmt, base = asked
         if not source:
-            self.app.call_from_thread(self._got_scan, asked, None, None, "")
+            self.app.call_from_thread(self._got_scan, asked, None, None)
             return
-        counter = counter_for(base)  # lengths in the model's own tokens
         try:
-            report, error = scan(source, fmt, limit=self.app.scan_limit, count=counter.count), None
+            report = scan(source, fmt, limit=self.app.scan_limit)
         except DatasetError as e:
-            report, error = None, str(e)
-        self.app.call_from_thread(self._got_scan, asked, report, error, counter.how)
+            self.app.call_from_thread(self._got_scan, asked, None, str(e))
+            return
+        self.app.call_from_thread(self._got_scan, asked, report, None)
+        if report.hub:
+            return
+        counter = counter_for(base)
+        worker = get_current_worker()
+        counted = 0
 
-    def _got_scan(self, asked: tuple[str, str, str], report: ScanReport | None, error: str | None,
-                  counted: str) -> None:
-        if asked != (self.model.value("dataset"), self.model.value("dataset_format"), self.model.value("base_model")):
-            return  # a newer scan is on its way
-        self.report, self.scan_error, self.counted = report, error, counted
-        self.show_dataset()
+        def count(texts: list[str]) -> list[int]:
+            nonlocal counted
+            if worker.is_cancelled:  # a newer scan replaced this one: stop spending the CPU
+                raise _Superseded
+            self.app.call_from_thread(self._counting, asked, counted / report.usable)
+            counted += len(texts)
+            return counter.count(texts)
+
+        try:
+            tokens = scan(source, fmt, limit=self.app.scan_limit, count=count).tokens
+        except (DatasetError, _Superseded):  # DatasetError: the file changed under us; the next scan says so
+            return
+        self.app.call_from_thread(self._got_tokens, asked, tokens, counter.how)
+
+    def _got_scan(self, asked: tuple[str, str, str], report: ScanReport | None, error: str | None) -> None:
+        if asked == self._scan_key():  # else a newer scan is on its way
+            self.report, self.scan_error, self.counted, self.count_progress = report, error, "", 0.0
+            self.show_dataset()
+
+    def _counting(self, asked: tuple[str, str, str], done: float) -> None:
+        if asked == self._scan_key():
+            self.count_progress = done
+            self.show_dataset()
+
+    def _got_tokens(self, asked: tuple[str, str, str], tokens: list[int], counted: str) -> None:
+        if asked == self._scan_key() and self.report is not None:
+            self.report.tokens, self.counted = tokens, counted
+            self.show_dataset()
 
     def show_dataset(self) -> None:
         self.query_one("#dataset", Static).update(self.dataset_text())
@@ -171,7 +209,9 @@ class FormScreen(Screen):
         if r.skipped:
             t.append(f" · {r.skipped} empty", style="yellow")
         t.append("\n")
-        if r.tokens:
+        if not self.counted:
+            t.append(f"counting tokens… {self.count_progress:.0%}\n", style="dim")
+        elif r.tokens:
             stats = length_stats(r.tokens, self.model.value("max_seq_length"))
             tok = stats["tokens"]
             t.append(f"tokens mean {tok['mean']:.0f} · p95 {tok['p95']} · max {tok['max']}\n")
