@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 import pytest
+from textual import events
 
 from app_helpers import NO_GPU, one_gpu, settle, type_into
 from mgtui import presets
@@ -48,25 +49,27 @@ async def test_editing_and_inline_validation():
         assert "pre-quantized 4-bit checkpoint" in note(app, "base_model")
 
 
-async def test_keys_that_arrive_in_a_burst_are_all_kept():
-    """Over SSH keys arrive in bursts (and a paste is one): every key reaches the field before the
-    form hears of the first change, and the form must not write its older text back."""
+async def test_keys_that_arrive_in_a_burst_are_applied_in_order():
+    """Over SSH keys arrive in bursts: a fast correction, or keys typed while a frame renders, are
+    read together and posted at once, as here. Every key must land, in order, in the field that
+    had focus when it was typed, and the form must not write its older text over them."""
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        inp = app.screen.query_one("#i-learning_rate")
-        inp.focus()
+        form: FormScreen = app.screen
+        warmup, decay, seed = (form.query_one(f"#i-{n}") for n in ("warmup_steps", "weight_decay", "seed"))
+        assert form.focus_chain.index(decay) == form.focus_chain.index(warmup) + 1
+        warmup.focus()
         await pilot.pause()
-        inp.value, inp.cursor_position = "", 0
-        await pilot.pause()
-        for ch in "3e-4":  # synchronously: no Changed message is handled in between
-            inp.insert_text_at_cursor(ch)
-        await pilot.pause(0.2)
-        assert (inp.value, inp.cursor_position) == ("3e-4", 4)
-        assert app.screen.model.value("learning_rate") == 3e-4
-        await pilot.press("tab")  # once typing is over, the field shows the value as the command line does
-        await pilot.pause()
-        assert inp.value == "0.0003"
+        burst = ["end", "backspace", "1", "2", "backspace", "0", "tab",  # warm-up 5 -> 10, on to weight decay
+                 "end", *["backspace"] * 4, "1", "e", "-", "1", "tab"]  # 0.01 -> 1e-1, on to the seed
+        for key in burst:
+            app.post_message(events.Key(key, key if len(key) == 1 else None))
+        await pilot.pause(0.3)
+        assert app.focused is seed
+        assert warmup.value == "10" and form.model.value("warmup_steps") == 10
+        assert form.model.value("weight_decay") == 0.1
+        assert decay.value == "0.1"  # typed as 1e-1; once left, shown as the command line has it
 
 
 async def test_oom_warning_appears_and_clears_and_a_step_applies_with_one_key():

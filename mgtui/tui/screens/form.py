@@ -27,7 +27,7 @@ from ...form_model import FormModel
 from ...gpu import GpuReading
 from ...runs import rundir
 from ...settings import GROUPS, SETTINGS, Resolved
-from ..widgets.fields import FieldGroup, label_of
+from ..widgets.fields import FieldGroup, FieldInput, label_of
 from ..widgets.vram import VramPanel
 from .modals import AskName, Choice, PickOne, confirm
 
@@ -226,6 +226,8 @@ class FormScreen(Screen):
     @on(Input.Changed)
     def _typed(self, event: Input.Changed) -> None:
         name = (event.input.id or "").removeprefix("i-")
+        if isinstance(event.input, FieldInput):
+            event.input.synced = event.value
         if event.value == self.model.display(name) and name not in self.model.field_errors:
             return
         self.model.set_text(name, event.value)

@@ -12,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from ..widgets.fields import FieldInput
 
 
 class Choice(ModalScreen[str | None]):
@@ -57,7 +58,7 @@ class AskName(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="modal"):
             yield Label(self.title_text, classes="title")
-            yield Input(self.value, id="name")
+            yield FieldInput(self.value, id="name")  # keys in order, as in the form
             yield Label(self.hint, id="hint", classes="detail")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:

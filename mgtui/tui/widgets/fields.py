@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Callable
 
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Grid
 from textual.suggester import Suggester
@@ -28,6 +29,39 @@ def label_of(name: str) -> str:
 
 PLACEHOLDERS = {"dataset": "path/to/train.jsonl or org/name", "chat_template": "tokenizer's own",
                 "gpus": "all visible"}
+
+
+class FieldInput(Input):
+    """An Input that keeps a burst of keys in order.
+
+    Keys read together (typed over SSH while a frame renders, or a fast correction) reach the
+    focused widget one after another, but Textual runs a printable key at once in the widget and a
+    bound key (backspace, arrows, tab) only after it has bubbled up to the app: "abc⌫⌫xy" became
+    "abcxy" with the deletes applied last. Here a bound key runs as it arrives, as the app would run
+    it, and a key that arrives after an earlier one moved the focus goes to the widget now focused."""
+
+    def __init__(self, value: str, **kw: Any) -> None:
+        super().__init__(value, **kw)
+        # The text last exchanged with the form. While the value differs, edits are on their way to
+        # the form in Changed messages, and the form must not write its older text over them.
+        self.synced = value
+
+    async def _on_key(self, event: events.Key) -> None:
+        focused = self.app.focused
+        if focused is not self:
+            event.stop()
+            event.prevent_default()
+            if focused is not None:
+                focused._forward_event(events.Key(event.key, event.character))
+            return
+        # _check_bindings is what the app runs when the key has bubbled up (non-priority bindings,
+        # from the focused widget outwards); running it here keeps the order, and stopping the
+        # event keeps it from running twice.
+        if not event.is_printable and await self.app._check_bindings(event.key):
+            event.stop()
+            event.prevent_default()
+            return
+        await super()._on_key(event)
 
 
 class Completion(Suggester):
@@ -49,7 +83,7 @@ def editor_for(s: Setting, value: Any) -> Widget:
     if s.choices:
         return Select([(c, c) for c in s.choices], value=value, allow_blank=False, id=eid, compact=True, tooltip=s.help)
     complete = COMPLETERS.get(s.name)
-    return Input(str(value), id=eid, compact=True, placeholder=PLACEHOLDERS.get(s.name, ""), tooltip=s.help,
+    return FieldInput(str(value), id=eid, compact=True, placeholder=PLACEHOLDERS.get(s.name, ""), tooltip=s.help,
                  select_on_focus=False, suggester=Completion(complete) if complete else None)
 
 
@@ -90,9 +124,9 @@ class FieldGroup(Grid):
 
     def show(self, s: Setting, text: str, value: Any, error: str | None, note: str | None, explicit: bool,
              typed: bool) -> None:
-        """Bring a row up to date without echoing a change message back to the form.
-        A focused field whose text the user typed is theirs: keys can be ahead of the form (a burst
-        over SSH, a paste), so writing the form's text back would drop them."""
+        """Bring a row up to date without echoing a change message back to the form. A text field
+        is left alone while it holds edits the form has not heard of yet, and while it has focus
+        and its text is what the user typed (it is shown as the value once they leave it)."""
         name, ed, note_label = self.rows[s.name]
         with ed.prevent(Input.Changed, Select.Changed, Checkbox.Changed):
             if isinstance(ed, Checkbox):
@@ -102,8 +136,9 @@ class FieldGroup(Grid):
             elif isinstance(ed, Select):
                 if ed.value != value:
                     ed.value = value
-            elif isinstance(ed, Input) and ed.value != text and not (ed.has_focus and typed):
-                ed.value = text
+            elif (isinstance(ed, FieldInput) and ed.value != text and ed.value == ed.synced
+                  and not (ed.has_focus and typed)):
+                ed.value = ed.synced = text
         # Only touch what changed: every class change restyles the widget.
         message = error or note or ""
         state = (bool(error), explicit, message)
