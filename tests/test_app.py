@@ -70,6 +70,14 @@ async def test_keys_that_arrive_in_a_burst_are_applied_in_order():
         assert warmup.value == "10" and form.model.value("warmup_steps") == 10
         assert form.model.value("weight_decay") == 0.1
         assert decay.value == "0.1"  # typed as 1e-1; once left, shown as the command line has it
+        # Switches too: space and tab are bound keys, which Textual ran after the keys behind them.
+        form.query_one("#i-packing").focus()
+        await pilot.pause()
+        for key in ["space", "tab", "space", "tab", "tab", "l"]:
+            app.post_message(events.Key(key, " " if key == "space" else key if len(key) == 1 else None))
+        await pilot.pause(0.3)
+        assert form.model.value("packing") and form.model.value("train_on_responses_only")
+        assert app.focused.id == "i-lora_r" and app.focused.value == "16l"
 
 
 async def test_oom_warning_appears_and_clears_and_a_step_applies_with_one_key():

@@ -31,37 +31,51 @@ PLACEHOLDERS = {"dataset": "path/to/train.jsonl or org/name", "chat_template": "
                 "gpus": "all visible"}
 
 
-class FieldInput(Input):
-    """An Input that keeps a burst of keys in order.
+class KeysInOrder:
+    """Keeps a burst of keys in order in the form's editors.
 
-    Keys read together (typed over SSH while a frame renders, or a fast correction) reach the
-    focused widget one after another, but Textual runs a printable key at once in the widget and a
-    bound key (backspace, arrows, tab) only after it has bubbled up to the app: "abc⌫⌫xy" became
-    "abcxy" with the deletes applied last. Here a bound key runs as it arrives, as the app would run
-    it, and a key that arrives after an earlier one moved the focus goes to the widget now focused."""
+    Keys read together (typed over SSH while a frame renders, a fast correction) are all forwarded
+    to the widget focused when they arrive. Textual then runs a printable key at once in the widget
+    but a bound key (backspace, arrows, tab, space on a checkbox) only once it has bubbled up to the
+    app, after the keys behind it: "abc⌫⌫xy" gave "abcxy", and keys after a tab stayed in the old
+    field. Here a bound key runs as it arrives, as the app would run it, and a key that arrives
+    after an earlier one moved the focus goes on to the widget focused now."""
+
+    types_text = False  # whether printable keys are typed into the widget rather than bound
+
+    async def _on_key(self, event: events.Key) -> None:
+        app = self.app  # type: ignore[attr-defined]
+        if app.focused is not self:
+            event.stop()
+            event.prevent_default()  # ends Textual's walk over the class's other key handlers
+            (app.focused or app.screen)._forward_event(events.Key(event.key, event.character))
+        elif not (self.types_text and event.is_printable) and await app._check_bindings(event.key):
+            # _check_bindings is what the app runs for a key that bubbled up unhandled (non-priority
+            # bindings, from the focused widget out); stopping the event keeps it from running twice.
+            event.stop()
+            event.prevent_default()
+            if isinstance(self, Input):
+                self._restart_blink()  # as Input's own key handler would: the cursor shows as it moves
+
+
+class FieldInput(KeysInOrder, Input):
+    """A setting's text box. It remembers the text last exchanged with the form: while its value
+    differs, edits are on their way to the form in Changed messages (a burst of keys is applied
+    before the form hears of the first), and the form must not write its older text over them."""
+
+    types_text = True
 
     def __init__(self, value: str, **kw: Any) -> None:
         super().__init__(value, **kw)
-        # The text last exchanged with the form. While the value differs, edits are on their way to
-        # the form in Changed messages, and the form must not write its older text over them.
         self.synced = value
 
-    async def _on_key(self, event: events.Key) -> None:
-        focused = self.app.focused
-        if focused is not self:
-            event.stop()
-            event.prevent_default()
-            if focused is not None:
-                focused._forward_event(events.Key(event.key, event.character))
-            return
-        # _check_bindings is what the app runs when the key has bubbled up (non-priority bindings,
-        # from the focused widget outwards); running it here keeps the order, and stopping the
-        # event keeps it from running twice.
-        if not event.is_printable and await self.app._check_bindings(event.key):
-            event.stop()
-            event.prevent_default()
-            return
-        await super()._on_key(event)
+
+class FieldSelect(KeysInOrder, Select):
+    pass
+
+
+class FieldCheckbox(KeysInOrder, Checkbox):
+    pass
 
 
 class Completion(Suggester):
@@ -79,9 +93,9 @@ class Completion(Suggester):
 def editor_for(s: Setting, value: Any) -> Widget:
     eid = f"i-{s.name}"
     if s.type is bool:
-        return Checkbox("on" if value else "off", value=bool(value), id=eid, tooltip=s.help, compact=True)
+        return FieldCheckbox("on" if value else "off", value=bool(value), id=eid, tooltip=s.help, compact=True)
     if s.choices:
-        return Select([(c, c) for c in s.choices], value=value, allow_blank=False, id=eid, compact=True, tooltip=s.help)
+        return FieldSelect([(c, c) for c in s.choices], value=value, allow_blank=False, id=eid, compact=True, tooltip=s.help)
     complete = COMPLETERS.get(s.name)
     return FieldInput(str(value), id=eid, compact=True, placeholder=PLACEHOLDERS.get(s.name, ""), tooltip=s.help,
                  select_on_focus=False, suggester=Completion(complete) if complete else None)
