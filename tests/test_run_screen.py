@@ -196,3 +196,15 @@ def test_attach_to_a_directory_without_a_run_is_one_line_exit_2(tmp_path, capsys
     assert err == f"model-garden attach: error: {tmp_path}: not a run directory (no run.json or events file)\n"
     assert (tmp_path / "notes.txt").read_text() == "mine"  # nothing created or touched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_the_app_leaves_when_its_terminal_goes_away_without_a_hangup_signal():
+    """Started in a session of its own, the app gets no SIGHUP when the terminal closes; Textual
+    would then read end-of-file in a busy loop for ever. It notices and exits."""
+    proc, master, screen = spawn_in_pty([sys.executable, "-m", "mgtui"])
+    try:
+        wait_for(lambda: b"Model and data" in b"".join(screen), timeout=60)
+        os.close(master)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        proc.kill()

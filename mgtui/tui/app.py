@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import select
+import sys
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -65,6 +67,10 @@ class MgApp(App):
         self.offer_runs = offer_runs
 
     def on_mount(self) -> None:
+        if not self.is_headless and sys.__stdin__ is not None and sys.__stdin__.isatty():
+            self._hangup = select.poll()
+            self._hangup.register(sys.__stdin__.fileno(), select.POLLIN)
+            self.set_interval(1.0, self._leave_if_terminal_gone)
         self.push_screen(FormScreen(self.chosen, self.target))
         if self.notice:
             self.notify(self.notice, title="Preset not loaded", severity="error", timeout=10)
@@ -72,6 +78,13 @@ class MgApp(App):
             self.attach(self.attach_to)
         elif self.offer_runs:
             self.call_after_refresh(self.offer_listed_runs)
+
+    def _leave_if_terminal_gone(self) -> None:
+        """A terminal that goes away without a hang-up signal reaching us (the app started in a
+        session of its own) leaves Textual reading end-of-file in a busy loop, a core at 100% for
+        ever: leave instead. A run goes on in its own session, as after any quit."""
+        if any(events & select.POLLHUP for _, events in self._hangup.poll(0)):
+            self.exit()
 
     def offer_listed_runs(self) -> None:
         runs = list_runs()
