@@ -31,7 +31,7 @@ def gpu_target(gpu_memory: float | None, gpu_name: str | None) -> tuple[float | 
     """The GPU memory to plan for: --gpu-memory, then --gpu-name, then NVML's first GPU."""
     if gpu_memory is not None:
         if not 0 < gpu_memory <= 4096:
-            raise EstimateInputError(f"--gpu-memory: {gpu_memory} is not a number of GB from 0 to 4096")
+            raise EstimateInputError(f"--gpu-memory: {gpu_memory:g} is not a number of GB above 0 and up to 4096")
         return gpu_memory, f"--gpu-memory {gpu_memory:g}"
     if gpu_name:
         hit = find_gpu(gpu_name)
