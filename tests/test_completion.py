@@ -74,4 +74,4 @@ async def test_right_arrow_accepts_the_completion_in_the_form(tmp_path, isolated
         await pilot.press("right")  # → its dataset file
         await settle(pilot)
         assert inp.value == str(tmp_path / "data" / "train.jsonl")
-        assert app.screen.report is not None and app.screen.report.rows == 1
+        assert app.screen.dataset_panel.report is not None and app.screen.dataset_panel.report.rows == 1

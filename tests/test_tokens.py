@@ -48,14 +48,17 @@ def test_the_forms_count_matches_the_engines_tokens(tiny_model, tmp_path):
 
 async def test_the_form_warns_of_truncation_as_max_seq_length_changes(tiny_model, tmp_path, isolated_home):
     data = write_dataset(tmp_path / "train.jsonl", "text")
-    longest = max(scan(str(data), count=counter_for(str(tiny_model)).count).tokens)
+    tokens = scan(str(data), count=counter_for(str(tiny_model)).count).tokens
+    longest = max(tokens)
     app = MgApp({"base_model": str(tiny_model), "dataset": str(data)}, None, NO_GPU, offer_runs=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         panel = lambda: str(app.screen.query_one("#dataset").render())  # noqa: E731
         assert f"max {longest}" in panel() and "counted by the model's tokenizer" in panel()
         assert "truncated" not in panel()
+        note = lambda: str(app.screen.query_one("#n-max_seq_length").render())  # noqa: E731
         await type_into(pilot, "max_seq_length", str(longest - 1))
         assert f"rows longer than max-seq-length {longest - 1}: they will be truncated" in panel()
+        assert note() == f"{tokens.count(longest)} rows truncated"  # and under the field being edited
         await type_into(pilot, "max_seq_length", str(longest))
-        assert "truncated" not in panel()
+        assert "truncated" not in panel() and "truncated" not in note()

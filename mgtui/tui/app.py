@@ -71,7 +71,7 @@ class MgApp(App):
             self._hangup = select.poll()
             self._hangup.register(sys.__stdin__.fileno(), select.POLLIN)
             self.set_interval(1.0, self._leave_if_terminal_gone)
-        self.push_screen(FormScreen(self.chosen, self.target))
+        self.push_screen(FormScreen(self.chosen, self.target, self.scan_limit))
         if self.notice:
             self.notify(self.notice, title="Preset not loaded", severity="error", timeout=10)
         if self.attach_to is not None:

@@ -1,4 +1,4 @@
-"""The settings screen: the form, the live VRAM panel, the dataset scan, presets, the command
+"""The settings screen: the form, the live VRAM panel, the dataset panel, presets, the command
 preview, and Start."""
 
 from __future__ import annotations
@@ -14,12 +14,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.worker import get_current_worker
 from textual.widgets import Checkbox, Footer, Header, Input, Label, Select, Static
 
 from ... import presets
-from ...data.scan import DatasetError, ScanReport, scan
-from ...data.tokens import counter_for, length_stats
 from ...estimate import Lookup, Plan, lookup, plan
 from ...estimate.gpus import COMMON_GPUS
 from ...backend_choice import choose_backend
@@ -27,13 +24,10 @@ from ...form_model import FormModel
 from ...gpu import GpuReading
 from ...runs import rundir
 from ...settings import GROUPS, SETTINGS, Resolved
+from ..widgets.dataset import DatasetPanel
 from ..widgets.fields import FieldGroup, FieldInput, label_of
 from ..widgets.vram import VramPanel
 from .modals import AskName, Choice, PickOne, confirm
-
-class _Superseded(Exception):
-    """A background scan that a newer one replaced."""
-
 
 QUALITY_HELP = "quality mode sets: 16-bit, checkpointing true, adamw_torch, RSLoRA when r >= 32"
 NO_TARGET = "__none__"
@@ -52,21 +46,18 @@ class FormScreen(Screen):
         *[Binding(f"alt+{i}", f"advise({i})", f"Apply step {i}", show=False) for i in range(1, 7)],
     ]
 
-    def __init__(self, chosen: dict[str, Any], target: tuple[str, float] | None = None) -> None:
+    def __init__(self, chosen: dict[str, Any], target: tuple[str, float] | None = None, scan_limit: int = 20000) -> None:
         super().__init__()
         self.model = FormModel(chosen)
         self.target = target  # (label, GiB) chosen by flag or picker; None = the detected GPU
         self.gpus: GpuReading | None = None
         self.found: Lookup | None = None
         self.plan: Plan | None = None
-        self.report: ScanReport | None = None
-        self.scan_error: str | None = None
-        self.counted = ""  # how the dataset's tokens were counted; "" while counting
-        self.count_progress = 0.0
         self._debounce_timers: dict[str, Timer] = {}
         self.groups: list[FieldGroup] = []
         self._deferred: list[FieldGroup] = []
         self.mounted_groups: list[FieldGroup] = []
+        self.dataset_panel = DatasetPanel(scan_limit, id="dataset")
 
     # --- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -86,7 +77,7 @@ class FormScreen(Screen):
                 yield Label("GPU memory", classes="group")
                 yield VramPanel(id="vram")
                 yield Label("Dataset", classes="group")
-                yield Static("", id="dataset")
+                yield self.dataset_panel
         yield Static("", id="helpline")
         yield Static("", id="command")
         yield Footer(compact=True)  # every key fits in 80 columns
@@ -101,7 +92,7 @@ class FormScreen(Screen):
     def _after_first_frame(self) -> None:
         self.read_gpus()
         self.schedule_lookup(0)
-        self.schedule_scan(0)
+        self.follow_dataset(0)
         self._mount_next_group()
 
     # --- background work: never in the way of the first frame or of a keystroke --------------
@@ -134,93 +125,14 @@ class FormScreen(Screen):
             self.found = found
             self.refresh_estimate()
 
-    def schedule_scan(self, delay: float = 0.4) -> None:
-        self._debounce("scan", delay, self._scan)
+    def follow_dataset(self, delay: float = 0.4) -> None:
+        m = self.model
+        self.dataset_panel.follow(m.value("dataset"), m.value("dataset_format"), m.value("base_model"),
+                                  m.value("max_seq_length"), delay)
 
-    def _scan_key(self) -> tuple[str, str, str]:
-        """What a scan depends on: the data, its format, and the model whose tokenizer counts it."""
-        return self.model.value("dataset"), self.model.value("dataset_format"), self.model.value("base_model")
-
-    @work(thread=True, exclusive=True, group="scan")
-    def _scan(self) -> None:
-        """Check the data and show it at once; then count its tokens, which can take seconds."""
-        asked = self._scan_key()
-        source, fmt, base = asked
-        if not source:
-            self.app.call_from_thread(self._got_scan, asked, None, None)
-            return
-        try:
-            report = scan(source, fmt, limit=self.app.scan_limit)
-        except DatasetError as e:
-            self.app.call_from_thread(self._got_scan, asked, None, str(e))
-            return
-        self.app.call_from_thread(self._got_scan, asked, report, None)
-        if report.hub:
-            return
-        counter = counter_for(base)
-        worker = get_current_worker()
-        counted = 0
-
-        def count(texts: list[str]) -> list[int]:
-            nonlocal counted
-            if worker.is_cancelled:  # a newer scan replaced this one: stop spending the CPU
-                raise _Superseded
-            self.app.call_from_thread(self._counting, asked, counted / report.usable)
-            counted += len(texts)
-            return counter.count(texts)
-
-        try:
-            tokens = scan(source, fmt, limit=self.app.scan_limit, count=count).tokens
-        except (DatasetError, _Superseded):  # DatasetError: the file changed under us; the next scan says so
-            return
-        self.app.call_from_thread(self._got_tokens, asked, tokens, counter.how)
-
-    def _got_scan(self, asked: tuple[str, str, str], report: ScanReport | None, error: str | None) -> None:
-        if asked == self._scan_key():  # else a newer scan is on its way
-            self.report, self.scan_error, self.counted, self.count_progress = report, error, "", 0.0
-            self.show_dataset()
-
-    def _counting(self, asked: tuple[str, str, str], done: float) -> None:
-        if asked == self._scan_key():
-            self.count_progress = done
-            self.show_dataset()
-
-    def _got_tokens(self, asked: tuple[str, str, str], tokens: list[int], counted: str) -> None:
-        if asked == self._scan_key() and self.report is not None:
-            self.report.tokens, self.counted = tokens, counted
-            self.show_dataset()
-
-    def show_dataset(self) -> None:
-        self.query_one("#dataset", Static).update(self.dataset_text())
-
-    def dataset_text(self) -> Text:
-        if not self.model.value("dataset"):
-            return Text("no dataset chosen (dataset field)", style="dim")
-        if self.scan_error:
-            return Text(self.scan_error, style="bold red")
-        r = self.report
-        if r is None:
-            return Text("scanning…", style="dim")
-        if r.hub:
-            return Text(f"{r.source}: a Hub dataset, checked when the run starts", style="cyan")
-        t = Text()
-        more = f" (first {self.app.scan_limit})" if r.rows >= self.app.scan_limit else ""
-        t.append(f"{r.format} · {r.usable} rows{more}", style="bold green")
-        if r.skipped:
-            t.append(f" · {r.skipped} empty", style="yellow")
-        t.append("\n")
-        if not self.counted:
-            t.append(f"counting tokens… {self.count_progress:.0%}\n", style="dim")
-        elif r.tokens:
-            stats = length_stats(r.tokens, self.model.value("max_seq_length"))
-            tok = stats["tokens"]
-            t.append(f"tokens mean {tok['mean']:.0f} · p95 {tok['p95']} · max {tok['max']}\n")
-            t.append(f"{self.counted}\n", style="dim")
-            if stats["truncated"]:
-                t.append(f"{stats['truncated']} rows longer than max-seq-length {stats['max_seq_length']}: "
-                         "they will be truncated\n", style="yellow")
-        t.append(r.sample[:300], style="italic")
-        return t
+    def on_dataset_panel_changed(self, event: DatasetPanel.Changed) -> None:
+        for group in self.mounted_groups:
+            self.refresh_fields(group)
 
     # --- edits -------------------------------------------------------------------------------
     @on(Input.Changed)
@@ -253,14 +165,6 @@ class FormScreen(Screen):
         if name == "base_model":
             self.found = None
             self.schedule_lookup()
-        if name in ("dataset", "dataset_format"):
-            self.report, self.scan_error = None, None
-            self.show_dataset()
-            self.schedule_scan()
-        elif name == "base_model" and self.model.value("dataset"):
-            self.schedule_scan()  # its tokenizer counts the tokens; the figures shown stay until then
-        elif name == "max_seq_length" and self.report is not None:
-            self.show_dataset()
 
     def on_descendant_focus(self, event) -> None:
         self.show_help()
@@ -287,7 +191,7 @@ class FormScreen(Screen):
     def ready(self) -> bool:
         """Every group mounted and the background lookups settled (tests and snapshots wait on it)."""
         return (len(self.mounted_groups) == len(self.groups) and self.found is not None
-                and (self.report is not None or self.scan_error is not None or not self.model.value("dataset")))
+                and self.dataset_panel.settled)
 
     def _mount_next_group(self) -> None:
         if self._deferred:
@@ -308,12 +212,15 @@ class FormScreen(Screen):
             self.refresh_fields(group)
         self.refresh_estimate()
         self.refresh_command()
+        self.follow_dataset()  # rescans only when the data or the model changed
 
     def refresh_fields(self, group: FieldGroup) -> None:
         m = self.model
         errors = m.errors
         for s in group.settings:
             note = m.quality_note(s.name)
+            if s.name == "max_seq_length":
+                note = self.dataset_panel.truncation(m.value("max_seq_length"))
             if s.name == "gpus" and self.gpus is not None:
                 note = "detected: " + ", ".join(f"{g.index}: {g.name} {g.memory_total / 2**30:.0f} GB"
                                                 for g in self.gpus.gpus) if self.gpus.gpus else f"no GPU: {self.gpus.error}"
@@ -457,10 +364,10 @@ class FormScreen(Screen):
         kept = {s.name: self.model.chosen[s.name] for s in SETTINGS
                 if s.path and s.name not in p.values and s.name in self.model.chosen}
         self.model.replace({**kept, **{k: p.values[k] for k in p.explicit_keys()}})
+        self.follow_dataset(0)
         self.refresh_form()
         self.found = None
         self.schedule_lookup(0)
-        self.schedule_scan(0)
         self.notify(f"Loaded preset {p.name}")
         return True
 
@@ -512,8 +419,8 @@ class FormScreen(Screen):
             self.notify("Start refused: choose a dataset", severity="error")
             self.query_one("#i-dataset").focus()
             return
-        if self.scan_error:
-            self.notify(f"Start refused: {self.scan_error}", severity="error", timeout=10)
+        if self.dataset_panel.error:
+            self.notify(f"Start refused: {self.dataset_panel.error}", severity="error", timeout=10)
             return
         res = m.resolved
         out = Path(res["output_dir"]).expanduser()

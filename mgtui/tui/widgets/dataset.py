@@ -1,0 +1,144 @@
+"""The dataset panel: the chosen data checked and shown at once (format, rows and a sample, or the
+problem with its line), then its lengths counted in the base model's own tokens in the background,
+against max-seq-length."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import work
+from textual.message import Message
+from textual.timer import Timer
+from textual.widgets import Static
+from textual.worker import get_current_worker
+
+from ...data.scan import DatasetError, ScanReport, scan
+from ...data.tokens import counter_for, length_stats
+
+Key = tuple[str, str, str]  # what a scan depends on: the data, its format, the model whose tokenizer counts it
+
+
+class _Superseded(Exception):
+    """A background count that a newer scan replaced."""
+
+
+class DatasetPanel(Static):
+    class Changed(Message):
+        """What the panel knows of the data changed (the form shows the truncation by its field)."""
+
+    def __init__(self, scan_limit: int, **kw) -> None:
+        super().__init__("", **kw)
+        self.scan_limit = scan_limit
+        self.key: Key | None = None
+        self.max_seq_length = 0
+        self.report: ScanReport | None = None
+        self.error: str | None = None
+        self.counted = ""  # how the tokens were counted; "" while counting
+        self.progress = 0.0
+        self._wait: Timer | None = None
+
+    def follow(self, dataset: str, fmt: str, base_model: str, max_seq_length: int, delay: float = 0.4) -> None:
+        """Show what the form now names. A change of data or model is scanned once typing pauses for
+        `delay` seconds; a new max-seq-length only redraws."""
+        key = (dataset, fmt, base_model)
+        if key == self.key and max_seq_length == self.max_seq_length:
+            return
+        self.max_seq_length = max_seq_length
+        if key != self.key:
+            if self.key is None or key[:2] != self.key[:2]:  # other data: what is shown no longer applies
+                self.report, self.error = None, None
+            self.key = key
+            if self._wait is not None:
+                self._wait.stop()
+            self._wait = self.set_timer(max(delay, 0.01), self._scan)
+        self.update(self.text())
+
+    @property
+    def settled(self) -> bool:
+        """The data the form names is checked (tests and snapshots wait on it)."""
+        return self.key is not None and (not self.key[0] or self.report is not None or self.error is not None)
+
+    @work(thread=True, exclusive=True, group="scan")
+    def _scan(self) -> None:
+        """Check the data and show it at once; then count its tokens, which can take seconds."""
+        asked = self.key
+        assert asked is not None
+        source, fmt, base = asked
+        if not source:
+            return
+        try:
+            report = scan(source, fmt, limit=self.scan_limit)
+        except DatasetError as e:
+            self.app.call_from_thread(self._got, asked, None, str(e))
+            return
+        self.app.call_from_thread(self._got, asked, report, None)
+        if report.hub:
+            return
+        counter = counter_for(base)
+        worker = get_current_worker()
+        counted = 0
+
+        def count(texts: list[str]) -> list[int]:
+            nonlocal counted
+            if worker.is_cancelled:  # a newer scan replaced this one: stop spending the CPU
+                raise _Superseded
+            self.app.call_from_thread(self._counting, asked, counted / report.usable)
+            counted += len(texts)
+            return counter.count(texts)
+
+        try:
+            tokens = scan(source, fmt, limit=self.scan_limit, count=count).tokens
+        except (DatasetError, _Superseded):  # DatasetError: the file changed under us; the next scan says so
+            return
+        self.app.call_from_thread(self._got_tokens, asked, tokens, counter.how)
+
+    def _got(self, asked: Key, report: ScanReport | None, error: str | None) -> None:
+        if asked == self.key:  # else a newer scan is on its way
+            self.report, self.error, self.counted, self.progress = report, error, "", 0.0
+            self.update(self.text())
+            self.post_message(self.Changed())
+
+    def _counting(self, asked: Key, done: float) -> None:
+        if asked == self.key:
+            self.progress = done
+            self.update(self.text())
+
+    def _got_tokens(self, asked: Key, tokens: list[int], counted: str) -> None:
+        if asked == self.key and self.report is not None:
+            self.report.tokens, self.counted = tokens, counted
+            self.update(self.text())
+            self.post_message(self.Changed())
+
+    def truncation(self, max_seq_length: int) -> str | None:
+        """How many rows max_seq_length would cut short, for the field's note; None if none."""
+        tokens = self.report.tokens if self.report is not None and self.counted else []
+        cut = length_stats(tokens, max_seq_length)["truncated"] if tokens else 0
+        return f"{cut} rows truncated" if cut else None  # short: the note fits under the field at 80 columns
+
+    def text(self) -> Text:
+        if self.key is None or not self.key[0]:
+            return Text("no dataset chosen (dataset field)", style="dim")
+        if self.error:
+            return Text(self.error, style="bold red")
+        r = self.report
+        if r is None:
+            return Text("scanning…", style="dim")
+        if r.hub:
+            return Text(f"{r.source}: a Hub dataset, checked when the run starts", style="cyan")
+        t = Text()
+        more = f" (first {self.scan_limit})" if r.rows >= self.scan_limit else ""
+        t.append(f"{r.format} · {r.usable} rows{more}", style="bold green")
+        if r.skipped:
+            t.append(f" · {r.skipped} empty", style="yellow")
+        t.append("\n")
+        if not self.counted:
+            t.append(f"counting tokens… {self.progress:.0%}\n", style="dim")
+        elif r.tokens:
+            stats = length_stats(r.tokens, self.max_seq_length)
+            tok = stats["tokens"]
+            t.append(f"tokens mean {tok['mean']:.0f} · p95 {tok['p95']} · max {tok['max']}\n")
+            t.append(f"{self.counted}\n", style="dim")
+            if stats["truncated"]:
+                t.append(f"{stats['truncated']} rows longer than max-seq-length {self.max_seq_length}: "
+                         "they will be truncated\n", style="yellow")
+        t.append(r.sample[:300], style="italic")
+        return t
