@@ -197,6 +197,22 @@ async def test_dataset_scan_errors_show_with_their_line(tmp_path, content, expec
         assert isinstance(app.screen, FormScreen)
 
 
+async def test_the_side_panel_shows_the_dataset_while_its_field_has_focus():
+    """At 80x24 the VRAM panel can fill the side: the dataset report comes up with its field."""
+    app = make_app({"dataset": "builtin:demo-chat", "base_model": "unsloth/llama-3.1-8b", "quality_mode": True,
+                    "lora_r": 64, "batch_size": 8}, ("RTX 4090 24GB (planning)", 24.0))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        side, title = app.screen.query_one("#side"), app.screen.query_one("#dataset-title")
+        assert side.scroll_y == 0 and title.region.y >= side.region.bottom  # below the fold at first
+        app.screen.query_one("#i-dataset").focus()
+        await pilot.pause()
+        assert side.scroll_y > 0 and side.region.y <= title.region.y < side.region.bottom
+        app.screen.query_one("#i-lora_r").focus()
+        await pilot.pause()
+        assert side.scroll_y == 0  # and the estimate comes back with the other fields
+
+
 async def test_dataset_scan_shows_format_rows_and_a_sample(tmp_path):
     app = make_app({"dataset": "builtin:demo-chat"})
     async with app.run_test(size=(80, 24)) as pilot:

@@ -76,7 +76,7 @@ class FormScreen(Screen):
             with VerticalScroll(id="side"):
                 yield Label("GPU memory", classes="group")
                 yield VramPanel(id="vram")
-                yield Label("Dataset", classes="group")
+                yield Label("Dataset", classes="group", id="dataset-title")
                 yield self.dataset_panel
         yield Static("", id="helpline")
         yield Static("", id="command")
@@ -168,6 +168,12 @@ class FormScreen(Screen):
 
     def on_descendant_focus(self, event) -> None:
         self.show_help()
+        # At 80x24 the side panel holds more than it shows: bring up the part about the field in hand.
+        name = (event.widget.id or "").removeprefix("i-")
+        if name in ("dataset", "dataset_format"):
+            self.query_one("#side").scroll_to_widget(self.query_one("#dataset-title"), animate=False, top=True)
+        elif event.widget.id and event.widget.id.startswith("i-"):
+            self.query_one("#side").scroll_home(animate=False)
 
     def on_descendant_blur(self, event) -> None:
         if isinstance(event.widget, Input):  # typing is over: show the value as the command line does
