@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 
 import pytest
 from textual import events
 
 from app_helpers import NO_GPU, one_gpu, settle, type_into
 from mgtui import presets
+from mgtui.gpu import FixedSource, GpuReading
 from mgtui.tui.app import MgApp
 from mgtui.tui.screens.form import FormScreen
 
@@ -236,6 +238,28 @@ async def test_gpu_from_nvml_and_planning_target():
         await pilot.press("enter")
         await pilot.pause()
         assert form.plan.gpu_gib == pytest.approx(79.6)
+
+
+async def test_gpus_to_train_on_are_ticked_from_the_detected_ones():
+    samples = one_gpu().read().gpus[0]
+    four = FixedSource(GpuReading(tuple(dataclasses.replace(samples, index=i) for i in range(4))))
+    app = make_app(gpu=four)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        form: FormScreen = app.screen
+        form.query_one("#i-gpus").focus()
+        await pilot.pause()
+        await pilot.press("enter")  # all four ticked: the default
+        await pilot.pause()
+        await pilot.press("down", "space", "down", "down", "space", "enter")  # untick GPUs 1 and 3
+        await pilot.pause()
+        assert isinstance(app.screen, FormScreen)
+        assert form.model.value("gpus") == "0,2" and form.query_one("#i-gpus").value == "0,2"
+        assert note(app, "nproc_per_node").startswith("2 processes")
+        assert "--gpus 0,2" in str(form.query_one("#command").render())
+        await pilot.press("enter", "down", "space", "down", "down", "space", "enter")  # tick them back: all
+        await pilot.pause()
+        assert form.model.value("gpus") == "" and note(app, "nproc_per_node").startswith("4 processes")
 
 
 async def test_every_action_is_bound_and_in_the_palette():

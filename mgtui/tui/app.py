@@ -28,6 +28,7 @@ Form
   ctrl+t            toggle quality mode          ctrl+g  choose the GPU to plan for
   ctrl+y            copy the command line (OSC 52, works over SSH)
   alt+1..6          apply the VRAM panel's out-of-memory step N
+  enter on gpus     tick the detected GPUs to train on (space ticks, enter confirms)
   →                 at the end of a field: accept its grey completion (paths, the
                     built-in demo, the models and datasets in your Hugging Face cache)
   ctrl+p            command palette: every action by name
@@ -149,6 +150,8 @@ class MgApp(App):
             yield SystemCommand("Copy command line", "model-garden train … to the clipboard (ctrl+y)",
                                 screen.action_copy_command)
             yield SystemCommand("Choose GPU target", "Plan for a detected or common GPU (ctrl+g)", screen.action_pick_gpu)
+            yield SystemCommand("Choose GPUs to train on", "Tick detected GPUs (enter on the gpus field)",
+                                screen.action_pick_gpus)
             yield SystemCommand("Toggle quality mode", "16-bit, checkpointing true, adamw_torch (ctrl+t)",
                                 screen.action_toggle_quality)
             if screen.plan:

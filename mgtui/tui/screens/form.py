@@ -27,7 +27,7 @@ from ...settings import GROUPS, SETTINGS, Resolved
 from ..widgets.dataset import DatasetPanel
 from ..widgets.fields import FieldGroup, FieldInput, label_of
 from ..widgets.vram import VramPanel
-from .modals import AskName, Choice, PickOne, confirm
+from .modals import AskName, Choice, PickMany, PickOne, confirm
 
 QUALITY_HELP = "quality mode sets: 16-bit, checkpointing true, adamw_torch, RSLoRA when r >= 32"
 NO_TARGET = "__none__"
@@ -277,6 +277,32 @@ class FormScreen(Screen):
         Unsloth is installed by default."""
         gpus = self.gpus.gpus if self.gpus else ()
         return choose_backend(True, res.world_size(len(gpus))) if gpus else ("unsloth", None)
+
+    @on(Input.Submitted, "#i-gpus")
+    def action_pick_gpus(self) -> None:
+        """Enter on the GPUs field: tick the detected GPUs to train on."""
+        found = self.gpus.gpus if self.gpus else ()
+        if not found:
+            why = self.gpus.error if self.gpus else "still reading the GPUs"
+            self.notify(f"No GPU detected here ({why}): type the indices for the machine the run will use",
+                        severity="warning")
+            return
+        chosen = {p.strip() for p in self.model.value("gpus").split(",") if p.strip()}
+        options = [(str(g.index), f"GPU {g.index}: {g.name} · {g.memory_used / 2**30:.1f} of "
+                    f"{g.memory_total / 2**30:.0f} GB used" + (f" · {g.utilization}% busy" if g.utilization is not None else ""),
+                    not chosen or str(g.index) in chosen) for g in found]
+
+        def picked(keys: list[str] | None) -> None:
+            if keys is None:
+                return
+            if not keys:
+                self.notify("No GPU ticked: the field is unchanged", severity="warning")
+                return
+            every = len(keys) == len(found)  # all of them: the default, "all visible"
+            self.model.apply({"gpus": "" if every else ",".join(sorted(keys, key=int))})
+            self.refresh_form()
+
+        self.app.push_screen(PickMany("Train on which GPUs?", options), picked)
 
     # --- actions -----------------------------------------------------------------------------
     def action_toggle_quality(self) -> None:

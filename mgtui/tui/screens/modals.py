@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, OptionList, Static
+from textual.widgets import Button, Input, Label, OptionList, SelectionList, Static
 from textual.widgets.option_list import Option
 
 from ..widgets.fields import FieldInput
@@ -91,6 +91,27 @@ class PickOne(ModalScreen[str | None]):
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(event.option.id)
+
+
+class PickMany(ModalScreen["list[str] | None"]):
+    """A list to tick several from (space), confirmed with enter."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"),
+                Binding("enter", "done", "Use these", priority=True)]  # before the list's own enter (it ticks)
+
+    def __init__(self, title: str, options: list[tuple[str, str, bool]],
+                 hint: str = "space: tick · enter: use these · escape: cancel") -> None:
+        super().__init__()
+        self.title_text, self.options, self.hint = title, options, hint
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="modal"):
+            yield Label(self.title_text, classes="title")
+            yield SelectionList[str](*[(label, key, ticked) for key, label, ticked in self.options], id="options")
+            yield Label(self.hint, classes="detail")
+
+    def action_done(self) -> None:
+        self.dismiss(list(self.query_one("#options", SelectionList).selected))
 
 
 class HelpScreen(ModalScreen[None]):
