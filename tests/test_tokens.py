@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from app_helpers import NO_GPU, settle, type_into
 from engine_helpers import write_dataset
 from mgtui.data.scan import scan
@@ -31,24 +33,39 @@ def test_tokenizer_found_in_a_local_directory_and_the_hub_cache(tiny_model, tmp_
     assert "estimated" in counter_for("org/not-cached").how
 
 
-def test_the_forms_count_matches_the_engines_tokens(tiny_model, tmp_path):
+@pytest.mark.parametrize("fmt", ["text", "messages", "sharegpt", "alpaca"])
+def test_the_forms_count_is_the_engines_tokenization(tiny_model, tmp_path, fmt):
+    """The form renders rows as the engine will (the chat template, the EOS it appends, special
+    tokens) with the tokenizer alone, and so counts exactly what the engine trains on."""
     from transformers import AutoTokenizer
 
     from mgtui.train.datasets import tokenize_rows
 
-    data = write_dataset(tmp_path / "train.jsonl", "text")
-    report = scan(str(data), count=counter_for(str(tiny_model)).count)
+    data = write_dataset(tmp_path / "train.jsonl", fmt)
+    counter = counter_for(str(tiny_model), fmt)
+    assert counter.exact and counter.problem is None
+    report = scan(str(data), count=counter.count, render=counter.render)
     rows = [json.loads(line) for line in data.read_text().splitlines()]
     res = resolve([{"dataset": str(data), "base_model": str(tiny_model)}], set())
-    examples, _ = tokenize_rows(res, "text", rows, AutoTokenizer.from_pretrained(tiny_model))
-    engine = [len(e["input_ids"]) for e in examples]
-    assert len(report.tokens) == len(engine) == 64
-    assert [e - f for f, e in zip(report.tokens, engine)] == [1] * 64  # the engine appends EOS to text rows
+    examples, _ = tokenize_rows(res, fmt, rows, AutoTokenizer.from_pretrained(tiny_model))
+    assert report.tokens == [len(e["input_ids"]) for e in examples] and len(report.tokens) == 64
+
+
+def test_chat_data_without_a_template_is_flagged_before_the_run(tiny_model, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    (model / "chat_template.jinja").unlink()  # a base model whose tokenizer has no chat template
+    counter = counter_for(str(model), "messages")
+    assert counter.problem == (f"{model}: its tokenizer has no chat template; pass --chat-template "
+                               "(chatml, llama-3, gemma, zephyr)")
+    assert counter_for(str(model), "messages", "chatml").problem is None  # a named one fixes it
+    assert "unknown template 'nope'" in counter_for(str(model), "messages", "nope").problem
 
 
 async def test_the_form_warns_of_truncation_as_max_seq_length_changes(tiny_model, tmp_path, isolated_home):
     data = write_dataset(tmp_path / "train.jsonl", "text")
-    tokens = scan(str(data), count=counter_for(str(tiny_model)).count).tokens
+    counter = counter_for(str(tiny_model), "text")
+    tokens = scan(str(data), count=counter.count, render=counter.render).tokens
     longest = max(tokens)
     app = MgApp({"base_model": str(tiny_model), "dataset": str(data)}, None, NO_GPU, offer_runs=False)
     async with app.run_test(size=(80, 24)) as pilot:

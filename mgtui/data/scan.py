@@ -196,9 +196,10 @@ class ScanReport:
 
 
 def scan(source: str, fmt: str = "auto", limit: int | None = None,
-         count: Callable[[list[str]], list[int]] | None = None) -> ScanReport:
-    """Read and check every row (or the first `limit`). `count` measures rendered rows in tokens,
-    a batch at a time. Raises DatasetError."""
+         count: Callable[[list[str]], list[int]] | None = None,
+         render: Callable[[str, dict[str, Any], str], str | None] | None = None) -> ScanReport:
+    """Read and check every row (or the first `limit`). `count` measures rows in tokens, a batch at a
+    time, as `render` writes them out (default: plainly, as the sample is). Raises DatasetError."""
     if not source:
         raise DatasetError("--dataset: give a dataset file, directory or Hub name")
     path = resolve_source(source)
@@ -228,7 +229,7 @@ def scan(source: str, fmt: str = "auto", limit: int | None = None,
             else:
                 report.usable += 1
                 if count is not None:
-                    batch.append(text)
+                    batch.append(text if render is None else render(report.format, row, where) or "")
                     if len(batch) == 512:
                         report.tokens += count(batch)
                         batch.clear()

@@ -1,7 +1,7 @@
 """Dataset lengths in tokens: one summary for the form (before any model loads) and the engine
-(after it tokenizes). The form counts with the base model's own tokenizer.json, from a local
-directory or the HF cache, through the `tokenizers` library (no torch); without one it estimates
-4 characters per token and says so."""
+(after it tokenizes). The form counts with the base model's own tokenizer.json and chat template,
+from a local directory or the HF cache, through the `tokenizers` library (no torch), the way the
+engine will; without them it estimates 4 characters per token and says so."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..estimate.archs import hf_cache_file
+from .scan import DatasetError, alpaca_parts, plain_render, to_messages
+from .templates import pick_template, render_chat, saved_template, special_tokens
 
 CHARS_PER_TOKEN = 4.0
 
@@ -40,19 +42,47 @@ class TokenCounter:
     how: str  # shown next to the figures
     exact: bool
     count: Callable[[list[str]], list[int]]
+    render: Callable[[str, dict[str, Any], str], str | None] | None = None  # None: rows as the scan shows them
+    problem: str | None = None  # what the engine will refuse (a chat format without a template)
 
 
-def counter_for(base_model: str) -> TokenCounter:
-    path = find_tokenizer(base_model)
-    if path is not None:
-        try:
-            from tokenizers import Tokenizer
-
-            tok = Tokenizer.from_file(str(path))
-        except Exception:  # a tokenizer.json this version of tokenizers can't read: estimate instead
-            pass
-        else:
-            encode = getattr(tok, "encode_batch_fast", tok.encode_batch)  # fast: no offsets (tokenizers >= 0.21)
-            return TokenCounter("counted by the model's tokenizer", True, lambda texts: [len(e) for e in encode(texts)])
+def _estimate(problem: str | None = None) -> TokenCounter:
     return TokenCounter(f"estimated: {CHARS_PER_TOKEN:g} chars per token", False,
-                        lambda texts: [math.ceil(len(t) / CHARS_PER_TOKEN) for t in texts])
+                        lambda texts: [math.ceil(len(t) / CHARS_PER_TOKEN) for t in texts], problem=problem)
+
+
+def counter_for(base_model: str, fmt: str = "text", chat_template: str = "") -> TokenCounter:
+    """Counts rows of format `fmt` as the engine will tokenize them: chat rows through the chat
+    template, text and alpaca rows with the end-of-sequence token appended and special tokens added."""
+    path = find_tokenizer(base_model)
+    if path is None:
+        return _estimate()
+    try:
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(path))
+    except Exception:  # a tokenizer.json this version of tokenizers can't read: estimate instead
+        return _estimate()
+    specials = special_tokens(path.parent)
+    eos = specials.get("eos_token", "")
+    if fmt in ("messages", "sharegpt"):
+        try:
+            template = pick_template(chat_template, saved_template(path.parent), base_model)
+        except DatasetError as e:
+            return _estimate(str(e))
+
+        def render(fmt: str, row: dict[str, Any], where: str) -> str | None:
+            msgs = to_messages(fmt, row, where)
+            return None if msgs is None else render_chat(template, msgs, specials)
+    elif fmt == "alpaca":
+        def render(fmt: str, row: dict[str, Any], where: str) -> str | None:
+            parts = alpaca_parts(row, where)
+            return None if parts is None else parts[0] + parts[1] + eos
+    else:
+        def render(fmt: str, row: dict[str, Any], where: str) -> str | None:
+            text = plain_render(fmt, row, where)
+            return None if text is None else text + eos
+    encode = getattr(tok, "encode_batch_fast", tok.encode_batch)  # fast: no offsets (tokenizers >= 0.21)
+    special = fmt not in ("messages", "sharegpt")  # a chat template writes its own special tokens
+    return TokenCounter("counted by the model's tokenizer", True,
+                        lambda texts: [len(e) for e in encode(texts, add_special_tokens=special)], render)

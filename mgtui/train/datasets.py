@@ -11,30 +11,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..data.scan import DatasetError, alpaca_parts, detect_format, iter_rows, resolve_source, scan, to_messages
+from ..data.templates import pick_template
 from ..data.tokens import length_stats
 from ..settings import Resolved
-
-NAMED_TEMPLATES = {
-    "chatml": (
-        "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
-        "'<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-    ),
-    "llama-3": (
-        "{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + "
-        "'<|end_header_id|>\\n\\n' + message['content'] + '<|eot_id|>' }}{% endfor %}"
-        "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}"
-    ),
-    "gemma": (
-        "{{ bos_token }}{% for message in messages %}{% set role = 'model' if message['role'] == 'assistant' "
-        "else 'user' %}{{ '<start_of_turn>' + role + '\\n' + message['content'] + '<end_of_turn>\\n' }}"
-        "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}"
-    ),
-    "zephyr": (
-        "{% for message in messages %}{{ '<|' + message['role'] + '|>\\n' + message['content'] + eos_token + "
-        "'\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}"
-    ),
-}
-
 
 def load_rows(res: Resolved) -> tuple[str, list[dict[str, Any]]]:
     """(format, rows), checked. Local sources through data/scan.py; Hub names through `datasets`."""
@@ -60,17 +39,7 @@ def load_rows(res: Resolved) -> tuple[str, list[dict[str, Any]]]:
 
 
 def chat_template(res: Resolved, tokenizer) -> str:
-    name = res["chat_template"]
-    if name:
-        if name in NAMED_TEMPLATES:
-            return NAMED_TEMPLATES[name]
-        if "{%" in name or "{{" in name:
-            return name  # a Jinja template given inline
-        raise DatasetError(f"--chat-template: unknown template {name!r} (known: {', '.join(NAMED_TEMPLATES)})")
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.chat_template
-    raise DatasetError(f"{res['base_model']}: its tokenizer has no chat template; pass --chat-template "
-                       f"({', '.join(NAMED_TEMPLATES)})")
+    return pick_template(res["chat_template"], getattr(tokenizer, "chat_template", None), res["base_model"])
 
 
 def _chat_spans(msgs: list[dict[str, str]], render: Callable[..., str]) -> tuple[str, list[tuple[int, int]]]:

@@ -10,12 +10,9 @@ import os
 from pathlib import Path
 
 from ..data.scan import BUILTIN, iter_rows, plain_render
+from ..data.templates import NAMED_TEMPLATES
 from ..estimate.archs import TINY_LLAMA_CONFIG
 
-CHATML = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
-    "'<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"]
 
 
@@ -44,7 +41,7 @@ def build_tiny_llama(target: Path | None = None, seed: int = 0) -> Path:
         vocab_size=vocab, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=None, eos_token="<|im_end|>",
                                    pad_token="<pad>", unk_token=None)
-    fast.chat_template = CHATML
+    fast.chat_template = NAMED_TEMPLATES["chatml"]
     fast.model_max_length = cfg["max_position_embeddings"]
 
     torch.manual_seed(seed)

@@ -128,7 +128,7 @@ class FormScreen(Screen):
     def follow_dataset(self, delay: float = 0.4) -> None:
         m = self.model
         self.dataset_panel.follow(m.value("dataset"), m.value("dataset_format"), m.value("base_model"),
-                                  m.value("max_seq_length"), delay)
+                                  m.value("chat_template"), m.value("max_seq_length"), delay)
 
     def on_dataset_panel_changed(self, event: DatasetPanel.Changed) -> None:
         for group in self.mounted_groups:

@@ -14,7 +14,7 @@ from textual.worker import get_current_worker
 from ...data.scan import DatasetError, ScanReport, scan
 from ...data.tokens import counter_for, length_stats
 
-Key = tuple[str, str, str]  # what a scan depends on: the data, its format, the model whose tokenizer counts it
+Key = tuple[str, str, str, str]  # what a scan depends on: data, format, and the model and template that count it
 
 
 class _Superseded(Exception):
@@ -33,13 +33,15 @@ class DatasetPanel(Static):
         self.report: ScanReport | None = None
         self.error: str | None = None
         self.counted = ""  # how the tokens were counted; "" while counting
+        self.problem: str | None = None  # what the engine will refuse, found while counting
         self.progress = 0.0
         self._wait: Timer | None = None
 
-    def follow(self, dataset: str, fmt: str, base_model: str, max_seq_length: int, delay: float = 0.4) -> None:
-        """Show what the form now names. A change of data or model is scanned once typing pauses for
-        `delay` seconds; a new max-seq-length only redraws."""
-        key = (dataset, fmt, base_model)
+    def follow(self, dataset: str, fmt: str, base_model: str, chat_template: str, max_seq_length: int,
+               delay: float = 0.4) -> None:
+        """Show what the form now names. A change of data, model or template is scanned once typing
+        pauses for `delay` seconds; a new max-seq-length only redraws."""
+        key = (dataset, fmt, base_model, chat_template)
         if key == self.key and max_seq_length == self.max_seq_length:
             return
         self.max_seq_length = max_seq_length
@@ -62,7 +64,7 @@ class DatasetPanel(Static):
         """Check the data and show it at once; then count its tokens, which can take seconds."""
         asked = self.key
         assert asked is not None
-        source, fmt, base = asked
+        source, fmt, base, template = asked
         if not source:
             return
         try:
@@ -73,7 +75,7 @@ class DatasetPanel(Static):
         self.app.call_from_thread(self._got, asked, report, None)
         if report.hub:
             return
-        counter = counter_for(base)
+        counter = counter_for(base, report.format, template)
         worker = get_current_worker()
         counted = 0
 
@@ -86,14 +88,14 @@ class DatasetPanel(Static):
             return counter.count(texts)
 
         try:
-            tokens = scan(source, fmt, limit=self.scan_limit, count=count).tokens
+            tokens = scan(source, fmt, limit=self.scan_limit, count=count, render=counter.render).tokens
         except (DatasetError, _Superseded):  # DatasetError: the file changed under us; the next scan says so
             return
-        self.app.call_from_thread(self._got_tokens, asked, tokens, counter.how)
+        self.app.call_from_thread(self._got_tokens, asked, tokens, counter.how, counter.problem)
 
     def _got(self, asked: Key, report: ScanReport | None, error: str | None) -> None:
         if asked == self.key:  # else a newer scan is on its way
-            self.report, self.error, self.counted, self.progress = report, error, "", 0.0
+            self.report, self.error, self.counted, self.progress, self.problem = report, error, "", 0.0, None
             self.update(self.text())
             self.post_message(self.Changed())
 
@@ -102,9 +104,9 @@ class DatasetPanel(Static):
             self.progress = done
             self.update(self.text())
 
-    def _got_tokens(self, asked: Key, tokens: list[int], counted: str) -> None:
+    def _got_tokens(self, asked: Key, tokens: list[int], counted: str, problem: str | None) -> None:
         if asked == self.key and self.report is not None:
-            self.report.tokens, self.counted = tokens, counted
+            self.report.tokens, self.counted, self.problem = tokens, counted, problem
             self.update(self.text())
             self.post_message(self.Changed())
 
@@ -140,5 +142,7 @@ class DatasetPanel(Static):
             if stats["truncated"]:
                 t.append(f"{stats['truncated']} rows longer than max-seq-length {self.max_seq_length}: "
                          "they will be truncated\n", style="yellow")
+        if self.problem:
+            t.append(self.problem + "\n", style="bold yellow")
         t.append(r.sample[:300], style="italic")
         return t
