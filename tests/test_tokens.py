@@ -11,6 +11,7 @@ from app_helpers import NO_GPU, settle, type_into
 from engine_helpers import write_dataset
 from mgtui.data.scan import scan
 from mgtui.data.tokens import counter_for, find_tokenizer, length_stats
+from mgtui.estimate.archs import builtin_model_dir
 from mgtui.settings import resolve
 from mgtui.tui.app import MgApp
 
@@ -29,6 +30,9 @@ def test_tokenizer_found_in_a_local_directory_and_the_hub_cache(tiny_model, tmp_
     assert find_tokenizer("org/tiny") == snapshot / "tokenizer.json"
     assert counter_for("org/tiny").exact
     assert find_tokenizer("org/not-cached") is None
+    assert find_tokenizer("builtin:tiny-llama") is None  # the demo's model: once the engine has built it
+    shutil.copytree(tiny_model, builtin_model_dir())
+    assert find_tokenizer("builtin:tiny-llama") == builtin_model_dir() / "tokenizer.json"
     assert not counter_for("org/not-cached").exact  # estimated from characters, and it says so
     assert "estimated" in counter_for("org/not-cached").how
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..estimate.archs import hf_cache_file
+from ..estimate.archs import BUILTIN_MODEL, builtin_model_dir, hf_cache_file
 from .scan import DatasetError, alpaca_parts, plain_render, to_messages
 from .templates import pick_template, render_chat, saved_template, special_tokens
 
@@ -30,7 +30,7 @@ def length_stats(lengths: list[int], max_len: int) -> dict[str, Any]:
 
 
 def find_tokenizer(base_model: str) -> Path | None:
-    local = Path(base_model).expanduser()
+    local = builtin_model_dir() if base_model == BUILTIN_MODEL else Path(base_model).expanduser()
     if local.is_dir():
         path = local / "tokenizer.json"
         return path if path.is_file() else None

@@ -156,6 +156,13 @@ CATALOG: list[tuple[str, str, dict[str, Any]]] = [
 
 # The demo's tiny model (built locally by the engine from this same config).
 BUILTIN_MODEL = "builtin:tiny-llama"
+
+
+def builtin_model_dir() -> Path:
+    """Where the engine builds the demo's model and tokenizer, once."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mgtui" / "tiny-llama"
+
+
 TINY_LLAMA_CONFIG = _c("llama", 64, 172, 2, 4, 2, 512, True, max_position_embeddings=512)
 
 

@@ -11,19 +11,14 @@ from pathlib import Path
 
 from ..data.scan import BUILTIN, iter_rows, plain_render
 from ..data.templates import NAMED_TEMPLATES
-from ..estimate.archs import TINY_LLAMA_CONFIG
+from ..estimate.archs import TINY_LLAMA_CONFIG, builtin_model_dir
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"]
 
 
-def default_location() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mgtui" / "tiny-llama"
-
-
 def build_tiny_llama(target: Path | None = None, seed: int = 0) -> Path:
     """Build (once) and return a directory loadable with from_pretrained."""
-    target = Path(target or default_location())
+    target = Path(target or builtin_model_dir())
     if (target / "config.json").exists() and (target / "tokenizer.json").exists():
         return target
     import torch
