@@ -83,3 +83,40 @@ async def test_the_form_warns_of_truncation_as_max_seq_length_changes(tiny_model
         assert note() == f"{tokens.count(longest)} rows truncated"  # and under the field being edited
         await type_into(pilot, "max_seq_length", str(longest))
         assert "truncated" not in panel() and "truncated" not in note()
+
+
+NO_SYSTEM = ("{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+             "{% endif %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}")
+
+
+async def test_a_row_the_chat_template_refuses_is_named_before_the_run(tiny_model, tmp_path, isolated_home):
+    from transformers import AutoTokenizer
+
+    from mgtui.data.scan import DatasetError
+    from mgtui.train.datasets import tokenize_rows
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    (model / "chat_template.jinja").write_text(NO_SYSTEM)  # as Gemma's and Mistral's refuse a system turn
+    data = write_dataset(tmp_path / "train.jsonl", "messages")
+    said = f"{data}:1: the chat template refused this row: System role not supported"
+    counter = counter_for(str(model), "messages")
+    with pytest.raises(DatasetError) as e:
+        scan(str(data), count=counter.count, render=counter.render)
+    assert str(e.value) == said
+    # The engine stops on the same row with the same words (it names rows by number, not line).
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    res = resolve([{"dataset": str(data), "base_model": str(model)}], set())
+    with pytest.raises(DatasetError) as e:
+        tokenize_rows(res, "messages", rows, AutoTokenizer.from_pretrained(model))
+    assert str(e.value) == f"{data}: row 1: the chat template refused this row: System role not supported"
+    # The form says so, and Start is refused rather than loading the model to fail.
+    app = MgApp({"base_model": str(model), "dataset": str(data), "output_dir": str(tmp_path / "out")}, None, NO_GPU,
+                offer_runs=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert said in str(app.screen.query_one("#dataset").render())
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert any(n.message == f"Start refused: {said}" for n in app._notifications)
+        assert not (tmp_path / "out").exists()

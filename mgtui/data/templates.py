@@ -109,3 +109,10 @@ def _compiled(template: str):
 def render_chat(template: str, messages: list[dict[str, str]], specials: dict[str, str]) -> str:
     """The conversation as the engine renders it for training (no generation prompt)."""
     return _compiled(template).render(messages=messages, add_generation_prompt=False, **specials)
+
+
+def refused(where: str, error: Exception) -> DatasetError:
+    """A row the chat template rejects (many raise on roles they don't take, such as a system turn):
+    one line naming the row, from the form's count and from the engine alike."""
+    first = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return DatasetError(f"{where}: the chat template refused this row: {first}")

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from ..estimate.archs import BUILTIN_MODEL, builtin_model_dir, hf_cache_file
 from .scan import DatasetError, alpaca_parts, plain_render, to_messages
-from .templates import pick_template, render_chat, saved_template, special_tokens
+from .templates import pick_template, refused, render_chat, saved_template, special_tokens
 
 CHARS_PER_TOKEN = 4.0
 
@@ -73,7 +73,12 @@ def counter_for(base_model: str, fmt: str = "text", chat_template: str = "") -> 
 
         def render(fmt: str, row: dict[str, Any], where: str) -> str | None:
             msgs = to_messages(fmt, row, where)
-            return None if msgs is None else render_chat(template, msgs, specials)
+            if msgs is None:
+                return None
+            try:
+                return render_chat(template, msgs, specials)
+            except Exception as e:  # the template's own raise_exception, or any error inside it
+                raise refused(where, e) from None
     elif fmt == "alpaca":
         def render(fmt: str, row: dict[str, Any], where: str) -> str | None:
             parts = alpaca_parts(row, where)

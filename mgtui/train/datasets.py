@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..data.scan import DatasetError, alpaca_parts, detect_format, iter_rows, resolve_source, scan, to_messages
-from ..data.templates import pick_template
+from ..data.templates import pick_template, refused
 from ..data.tokens import length_stats
 from ..settings import Resolved
 
@@ -85,7 +85,10 @@ def tokenize_rows(res: Resolved, fmt: str, rows: list[dict[str, Any]], tokenizer
             text, spans = ("", []) if parts is None else (parts[0] + parts[1] + eos, [(len(parts[0]), 10**12)])
         else:
             msgs = to_messages(fmt, row, where)
-            text, spans = ("", []) if msgs is None else _chat_spans(msgs, render)
+            try:
+                text, spans = ("", []) if msgs is None else _chat_spans(msgs, render)
+            except Exception as e:  # a template that rejects the row: said as the form says it
+                raise refused(where, e) from None
         if not text:
             skipped += 1
             continue

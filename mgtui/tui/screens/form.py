@@ -451,8 +451,9 @@ class FormScreen(Screen):
             self.notify("Start refused: choose a dataset", severity="error")
             self.query_one("#i-dataset").focus()
             return
-        if self.dataset_panel.error:
-            self.notify(f"Start refused: {self.dataset_panel.error}", severity="error", timeout=10)
+        problem = self.dataset_panel.error or self.dataset_panel.problem  # the engine would stop on either
+        if problem:
+            self.notify(f"Start refused: {problem}", severity="error", timeout=10)
             return
         res = m.resolved
         out = Path(res["output_dir"]).expanduser()

@@ -89,7 +89,10 @@ class DatasetPanel(Static):
 
         try:
             tokens = scan(source, fmt, limit=self.scan_limit, count=count, render=counter.render).tokens
-        except (DatasetError, _Superseded):  # DatasetError: the file changed under us; the next scan says so
+        except _Superseded:
+            return
+        except DatasetError as e:  # a row the chat template refuses: the engine would stop on it too
+            self.app.call_from_thread(self._got_tokens, asked, [], "tokens not counted", str(e))
             return
         self.app.call_from_thread(self._got_tokens, asked, tokens, counter.how, counter.problem)
 
