@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .data.templates import unknown_template
+
 GROUPS = (
     "Model and data",
     "LoRA",
@@ -307,6 +309,9 @@ def validate(res: Resolved) -> None:
         parts = [p.strip() for p in v["gpus"].split(",")]
         if not all(p.isdigit() for p in parts):
             raise SettingError("gpus", f"--gpus: {v['gpus']!r} is not a comma-separated list of GPU indices")
+    problem = unknown_template(v["chat_template"])
+    if problem:
+        raise SettingError("chat_template", problem)
 
 
 def prequantized_4bit(base_model: str) -> str | None:

@@ -134,7 +134,7 @@ def test_no_secrets_in_presets(tmp_path, monkeypatch):
     text = path.read_text()
     assert "hf_" not in text and "0123456789abcdef" not in text
     with pytest.raises(presets.PresetError, match="token"):
-        presets.save(resolve([{"base_model": "org/model", "chat_template": "hf_" + "b" * 34}]), str(tmp_path / "q.toml"))
+        presets.save(resolve([{"base_model": "org/model", "master_addr": "hf_" + "b" * 34}]), str(tmp_path / "q.toml"))
     assert not (tmp_path / "q.toml").exists()
 
 

@@ -120,3 +120,17 @@ async def test_a_row_the_chat_template_refuses_is_named_before_the_run(tiny_mode
         await pilot.pause()
         assert any(n.message == f"Start refused: {said}" for n in app._notifications)
         assert not (tmp_path / "out").exists()
+
+
+def test_model_garden_train_names_the_refused_row_before_it_starts(tiny_model, tmp_path, capsys):
+    from mgtui.cli import main
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    (model / "chat_template.jinja").write_text(NO_SYSTEM)
+    data = write_dataset(tmp_path / "train.jsonl", "messages")
+    code = main(["train", "--base-model", str(model), "--dataset", str(data), "--output-dir", str(tmp_path / "run")])
+    assert code == 2
+    assert capsys.readouterr().err == (f"model-garden train: error: {data}:1: the chat template refused this row: "
+                                       "System role not supported\n")
+    assert not (tmp_path / "run").exists()  # nothing started, nothing written

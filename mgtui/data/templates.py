@@ -35,15 +35,21 @@ NAMED_TEMPLATES = {
 }
 
 
+def unknown_template(setting: str) -> str | None:
+    """Why the chat_template setting names no template (a name we don't know, and not inline Jinja)."""
+    if setting and setting not in NAMED_TEMPLATES and "{%" not in setting and "{{" not in setting:
+        return f"--chat-template: unknown template {setting!r} (known: {', '.join(NAMED_TEMPLATES)})"
+    return None
+
+
 def pick_template(setting: str, own: str | None, base_model: str) -> str:
     """The template chat rows are rendered with: the chat_template setting (a name or inline Jinja),
     else the tokenizer's own. Raises DatasetError when there is none."""
     if setting:
-        if setting in NAMED_TEMPLATES:
-            return NAMED_TEMPLATES[setting]
-        if "{%" in setting or "{{" in setting:
-            return setting
-        raise DatasetError(f"--chat-template: unknown template {setting!r} (known: {', '.join(NAMED_TEMPLATES)})")
+        problem = unknown_template(setting)
+        if problem:
+            raise DatasetError(problem)
+        return NAMED_TEMPLATES.get(setting, setting)
     if own:
         return own
     raise DatasetError(f"{base_model}: its tokenizer has no chat template; pass --chat-template "

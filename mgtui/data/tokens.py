@@ -6,13 +6,14 @@ engine will; without them it estimates 4 characters per token and says so."""
 from __future__ import annotations
 
 import math
+from itertools import islice
 from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from ..estimate.archs import BUILTIN_MODEL, builtin_model_dir, hf_cache_file
-from .scan import DatasetError, alpaca_parts, plain_render, to_messages
+from .scan import DatasetError, alpaca_parts, iter_rows, plain_render, resolve_source, to_messages
 from .templates import pick_template, refused, render_chat, saved_template, special_tokens
 
 CHARS_PER_TOKEN = 4.0
@@ -91,3 +92,19 @@ def counter_for(base_model: str, fmt: str = "text", chat_template: str = "") -> 
     special = fmt not in ("messages", "sharegpt")  # a chat template writes its own special tokens
     return TokenCounter("counted by the model's tokenizer", True,
                         lambda texts: [len(e) for e in encode(texts, add_special_tokens=special)], render)
+
+
+def check_chat_rows(source: str, fmt: str, base_model: str, chat_template: str, rows: int = 1000) -> None:
+    """What the engine would refuse about chat data, found before anything starts: a tokenizer with
+    no template, or a row the template rejects (on the first `rows`: a rejection is usually every
+    row's). Needs the tokenizer on this machine; without it, the engine finds out. Raises DatasetError."""
+    if fmt not in ("messages", "sharegpt"):
+        return
+    counter = counter_for(base_model, fmt, chat_template)
+    path = resolve_source(source)
+    if counter.problem:
+        raise DatasetError(counter.problem)
+    if counter.render is None or path is None:
+        return
+    for where, row in islice(iter_rows(path), rows):
+        counter.render(fmt, row, where)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..data.scan import DatasetError, scan
+from ..data.tokens import check_chat_rows
 from ..settings import Resolved
 from .events import EVENTS_FILE, EventFollower
 from .launch import LaunchError, request_stop, start
@@ -84,7 +85,8 @@ def train_headless(res: Resolved, force: bool = False, detach: bool = False) -> 
     from ..cli import UsageError
 
     try:
-        scan(res["dataset"], res["dataset_format"])  # bad data: exit 2 before anything starts
+        report = scan(res["dataset"], res["dataset_format"])  # bad data: exit 2 before anything starts
+        check_chat_rows(res["dataset"], report.format, res["base_model"], res["chat_template"])
         log = Path(res["output_dir"]).expanduser() / EVENTS_FILE
         offset = log.stat().st_size if res["resume"] and log.exists() else 0  # a resumed run's new events
         run_dir, proc, moved = start(res, force=force)
