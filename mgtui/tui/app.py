@@ -20,30 +20,36 @@ from .screens.form import FormScreen
 from .screens.modals import HelpScreen, PickOne
 
 HELP = """\
-mgtui sets up and runs LoRA/QLoRA fine-tuning. Everything works from the keyboard.
+mgtui sets up and runs LoRA/QLoRA fine-tuning, all from the keyboard.
 
 Form
-  tab / shift+tab   next / previous field        ctrl+r  start the run
-  ctrl+o            load a preset                ctrl+s  save the form as a preset
-  ctrl+t            toggle quality mode          ctrl+g  choose the GPU to plan for
-  ctrl+y            copy the command line (OSC 52, works over SSH)
+  tab / shift+tab   next / previous field
+  ctrl+r            start the run
+  ctrl+o / ctrl+s   load a preset / save the form as one
+  ctrl+t            toggle quality mode
+  ctrl+g            choose the GPU to plan for
+  ctrl+y            copy the command line (OSC 52: works over SSH)
   alt+1..6          apply the VRAM panel's out-of-memory step N
-  enter on gpus     tick the detected GPUs to train on (space ticks, enter confirms)
-  →                 at the end of a field: accept its grey completion (paths, the
-                    built-in demo, the models and datasets in your Hugging Face cache)
+  →                 at a field's end: take its grey completion (paths,
+                    the demo, models and datasets in your HF cache)
+  enter on gpus     tick the GPUs to train on (space ticks, enter
+                    confirms)
   ctrl+p            command palette: every action by name
 
 Run
-  s                 stop (asks first; the adapter and a checkpoint are saved)
+  s                 stop: asks first, saves adapter and checkpoint
   escape            back to the form (a live run asks: detach or stop)
   ctrl+y            copy the Python lines that load the adapter
-  alt+1..6          after an out-of-memory failure: back to the form with step N applied
+  alt+1..6          after an out-of-memory failure: back to the form
+                    with step N applied
 
-Runs keep training when the terminal closes or SSH drops. `mgtui` lists the runs that are
-still going or finished since you last looked; `mgtui attach OUTPUT_DIR` opens one directly.
+Runs keep training when the terminal closes or SSH drops. `mgtui`
+lists the runs still going or finished since you last looked;
+`mgtui attach OUTPUT_DIR` opens one directly.
 
-The VRAM panel: fits (green), tight at 90% or more (yellow), over (red) with the guide's
-"Out of Memory" steps, each with its new estimate. Figures are GiB, labelled GB.
+The VRAM panel: fits (green), tight at 90% or more (yellow), over
+(red) with the guide's "Out of Memory" steps, each with its new
+estimate. Figures are GiB, labelled GB.
 """
 
 
