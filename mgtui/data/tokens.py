@@ -5,7 +5,10 @@ engine will; without them it estimates 4 characters per token and says so."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import sys
 from itertools import islice
 from bisect import bisect_right
 from dataclasses import dataclass
@@ -13,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..estimate.archs import BUILTIN_MODEL, builtin_model_dir, hf_cache_file
-from .scan import DatasetError, alpaca_parts, iter_rows, plain_render, resolve_source, to_messages
+from .scan import DatasetError, alpaca_parts, iter_rows, plain_render, resolve_source, scan, to_messages
 from .templates import pick_template, refused, render_chat, saved_template, special_tokens
 
 CHARS_PER_TOKEN = 4.0
@@ -108,3 +111,49 @@ def check_chat_rows(source: str, fmt: str, base_model: str, chat_template: str, 
         return
     for where, row in islice(iter_rows(path), rows):
         counter.render(fmt, row, where)
+
+
+def count_dataset(source: str, fmt: str, limit: int, base_model: str, chat_template: str,
+                  progress: Callable[[float], None] = lambda done: None) -> tuple[list[int], str, str | None]:
+    """(tokens per usable row, how they were counted, what the engine would refuse) for the first
+    `limit` rows of a dataset whose format is known. Raises DatasetError for a row the template refuses."""
+    counter = counter_for(base_model, fmt, chat_template)
+    rows = 0
+
+    def count(texts: list[str]) -> list[int]:
+        nonlocal rows
+        progress(rows / limit)
+        rows += len(texts)
+        return counter.count(texts)
+
+    tokens = scan(source, fmt, limit=limit, count=count, render=counter.render).tokens
+    return tokens, counter.how, counter.problem
+
+
+def count_command(**args: Any) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment that run count_dataset(**args) in a process of its own
+    (`main` below), tokenizing on one thread so that a core stays free for the app."""
+    return [sys.executable, "-m", "mgtui.data.tokens", json.dumps(args)], {**os.environ, "RAYON_NUM_THREADS": "1"}
+
+
+def main(argv: list[str]) -> None:
+    """`python -m mgtui.data.tokens '<json args>'`: count_dataset in a process of its own, so the app's
+    interpreter stays free for keys. Writes JSON lines: {"progress": f} while it works, then
+    {"tokens": [...], "how": ..., "problem": ...} or {"refused": message}."""
+    def say(message: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(message) + "\n")
+        sys.stdout.flush()
+
+    args = json.loads(argv[0])
+    if hasattr(os, "nice"):
+        os.nice(10)  # background work: the app that answers keys comes first for the CPU
+    try:
+        tokens, how, problem = count_dataset(**args, progress=lambda done: say({"progress": done}))
+    except DatasetError as e:
+        say({"refused": str(e)})
+    else:
+        say({"tokens": tokens, "how": how, "problem": problem})
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
