@@ -9,8 +9,8 @@ import json
 import math
 import os
 import sys
-from itertools import islice
 from bisect import bisect_right
+from itertools import islice
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable

@@ -21,9 +21,9 @@ from ...estimate import Lookup, Plan, lookup, plan
 from ...estimate.gpus import COMMON_GPUS
 from ...backend_choice import choose_backend
 from ...form_model import FormModel
-from ...gpu import GpuReading
+from ...gpu import GpuReading, GpuSample
 from ...runs import rundir
-from ...settings import GROUPS, SETTINGS, Resolved
+from ...settings import BY_NAME, GROUPS, SETTINGS, Resolved
 from ..widgets.dataset import DatasetPanel
 from ..widgets.fields import FieldGroup, FieldInput, label_of
 from ..widgets.vram import VramPanel
@@ -131,13 +131,12 @@ class FormScreen(Screen):
                                   m.value("chat_template"), m.value("max_seq_length"), delay)
 
     def on_dataset_panel_changed(self, event: DatasetPanel.Changed) -> None:
-        for group in self.mounted_groups:
-            self.refresh_fields(group)
+        self.refresh_all_fields()  # the truncation note under max-seq-length
 
     # --- edits -------------------------------------------------------------------------------
     @on(Input.Changed)
     def _typed(self, event: Input.Changed) -> None:
-        name = (event.input.id or "").removeprefix("i-")
+        name = setting_name(event.input)
         if isinstance(event.input, FieldInput):
             event.input.synced = event.value
         if event.value == self.model.display(name) and name not in self.model.field_errors:
@@ -147,7 +146,7 @@ class FormScreen(Screen):
 
     @on(Select.Changed)
     def _picked(self, event: Select.Changed) -> None:
-        name = (event.select.id or "").removeprefix("i-")
+        name = setting_name(event.select)
         # Selects announce their initial value on mount: only a real change counts as a choice.
         if name and event.value is not Select.BLANK and event.value != self.model.value(name):
             self.model.set_value(name, event.value)
@@ -155,7 +154,7 @@ class FormScreen(Screen):
 
     @on(Checkbox.Changed)
     def _toggled(self, event: Checkbox.Changed) -> None:
-        name = (event.checkbox.id or "").removeprefix("i-")
+        name = setting_name(event.checkbox)
         if event.value != self.model.value(name):
             self.model.set_value(name, event.value)
             self._after_edit(name)
@@ -169,21 +168,18 @@ class FormScreen(Screen):
     def on_descendant_focus(self, event) -> None:
         self.show_help()
         # At 80x24 the side panel holds more than it shows: bring up the part about the field in hand.
-        name = (event.widget.id or "").removeprefix("i-")
+        name = setting_name(event.widget)
         if name in ("dataset", "dataset_format"):
             self.query_one("#side").scroll_to_widget(self.query_one("#dataset-title"), animate=False, top=True)
-        elif event.widget.id and event.widget.id.startswith("i-"):
+        elif name in BY_NAME:
             self.query_one("#side").scroll_home(animate=False)
 
     def on_descendant_blur(self, event) -> None:
         if isinstance(event.widget, Input):  # typing is over: show the value as the command line does
-            for group in self.mounted_groups:
-                self.refresh_fields(group)
+            self.refresh_all_fields()
 
     def show_help(self) -> None:
-        focused = self.app.focused
-        name = (getattr(focused, "id", "") or "").removeprefix("i-")
-        setting = next((s for s in SETTINGS if s.name == name), None)
+        setting = BY_NAME.get(setting_name(self.app.focused))
         if setting is None:
             return
         text = Text(f"{label_of(setting.name)}: ", style="bold")
@@ -214,11 +210,14 @@ class FormScreen(Screen):
             self.refresh_command()
 
     def refresh_form(self) -> None:
-        for group in self.mounted_groups:
-            self.refresh_fields(group)
+        self.refresh_all_fields()
         self.refresh_estimate()
         self.refresh_command()
         self.follow_dataset()  # rescans only when the data or the model changed
+
+    def refresh_all_fields(self) -> None:
+        for group in self.mounted_groups:
+            self.refresh_fields(group)
 
     def refresh_fields(self, group: FieldGroup) -> None:
         m = self.model
@@ -231,7 +230,7 @@ class FormScreen(Screen):
                 note = "detected: " + ", ".join(f"{g.index}: {g.name} {g.memory_total / 2**30:.0f} GB"
                                                 for g in self.gpus.gpus) if self.gpus.gpus else f"no GPU: {self.gpus.error}"
             if s.name == "nproc_per_node" and m.resolved is not None:
-                world = m.resolved.world_size(len(self.gpus.gpus) if self.gpus else 0)
+                world = m.resolved.world_size(len(self.detected))
                 backend, why = self.backend(m.resolved)
                 note = f"{world} process{'es' if world > 1 else ''} · {backend}" + (f" ({why})" if why else "") \
                     + f" · effective batch {m.resolved.effective_batch * world}"
@@ -249,6 +248,11 @@ class FormScreen(Screen):
             widget.update(Text(f"✗ {bad}", style="bold red"))
             return
         widget.update(Text("$ " + shlex.join(res.command_line()), style="green"))
+
+    @property
+    def detected(self) -> tuple[GpuSample, ...]:
+        """The GPUs NVML found here (none until it has answered)."""
+        return self.gpus.gpus if self.gpus else ()
 
     def current_target(self) -> tuple[str, float | None]:
         if self.target is not None:
@@ -268,20 +272,19 @@ class FormScreen(Screen):
             panel.show(None, "looking up the architecture…" if res is not None else "fix the marked fields")
             return
         label, gib = self.current_target()
-        gpus = self.gpus.gpus if self.gpus else ()
-        self.plan = plan(res, self.found, gib, label, self.backend(res)[0], gpu_count=len(gpus))
+        self.plan = plan(res, self.found, gib, label, self.backend(res)[0], gpu_count=len(self.detected))
         panel.show(self.plan)
 
     def backend(self, res: Resolved) -> tuple[str, str | None]:
         """The backend a run would use. Without a GPU here the form plans for an NVIDIA box, where
         Unsloth is installed by default."""
-        gpus = self.gpus.gpus if self.gpus else ()
+        gpus = self.detected
         return choose_backend(True, res.world_size(len(gpus))) if gpus else ("unsloth", None)
 
     @on(Input.Submitted, "#i-gpus")
     def action_pick_gpus(self) -> None:
         """Enter on the GPUs field: tick the detected GPUs to train on."""
-        found = self.gpus.gpus if self.gpus else ()
+        found = self.detected
         if not found:
             why = self.gpus.error if self.gpus else "still reading the GPUs"
             self.notify(f"No GPU detected here ({why}): type the indices for the machine the run will use",
@@ -327,7 +330,7 @@ class FormScreen(Screen):
 
     def action_pick_gpu(self) -> None:
         options: list[tuple[str, str]] = []
-        for g in (self.gpus.gpus if self.gpus else ()):
+        for g in self.detected:
             options.append((f"gpu:{g.index}", f"GPU {g.index}: {g.name} · {g.available_gib():.1f} GB free"))
         options += [(f"plan:{name}", f"{name} · {gib:.1f} GB (planning)") for name, gib in COMMON_GPUS.items()]
         options.append((NO_TARGET, "No target: show the estimate only"))
@@ -495,3 +498,8 @@ def free_directory(base: str) -> str:
         if rundir.occupied(Path(candidate).expanduser()) is None:
             return candidate
     return base + "-new"
+
+
+def setting_name(widget: object) -> str:
+    """The setting a form editor edits (its id is "i-" + the name); "" for any other widget."""
+    return (getattr(widget, "id", None) or "").removeprefix("i-")

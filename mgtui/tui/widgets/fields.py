@@ -98,7 +98,7 @@ def editor_for(s: Setting, value: Any) -> Widget:
         return FieldSelect([(c, c) for c in s.choices], value=value, allow_blank=False, id=eid, compact=True, tooltip=s.help)
     complete = COMPLETERS.get(s.name)
     return FieldInput(str(value), id=eid, compact=True, placeholder=PLACEHOLDERS.get(s.name, ""), tooltip=s.help,
-                 select_on_focus=False, suggester=Completion(complete) if complete else None)
+                      select_on_focus=False, suggester=Completion(complete) if complete else None)
 
 
 class FieldGroup(Grid):
