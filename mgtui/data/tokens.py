@@ -44,14 +44,18 @@ def find_tokenizer(base_model: str) -> Path | None:
 @dataclass(frozen=True)
 class TokenCounter:
     how: str  # shown next to the figures
-    exact: bool
     count: Callable[[list[str]], list[int]]
     render: Callable[[str, dict[str, Any], str], str | None] | None = None  # None: rows as the scan shows them
     problem: str | None = None  # what the engine will refuse (a chat format without a template)
 
+    @property
+    def exact(self) -> bool:
+        """Counted by the model's own tokenizer, rows rendered as the engine renders them."""
+        return self.render is not None
+
 
 def _estimate(problem: str | None = None) -> TokenCounter:
-    return TokenCounter(f"estimated: {CHARS_PER_TOKEN:g} chars per token", False,
+    return TokenCounter(f"estimated: {CHARS_PER_TOKEN:g} chars per token",
                         lambda texts: [math.ceil(len(t) / CHARS_PER_TOKEN) for t in texts], problem=problem)
 
 
@@ -93,7 +97,7 @@ def counter_for(base_model: str, fmt: str = "text", chat_template: str = "") -> 
             return None if text is None else text + eos
     encode = getattr(tok, "encode_batch_fast", tok.encode_batch)  # fast: no offsets (tokenizers >= 0.21)
     special = fmt not in ("messages", "sharegpt")  # a chat template writes its own special tokens
-    return TokenCounter("counted by the model's tokenizer", True,
+    return TokenCounter("counted by the model's tokenizer",
                         lambda texts: [len(e) for e in encode(texts, add_special_tokens=special)], render)
 
 
