@@ -9,6 +9,9 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from .cuda_check import c_compiler
+from .estimate.archs import BUILTIN_MODEL
+
 
 def unsloth_available() -> bool:
     return importlib.util.find_spec("unsloth") is not None
@@ -26,12 +29,29 @@ def unsloth_supports_ddp() -> bool:
     return "def is_distributed" in text and "LOCAL_RANK" in text
 
 
-def choose_backend(cuda: bool, world_size: int) -> tuple[str, str | None]:
+DEMO_ON_CUDA = "the demo's tiny model trains in 16-bit on Transformers + PEFT"
+
+
+def choose_backend(cuda: bool, world_size: int, base_model: str = "") -> tuple[str, str | None]:
     """(backend, why it isn't Unsloth, or None)."""
     if not cuda:
         return "transformers", "no CUDA GPU: Transformers + PEFT on the CPU"
+    if base_model == BUILTIN_MODEL:
+        # A 64-wide toy gains nothing from Unsloth's kernels or 4-bit blocks: the demo shows the
+        # loop on the path with the fewest moving parts.
+        return "transformers", DEMO_ON_CUDA
     if not unsloth_available():
         return "transformers", "Unsloth is not installed"
+    if c_compiler() is None:
+        return "transformers", "no C compiler for Unsloth's Triton kernels: install gcc, or set CC"
     if world_size > 1 and not unsloth_supports_ddp():
         return "transformers", f"this Unsloth does not support {world_size}-process DDP"
+    return "unsloth", None
+
+
+def planned_backend(base_model: str, world_size: int, gpus_here: int) -> tuple[str, str | None]:
+    """The backend to estimate for. With no GPU here the plan is for an NVIDIA box, where
+    Unsloth comes installed by default."""
+    if gpus_here or base_model == BUILTIN_MODEL:
+        return choose_backend(True, world_size, base_model)
     return "unsloth", None

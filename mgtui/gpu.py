@@ -28,6 +28,7 @@ class GpuSample:
     power_limit_w: float | None = None
     sm_clock_mhz: int | None = None
     process_memory: dict[int, int] = field(default_factory=dict)  # pid -> bytes
+    capability: tuple[int, int] | None = None  # CUDA compute capability, (8, 0) for an A100
 
     def used_by(self, pids: set[int]) -> int:
         return sum(v for pid, v in self.process_memory.items() if pid in pids)
@@ -41,6 +42,8 @@ class GpuSample:
 class GpuReading:
     gpus: tuple[GpuSample, ...] = ()
     error: str | None = None  # why there is nothing to show
+    driver_version: str | None = None  # "580.65.06"
+    driver_cuda: str | None = None  # the newest CUDA the driver runs, "13.0"
 
 
 class GpuSource(Protocol):
@@ -81,7 +84,21 @@ class NvmlSource:
                 return GpuReading(error=f"NVML: {_nvml_reason(e)}")
             if count == 0:
                 return GpuReading(error="no NVIDIA GPU found")
-            return GpuReading(tuple(self._sample(nv, i) for i in range(count)))
+            return GpuReading(tuple(self._sample(nv, i) for i in range(count)), None, *self._driver(nv))
+
+    @staticmethod
+    def _driver(nv) -> tuple[str | None, str | None]:
+        try:
+            version = nv.nvmlSystemGetDriverVersion()
+            version = version.decode() if isinstance(version, bytes) else str(version)
+        except Exception:
+            version = None
+        try:
+            cuda = nv.nvmlSystemGetCudaDriverVersion()  # 13000 for CUDA 13.0
+            cuda_text = f"{cuda // 1000}.{cuda % 1000 // 10}"
+        except Exception:
+            cuda_text = None
+        return version, cuda_text
 
     @staticmethod
     def _sample(nv, i: int) -> GpuSample:
@@ -112,6 +129,7 @@ class NvmlSource:
             power_limit_w=get(nv.nvmlDeviceGetEnforcedPowerLimit, scale=1000),
             sm_clock_mhz=get(nv.nvmlDeviceGetClockInfo, 1),  # NVML_CLOCK_SM
             process_memory=procs,
+            capability=get(nv.nvmlDeviceGetCudaComputeCapability),
         )
 
 
@@ -122,6 +140,13 @@ def _nvml_reason(e: Exception) -> str:
     if "Driver Not Loaded" in text or "LibraryNotFound" in type(e).__name__ or "not found" in text.lower():
         return "no NVIDIA driver on this machine"
     return text
+
+
+def process_gpu_bytes(reading: GpuReading, pids: set[int]) -> int | None:
+    """GPU memory these processes hold on every card, as nvidia-smi shows it (CUDA context
+    included); None where NVML lists none of them (no GPU, or PIDs hidden inside a container)."""
+    held = [g.used_by(pids) for g in reading.gpus if pids & g.process_memory.keys()]
+    return sum(held) if held else None
 
 
 def visible_gpu_count(source: GpuSource | None = None) -> int:

@@ -103,10 +103,12 @@ def test_physics():
     # Checkpointing order: unsloth < true < false.
     peaks = [estimate(LLAMA8B, replace(BASE, checkpointing=m)).breakdown["activations"] for m in ("unsloth", "true", "false")]
     assert peaks == sorted(peaks)
-    # Hugging Face's loss upcasts the whole b*s*vocab logits; Gemma's 256k vocabulary dominates.
+    # TRL's SFTTrainer chunks the loss 256 tokens at a time: on the Transformers backend even
+    # Gemma's 256k vocabulary costs a fixed chunk, not b*s*vocab.
     gemma = lookup("google/gemma-2-9b").arch
     hf = estimate(gemma, replace(BASE, backend="transformers"))
-    assert hf.breakdown["logits_and_loss"] == max(hf.breakdown.values())
+    hf4 = estimate(gemma, replace(BASE, backend="transformers", batch_size=4 * BASE.batch_size))
+    assert hf.breakdown["logits_and_loss"] == hf4.breakdown["logits_and_loss"] < 1.5
 
 
 def test_fit_search_agrees_with_the_estimate_at_its_boundary():

@@ -54,7 +54,12 @@ def run_estimate(res: Resolved, gpu_memory: float | None, gpu_name: str | None, 
         gpu_gib, label = gpu_target(gpu_memory, gpu_name)
     except EstimateInputError as e:
         raise UsageError(str(e)) from None
-    p = plan(res, lookup(res["base_model"]), gpu_gib, label)
+    from ..backend_choice import planned_backend
+    from ..gpu import visible_gpu_count
+
+    gpus = visible_gpu_count()
+    backend = planned_backend(res["base_model"], res.world_size(gpus), gpus)[0]
+    p = plan(res, lookup(res["base_model"]), gpu_gib, label, backend, gpu_count=gpus)
     e = p.estimate
     if as_json:
         doc = {
@@ -70,6 +75,8 @@ def run_estimate(res: Resolved, gpu_memory: float | None, gpu_name: str | None, 
             "max_seq_length": p.max_seq_length,
             "cpu_ram_gb": round(e.cpu_ram_gib, 3) if e else None,
             "checkpointing": e.checkpointing if e else None,
+            "backend": backend,
+            "world_size": p.world_size,
             "trainable_params": e.trainable_params if e else None,
             "advice": [s.as_dict() for s in p.steps],
             "notes": list(e.notes) if e else [p.lookup.source],

@@ -54,6 +54,15 @@ class Coefficients:
     # Unsloth's fused CE loss chunks the logits to at most min(4 GiB, half the free memory)
     # (unsloth_zoo fused_losses/cross_entropy_loss.py: _CE_TARGET_GB_CAP, _free_target_gb).
     unsloth_ce_cap_gib: float = 4.0
+    # TRL's SFTTrainer (Transformers backend; Unsloth pins loss_type "nll" and uses its own)
+    # computes the loss from the hidden states 256 tokens at a time, each chunk checkpointed
+    # (trl/trainer/sft_trainer.py: _CHUNKED_LM_HEAD_CHUNK_SIZE, _chunk): fp32 logits,
+    # log-softmax, its exp and the gradient, 4 bytes each, never the full logits.
+    trl_chunk_tokens: int = 256
+    trl_chunk_bytes_per_logit: float = 16.0
+    # peft's prepare_model_for_kbit_training (Transformers backend, 4/8-bit) casts every
+    # parameter that is not quantized (embeddings, lm_head, norms) to float32.
+    kbit_upcast_bytes_per_param: float = 4.0
     # Evaluation keeps no graph: logits (2) + fp32 upcast (4) + log_softmax (4).
     eval_bytes_per_logit: float = 10.0
     # Caching-allocator fragmentation, as a fraction of everything torch allocates.
@@ -131,9 +140,11 @@ def estimate(arch: Arch, inp: Inputs, gpu_gib: float | None = None, c: Coefficie
     h, L = arch.hidden, arch.layers
     tokens = inp.batch_size * inp.seq_len
 
-    # Base weights: the layers' linears are quantized; embeddings, lm_head and norms stay 16-bit.
+    # Base weights: the layers' linears are quantized; embeddings, lm_head and norms stay 16-bit
+    # (float32 on the Transformers backend, where peft upcasts them for k-bit training).
     linear = L * arch.layer_linear_params
-    sixteen = 2 * (arch.embed_params + arch.small_params)
+    upcast = inp.backend != "unsloth" and inp.precision in (4, 8)
+    sixteen = (c.kbit_upcast_bytes_per_param if upcast else 2) * (arch.embed_params + arch.small_params)
     if inp.precision == 4:
         base = linear * c.nf4_bytes_per_param + sixteen
     elif inp.precision == 8:
@@ -191,15 +202,17 @@ def estimate(arch: Arch, inp: Inputs, gpu_gib: float | None = None, c: Coefficie
             cap = min(cap, max(gpu_gib * GIB - rest, 0) / 2)
         logits = min(full_logits, max(cap, arch.vocab * logit_bytes))
     else:
-        logits = full_logits
+        chunk = min(tokens, c.trl_chunk_tokens)
+        logits = chunk * arch.vocab * c.trl_chunk_bytes_per_logit
+        if upcast:  # each chunk casts the float32 lm_head to the hidden states' 16-bit dtype
+            logits += 2 * arch.vocab * h
 
     # Evaluation runs after the optimizer states exist, with no graph: it only adds to the peak
     # when its logits exceed what training's backward needed.
     evaluation = 0.0
     if inp.eval:
-        eval_logits = tokens * arch.vocab * c.eval_bytes_per_logit
-        if inp.backend == "unsloth":
-            eval_logits = min(eval_logits, logits)
+        # Both backends chunk the loss in evaluation as in training.
+        eval_logits = min(tokens * arch.vocab * c.eval_bytes_per_logit, logits)
         evaluation = max(0.0, (layer_set + eval_logits) - (acts + logits + grads))
 
     torch_total = static + acts + logits + evaluation

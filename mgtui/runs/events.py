@@ -18,12 +18,13 @@ Types and their extra keys (absent keys mean "not known"):
     log       step, total_steps, epoch, loss, learning_rate, grad_norm, tokens_per_s,
               samples_per_s, eta_s, elapsed_s
     eval      step, eval_loss (and any other eval_* metric)
-    memory    peak_reserved_gb, peak_allocated_gb, total_gb (CUDA only), estimate_gb
+    memory    peak_reserved_gb, peak_allocated_gb (torch), peak_nvml_gb (the process as nvidia-smi
+              shows it, CUDA context included: what estimate_gb predicts), total_gb (CUDA only)
     warning   message
     message   message
     done      final_loss, steps, runtime_s, adapter (path)
     stopped   final_loss, steps, runtime_s, adapter (path), checkpoint (path)
-    failed    kind ("oom" | "input" | "error"), message, step, and for "oom": reserved_gb,
+    failed    kind ("oom" | "input" | "device" | "error"), message, step, and for "oom": reserved_gb,
               allocated_gb, total_gb, advice [{title, changes, peak_gb, fits}]
 
 `done`, `stopped` and `failed` are terminal: nothing follows them.
@@ -44,6 +45,7 @@ from typing import Any, Iterator
 
 SCHEMA_VERSION = 1
 TERMINAL = ("done", "stopped", "failed")
+INPUT_KINDS = ("input", "device")  # failures that exit 2: bad input, or GPUs this torch can't use
 PHASES = ("loading_model", "preparing_data", "training", "evaluating", "saving")
 EVENTS_FILE = "events.jsonl"
 

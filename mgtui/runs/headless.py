@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from ..data.scan import DatasetError, scan
 from ..data.tokens import check_chat_rows
 from ..settings import Resolved
-from .events import EVENTS_FILE, EventFollower
+from .events import EVENTS_FILE, INPUT_KINDS, EventFollower
 from .launch import LaunchError, request_stop, start
 from .rundir import LOG_FILE
 from .view import describe, fmt_duration
@@ -61,13 +61,13 @@ def follow(run_dir: Path, proc, display: Display, offset: int = 0, poll: float =
                 display.show(e)
                 if e["type"] in EXIT:
                     proc.wait()
-                    return 2 if e.get("kind") == "input" else EXIT[e["type"]]
+                    return 2 if e.get("kind") in INPUT_KINDS else EXIT[e["type"]]
             code = proc.poll()
             if code is not None:
                 for e in follower.read_new():
                     display.show(e)
                     if e["type"] in EXIT:
-                        return 2 if e.get("kind") == "input" else EXIT[e["type"]]
+                        return 2 if e.get("kind") in INPUT_KINDS else EXIT[e["type"]]
                 how = f"signal {signal.Signals(-code).name}" if code < 0 else f"status {code}"
                 display.out.write(f"\nfailed: the engine exited with {how} without a last word; see {run_dir / LOG_FILE}\n")
                 return 1

@@ -8,8 +8,11 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Mapping
 
 from .. import presets
+from ..cuda_check import problems_here
+from ..gpu import FixedSource, GpuSource, NvmlSource, visible_gpu_count
 from ..settings import Resolved
 from . import rundir
 from .registry import register
@@ -53,19 +56,28 @@ def engine_command(run_dir: Path, res: Resolved, nproc: int) -> list[str]:
     return [sys.executable, "-m", "mgtui.runs.supervise", str(run_dir), "--", sys.executable, *worker]
 
 
-def start(res: Resolved, force: bool = False, gpu_count: int | None = None) -> tuple[Path, subprocess.Popen, str | None]:
-    """Start the engine detached. `gpu_count` (the GPUs visible here) sets the default number of
-    processes; when not given it is read, so the app and the headless command agree."""
-    run_dir, moved = prepare(res, force)
-    if gpu_count is None:
-        from ..gpu import visible_gpu_count
-
-        gpu_count = visible_gpu_count()
-    nproc = res.world_size(gpu_count) // res["nnodes"]
-    env = dict(os.environ)
+def engine_env(res: Resolved, base: Mapping[str, str]) -> dict[str, str]:
+    env = dict(base)
     env.setdefault("PYTHONWARNINGS", "ignore")
+    # NVML numbers cards by PCI bus, CUDA fastest first: the index picked on the form must be
+    # the card that trains.
+    env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     if res["gpus"]:
         env["CUDA_VISIBLE_DEVICES"] = res["gpus"]
+    return env
+
+
+def start(res: Resolved, force: bool = False, source: GpuSource | None = None) -> tuple[Path, subprocess.Popen, str | None]:
+    """Start the engine detached, once this machine's GPUs are known to be usable by its torch.
+    The GPUs visible here set the default number of processes, for the app and the headless
+    command alike."""
+    reading = (source or NvmlSource()).read()
+    for problem in problems_here(reading, res["gpus"]):
+        raise LaunchError(problem)
+    run_dir, moved = prepare(res, force)
+    gpu_count = visible_gpu_count(FixedSource(reading))
+    nproc = res.world_size(gpu_count) // res["nnodes"]
+    env = engine_env(res, os.environ)
     log = open(run_dir / rundir.LOG_FILE, "ab")
     proc = subprocess.Popen(engine_command(run_dir, res, nproc), stdin=subprocess.DEVNULL, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True, env=env, close_fds=True)

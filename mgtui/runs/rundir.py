@@ -19,7 +19,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 from .events import EVENTS_FILE, TERMINAL, read_events
 
@@ -139,3 +139,22 @@ def mark_state(path: Path, state: str) -> None:
     info = read_json(path / RUN_FILE)
     info.update(state=state, ended=time.time())
     write_json_atomic(path / RUN_FILE, info)
+
+
+def run_pids(info: dict[str, Any], candidates: Iterable[int],
+             getsid: Callable[[int], int] = os.getsid) -> set[int]:
+    """The run's own processes among `candidates` (the PIDs using a GPU). Every rank of a run
+    lives in the session its launcher started (launch.start: start_new_session), so a DDP run
+    counts all its ranks, not rank 0 alone."""
+    own = {p for p in (info.get("pid"), info.get("launcher_pid")) if p}
+    try:
+        session = getsid(info.get("launcher_pid") or info["pid"])
+    except (OSError, KeyError, TypeError):
+        return own
+    for pid in candidates:
+        try:
+            if getsid(pid) == session:
+                own.add(pid)
+        except OSError:
+            continue
+    return own

@@ -65,7 +65,8 @@ class RunView:
     losses: list[tuple[float, float]] = field(default_factory=list)  # every logged (step, loss)
     smoothed: list[tuple[float, float]] = field(default_factory=list)  # its moving average, kept as it grows
     eval_losses: list[tuple[float, float]] = field(default_factory=list)
-    peak_gb: float | None = None
+    peak_gb: float | None = None  # torch's peak reserved
+    peak_nvml_gb: float | None = None  # the process as nvidia-smi shows it
     estimate_gb: float | None = None
     backend: str = ""
     device: str = ""
@@ -131,8 +132,15 @@ class RunView:
             self.eval_losses.append((e["step"], e["eval_loss"]))
             self._note("info", e)
 
+    @property
+    def measured_gb(self) -> float | None:
+        """The peak to hold against the estimate: NVML's (it includes the CUDA context, as the
+        estimate does) where NVML could see the process, else torch's reserved pool."""
+        return self.peak_nvml_gb if self.peak_nvml_gb is not None else self.peak_gb
+
     def _on_memory(self, e: dict[str, Any]) -> None:
         self.peak_gb = e.get("peak_reserved_gb", self.peak_gb)
+        self.peak_nvml_gb = e.get("peak_nvml_gb", self.peak_nvml_gb)
 
     def _on_warning(self, e: dict[str, Any]) -> None:
         self._note("warning", e)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..backend_choice import choose_backend, unsloth_available
+from ..backend_choice import DEMO_ON_CUDA, choose_backend, unsloth_available
+from ..cuda_check import bf16_capable
 from ..settings import Resolved
 
 
@@ -25,14 +26,25 @@ class Plan:
     optim: str
     world_size: int = 1
     substitutions: list[str] = field(default_factory=list)  # "setting: was → now (why)"
+    # Mixed precision on CUDA: bf16 where every card has it in hardware, else fp16. On the
+    # Unsloth backend it is the dtype Unsloth loaded the model in (see adopt_model_dtype).
+    bf16: bool = False
 
 
-def plan_for(res: Resolved, cuda: bool, world_size: int = 1) -> Plan:
+def plan_for(res: Resolved, cuda: bool, world_size: int = 1,
+             capabilities: list[tuple[int, int]] | None = None, unsloth_broken: str | None = None) -> Plan:
+    """`capabilities`: the compute capability of every GPU the run uses (CUDA only);
+    `unsloth_broken`: why importing Unsloth failed, if it did."""
     subs: list[str] = []
-    backend, why = choose_backend(cuda, world_size)
-    if cuda and why and unsloth_available():
+    backend, why = choose_backend(cuda, world_size, res["base_model"])
+    if backend == "unsloth" and unsloth_broken:
+        backend, why = "transformers", f"Unsloth failed to import: {unsloth_broken}"
+    if cuda and why and (unsloth_available() or why == DEMO_ON_CUDA):
         subs.append(f"backend: unsloth → transformers+peft ({why})")
     precision = res.precision
+    if cuda and why == DEMO_ON_CUDA and precision in (4, 8):
+        subs.append(f"precision: {precision}-bit → 16-bit ({DEMO_ON_CUDA})")
+        precision = 16
     optim = res["optim"]
     gc = {"unsloth": "unsloth", "true": True, "false": False}[res["use_gradient_checkpointing"]]
     if not cuda:
@@ -47,7 +59,18 @@ def plan_for(res: Resolved, cuda: bool, world_size: int = 1) -> Plan:
     if gc == "unsloth" and backend != "unsloth":
         subs.append("use_gradient_checkpointing: unsloth → true (offloaded checkpointing needs the Unsloth backend)")
         gc = True
-    return Plan(backend, "cuda" if cuda else "cpu", precision, gc, optim, world_size, subs)
+    return Plan(backend, "cuda" if cuda else "cpu", precision, gc, optim, world_size, subs,
+                bf16=cuda and bf16_capable(list(capabilities or [])))
+
+
+def adopt_model_dtype(plan: Plan, model: Any) -> None:
+    """Unsloth picks the model's dtype itself (fp16 below compute capability 8) and its trainer
+    refuses bf16 flags on a float16 model: train in the dtype it chose."""
+    cfg = getattr(model, "config", None)
+    dtype = getattr(cfg, "dtype", None) or getattr(cfg, "torch_dtype", None)
+    if dtype is None:
+        dtype = model.get_input_embeddings().weight.dtype
+    plan.bf16 = str(dtype).endswith("bfloat16")
 
 
 def model_kwargs(res: Resolved, plan: Plan, device_map: Any) -> dict[str, Any]:
@@ -58,7 +81,7 @@ def model_kwargs(res: Resolved, plan: Plan, device_map: Any) -> dict[str, Any]:
     if plan.device == "cpu":
         kw["dtype"] = torch.float32
         return kw
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    dtype = torch.bfloat16 if plan.bf16 else torch.float16
     kw["dtype"] = dtype
     kw["device_map"] = device_map
     if plan.precision in (4, 8):
@@ -71,8 +94,10 @@ def model_kwargs(res: Resolved, plan: Plan, device_map: Any) -> dict[str, Any]:
     return kw
 
 
-def unsloth_kwargs(res: Resolved, plan: Plan) -> dict[str, Any]:
-    """FastLanguageModel.from_pretrained arguments."""
+def unsloth_kwargs(res: Resolved, plan: Plan, local_rank: int = 0) -> dict[str, Any]:
+    """FastLanguageModel.from_pretrained arguments. The whole model goes on the run's own GPU:
+    Unsloth's default planner would split it across visible cards or refuse (DeviceMapInfeasible),
+    where a model too big for one card should be a plain out-of-memory with advice."""
     return {
         "model_name": res["base_model"],
         "max_seq_length": res["max_seq_length"],
@@ -81,6 +106,7 @@ def unsloth_kwargs(res: Resolved, plan: Plan) -> dict[str, Any]:
         "load_in_8bit": plan.precision == 8,
         "full_finetuning": False,
         "trust_remote_code": res["trust_remote_code"],
+        "device_map": {"": local_rank},
     }
 
 
@@ -98,9 +124,7 @@ def lora_kwargs(res: Resolved) -> dict[str, Any]:
 
 def sft_kwargs(res: Resolved, plan: Plan, output_dir: str, has_eval: bool) -> dict[str, Any]:
     """SFTConfig (TrainingArguments) arguments."""
-    import torch
-
-    bf16 = plan.device == "cuda" and plan.precision != 32 and torch.cuda.is_bf16_supported()
+    mixed = plan.device == "cuda" and plan.precision != 32
     kw: dict[str, Any] = {
         "output_dir": output_dir,
         "per_device_train_batch_size": res["batch_size"],
@@ -121,8 +145,11 @@ def sft_kwargs(res: Resolved, plan: Plan, output_dir: str, has_eval: bool) -> di
         "report_to": [] if res["report_to"] == "none" else [res["report_to"]],
         "max_length": res["max_seq_length"],
         "packing": res["packing"],
-        "bf16": bf16,
-        "fp16": plan.device == "cuda" and plan.precision != 32 and not bf16,
+        "bf16": mixed and plan.bf16,
+        "fp16": mixed and not plan.bf16,
+        # TRL defaults this to True, and Trainer.train() then re-enables checkpointing on any
+        # model, Unsloth's included: say it on both backends.
+        "gradient_checkpointing": bool(plan.checkpointing),
         "use_cpu": plan.device == "cpu",
         "disable_tqdm": True,
         "include_num_input_tokens_seen": "non_padding",
@@ -132,10 +159,8 @@ def sft_kwargs(res: Resolved, plan: Plan, output_dir: str, has_eval: bool) -> di
         "ddp_find_unused_parameters": False if plan.world_size > 1 else None,
         "ddp_backend": "gloo" if plan.world_size > 1 and plan.device == "cpu" else None,
     }
-    if plan.backend == "transformers":  # Unsloth sets up its own checkpointing in get_peft_model
-        kw["gradient_checkpointing"] = bool(plan.checkpointing)
-        if plan.checkpointing:
-            kw["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+    if plan.backend == "transformers" and plan.checkpointing:  # Unsloth sets up its own
+        kw["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
     return kw
 
 
@@ -144,10 +169,8 @@ def load_model(res: Resolved, plan: Plan, local_rank: int):
     if plan.backend == "unsloth":
         from unsloth import FastLanguageModel
 
-        kw = unsloth_kwargs(res, plan)
-        if plan.world_size > 1:
-            kw["device_map"] = {"": local_rank}  # QLoRA under DDP: each rank's model on its own device
-        model, tokenizer = FastLanguageModel.from_pretrained(**kw)
+        model, tokenizer = FastLanguageModel.from_pretrained(**unsloth_kwargs(res, plan, local_rank))
+        adopt_model_dtype(plan, model)
         model = FastLanguageModel.get_peft_model(
             model, **lora_kwargs(res), use_gradient_checkpointing=plan.checkpointing, random_state=res["seed"])
         return model, tokenizer

@@ -15,13 +15,18 @@ from transformers import TrainerCallback
 
 class EventCallback(TrainerCallback):
     def __init__(self, emit: Callable[..., Any], stop: threading.Event, tokens_per_sample: float,
-                 samples_per_step: int, cuda: bool, sync_stop: Callable[[bool], bool] = lambda s: s) -> None:
+                 samples_per_step: int, cuda: bool, sync_stop: Callable[[bool], bool] = lambda s: s,
+                 gpu_bytes: Callable[[], int | None] = lambda: None) -> None:
         self.emit = emit
         self.stop = stop
         self.sync_stop = sync_stop  # under DDP every rank must agree to stop at the same step
         self.tokens_per_sample = tokens_per_sample
         self.samples_per_step = samples_per_step
         self.cuda = cuda
+        # This process's GPU memory as NVML reports it (what nvidia-smi shows: torch's pool plus
+        # the CUDA context), the figure the estimate predicts. NVML has no peak: keep the largest.
+        self.gpu_bytes = gpu_bytes
+        self.peak_nvml: int | None = None
         self.t0 = self.t_last = time.time()
         self.step_last = 0
         self.tokens_last = 0
@@ -74,10 +79,18 @@ class EventCallback(TrainerCallback):
         )
         self.t_last, self.step_last, self.tokens_last = now, state.global_step, seen
         if self.cuda:
-            import torch
+            self.emit("memory", **self.memory_now())
 
-            self.emit("memory", peak_reserved_gb=round(torch.cuda.max_memory_reserved() / 2**30, 3),
-                      peak_allocated_gb=round(torch.cuda.max_memory_allocated() / 2**30, 3))
+    def memory_now(self) -> dict[str, float | None]:
+        """Peak GPU memory so far: torch's reserved and allocated, and NVML's largest reading."""
+        import torch
+
+        now = self.gpu_bytes()
+        if now is not None:
+            self.peak_nvml = max(self.peak_nvml or 0, now)
+        return {"peak_reserved_gb": round(torch.cuda.max_memory_reserved() / 2**30, 3),
+                "peak_allocated_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3),
+                "peak_nvml_gb": None if self.peak_nvml is None else round(self.peak_nvml / 2**30, 3)}
 
     def on_prediction_step(self, args, state, control, **kw):
         if not self._evaluating:

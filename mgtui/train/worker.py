@@ -7,18 +7,23 @@ directory. Exit codes: 0 done, 1 failed, 2 bad input (dataset), 130 stopped.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
 import threading
 import time
 import traceback
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from .. import presets
+from ..backend_choice import choose_backend
+from ..cuda_check import CudaFacts, DeviceError, problems, torch_build
 from ..data.scan import DatasetError, scan
 from ..estimate.archs import BUILTIN_MODEL
+from ..gpu import GpuReading, GpuSource, NvmlSource, process_gpu_bytes
 from ..runs import rundir
 from ..runs.events import EVENTS_FILE, EventWriter
 from ..settings import Resolved, resolve
@@ -54,21 +59,94 @@ def versions() -> dict[str, str | None]:
     return out
 
 
-def estimate_gb(res: Resolved, backend: str, gpu_gib: float | None) -> float | None:
+def estimate_gb(res: Resolved, backend: str, gpu_gib: float | None, world: int) -> float | None:
     from ..estimate import lookup, plan
 
-    p = plan(res, lookup(res["base_model"], online=False), gpu_gib, backend=backend)
+    p = plan(res, lookup(res["base_model"], online=False), gpu_gib, backend=backend, gpu_count=per_node(res, world))
     return round(p.estimate.peak_gib, 3) if p.estimate else None
 
 
-def oom_advice(res: Resolved, backend: str, total_gib: float) -> list[dict[str, Any]]:
+def per_node(res: Resolved, world: int) -> int:
+    """The GPU count that gives this run's world size (the estimate is per process)."""
+    return max(1, world // res["nnodes"])
+
+
+def oom_advice(res: Resolved, backend: str, total_gib: float, world: int) -> list[dict[str, Any]]:
     from ..estimate import lookup
     from ..estimate.advisor import advise
 
     found = lookup(res["base_model"], online=False)
     if found.arch is None:
         return []
-    return [s.as_dict() for s in advise(res, found.arch, total_gib, backend)]
+    return [s.as_dict() for s in advise(res, found.arch, total_gib, backend, gpu_count=per_node(res, world))]
+
+
+def is_oom(e: BaseException) -> bool:
+    """torch's OutOfMemoryError, a CUDA/bnb "out of memory", or Unsloth's planner finding no
+    placement (unsloth_zoo's DeviceMapInfeasible: the model doesn't fit the GPU)."""
+    names = {t.__name__ for t in type(e).__mro__}
+    return bool(names & {"OutOfMemoryError", "DeviceMapInfeasible"}) or "out of memory" in str(e).lower()
+
+
+def single_gpu_visible(visible: str | None, gpu_count: int) -> str | None:
+    """CUDA_VISIBLE_DEVICES for a single-process run: its first GPU alone, or None to leave it.
+    With several cards visible, transformers' Trainer counts them all (n_gpu), multiplies the
+    batch and wraps an unquantized model in DataParallel; the estimate is for one card."""
+    cards = [c.strip() for c in visible.split(",") if c.strip()] if visible is not None else None
+    if cards is None:
+        return "0" if gpu_count > 1 else None
+    return cards[0] if len(cards) > 1 else None
+
+
+@dataclass
+class Boot:
+    """What the training process learned before any model loaded."""
+
+    cuda: bool
+    capabilities: list[tuple[int, int]]  # of every GPU this process can see
+    unsloth_broken: str | None  # why `import unsloth` failed, if it did
+    reading: GpuReading
+
+
+def boot(res: Resolved, world: int, source: GpuSource | None = None) -> Boot:
+    """Everything before a model loads, in the order the libraries need:
+    1. what NVML and torch's build can tell without starting CUDA (an old driver, a CPU-only
+       torch, a --gpus index that isn't here): a GPU box never falls back to the CPU;
+    2. one GPU visible to a single process;
+    3. unsloth imported before transformers, trl, peft and CUDA: it sets PYTORCH_ALLOC_CONF
+       (expandable segments), which torch reads once, when CUDA starts;
+    4. torch's own view: CUDA reachable, each card's architecture built into this torch."""
+    reading = (source or NvmlSource()).read()
+    version, built = torch_build()
+    facts = CudaFacts(reading, built, version)
+    for problem in problems(facts, res["gpus"]):
+        raise DeviceError(problem)
+    if reading.gpus and world == 1:
+        pinned = single_gpu_visible(os.environ.get("CUDA_VISIBLE_DEVICES"), len(reading.gpus))
+        if pinned is not None:
+            os.environ["CUDA_VISIBLE_DEVICES"] = pinned
+    broken = _import_unsloth(res, world) if reading.gpus else None
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if reading.gpus:
+        facts = replace(facts, cuda_available=cuda, arch_list=tuple(torch.cuda.get_arch_list()) if cuda else None)
+        for problem in problems(facts, res["gpus"]):
+            raise DeviceError(problem)
+    elif cuda:  # CUDA that NVML can't see (no NVML library in a container)
+        broken = _import_unsloth(res, world)
+    caps = [tuple(torch.cuda.get_device_capability(i)) for i in range(torch.cuda.device_count())] if cuda else []
+    return Boot(cuda, caps, broken, reading)  # type: ignore[arg-type]
+
+
+def _import_unsloth(res: Resolved, world: int) -> str | None:
+    if choose_backend(True, world, res["base_model"])[0] != "unsloth":
+        return None
+    try:
+        import unsloth  # noqa: F401  (patches transformers, trl and peft: before them)
+    except Exception as e:  # its import checks the GPU and the libraries; train without it
+        return f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+    return None
 
 
 def run(run_dir: Path, resume: bool = False) -> int:
@@ -76,10 +154,6 @@ def run(run_dir: Path, resume: bool = False) -> int:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     res = load_settings(run_dir)
-    if res["base_model"] == BUILTIN_MODEL:
-        from .tiny import build_tiny_llama
-
-        res.values["base_model"] = str(build_tiny_llama())
     ev = EventWriter(run_dir / EVENTS_FILE) if rank == 0 else _Quiet()
     stop = threading.Event()
 
@@ -102,20 +176,21 @@ def run(run_dir: Path, resume: bool = False) -> int:
     state: dict[str, Any] = {"step": 0, "backend": "transformers", "total_gib": None}
     try:
         code = _train(res, run_dir, resume, ev, stop, state, rank, local_rank, world, t0)
-    except DatasetError as e:
-        ev.emit("failed", kind="input", message=str(e), step=state["step"])
+    except (DatasetError, DeviceError) as e:
+        ev.emit("failed", kind="input" if isinstance(e, DatasetError) else "device", message=str(e), step=state["step"])
         _rank_error(run_dir, rank, world, str(e))
         code = EXIT_INPUT
     except Exception as e:
         import torch
 
         traceback.print_exc()  # the full story goes to train.log; the event carries one line
-        if isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower():
+        if is_oom(e):
             total = state["total_gib"] or 0
+            cuda = torch.cuda.is_available()
             ev.emit("failed", kind="oom", message=str(e).splitlines()[0][:300], step=state["step"],
-                    reserved_gb=round(torch.cuda.max_memory_reserved() / 2**30, 3) if torch.cuda.is_available() else None,
-                    allocated_gb=round(torch.cuda.max_memory_allocated() / 2**30, 3) if torch.cuda.is_available() else None,
-                    total_gb=total, advice=oom_advice(res, state["backend"], total) if total else [])
+                    reserved_gb=round(torch.cuda.max_memory_reserved() / 2**30, 3) if cuda else None,
+                    allocated_gb=round(torch.cuda.max_memory_allocated() / 2**30, 3) if cuda else None,
+                    total_gb=total, advice=oom_advice(res, state["backend"], total, world) if total else [])
         elif world == 1:
             ev.emit("failed", kind="error", message=f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}",
                     step=state["step"])
@@ -145,19 +220,22 @@ def _train(res: Resolved, run_dir: Path, resume: bool, ev, stop: threading.Event
     scan(res["dataset"], res["dataset_format"])  # bad data fails here, before the model loads
 
     ev.emit("phase", phase="loading_model", detail=res["base_model"])
+    found = boot(res, world)
     import torch
 
     from .backends import plan_for
 
-    cuda = torch.cuda.is_available()
-    plan = plan_for(res, cuda, world)
+    cuda = found.cuda
+    plan = plan_for(res, cuda, world, found.capabilities, found.unsloth_broken)
+    if res["base_model"] == BUILTIN_MODEL:
+        from .tiny import build_tiny_llama
+
+        res.values["base_model"] = str(build_tiny_llama())
     state["backend"] = plan.backend
     if cuda:
         torch.cuda.set_device(local_rank)
         state["total_gib"] = torch.cuda.mem_get_info()[1] / 2**30
-    if plan.backend == "unsloth":
-        import unsloth  # noqa: F401  (must come before transformers and trl to patch them)
-    estimate = estimate_gb(res, plan.backend, state["total_gib"])
+    estimate = estimate_gb(res, plan.backend, state["total_gib"], world)
     ev.emit("start", pid=os.getpid(), backend=plan.backend, device=plan.device, world_size=world,
             precision=plan.precision, estimate_gb=estimate, settings=res.values, resume=resume)
     for sub in plan.substitutions:
@@ -187,9 +265,11 @@ def _train(res: Resolved, run_dir: Path, resume: bool, ev, stop: threading.Event
     from .callback import EventCallback
 
     sync = _ddp_stop_sync() if world > 1 else (lambda s: s)
+    nvml = NvmlSource()
     cb = EventCallback(ev.emit, stop, tokens_per_sample=report["tokens"]["mean"],
                        samples_per_step=res["batch_size"] * res["gradient_accumulation_steps"] * world,
-                       cuda=cuda, sync_stop=sync)
+                       cuda=cuda, sync_stop=sync,
+                       gpu_bytes=lambda: process_gpu_bytes(nvml.read(), {os.getpid()}) if cuda else None)
     args = SFTConfig(**{k: v for k, v in sft_kwargs(res, plan, str(run_dir), eval_ds is not None).items() if v is not None})
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer, callbacks=[cb])
@@ -209,11 +289,10 @@ def _train(res: Resolved, run_dir: Path, resume: bool, ev, stop: threading.Event
     if rank == 0:
         tokenizer.save_pretrained(str(run_dir))
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    peak = None
+    peak: dict[str, float | None] = {"peak_reserved_gb": None, "peak_allocated_gb": None, "peak_nvml_gb": None}
     if cuda:
-        peak = round(torch.cuda.max_memory_reserved() / 2**30, 3)
-        ev.emit("memory", peak_reserved_gb=peak, peak_allocated_gb=round(torch.cuda.max_memory_allocated() / 2**30, 3),
-                total_gb=state["total_gib"])
+        peak = cb.memory_now()
+        ev.emit("memory", **peak, total_gb=state["total_gib"], estimate_gb=estimate)
     stopped = cb.stopped_at is not None
     summary = {
         "state": "stopped" if stopped else "done",
@@ -223,7 +302,7 @@ def _train(res: Resolved, run_dir: Path, resume: bool, ev, stop: threading.Event
         "runtime_s": round(time.time() - t0, 2),
         "train_runtime_s": metrics.get("train_runtime"),
         "train_steps_per_s": metrics.get("train_steps_per_second"),
-        "peak_reserved_gb": peak,
+        **peak,  # torch's reserved and allocated peaks, and the process as nvidia-smi shows it
         "estimate_gb": estimate,
         "backend": plan.backend,
         "device": plan.device,
@@ -269,10 +348,17 @@ def _ddp_stop_sync():
     return sync
 
 
+def quiet_libraries() -> None:
+    # bitsandbytes logs a line on every 8-bit matmul ("inputs will be cast from ..."), not once
+    logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # CUDA numbers the cards as NVML does
+    quiet_libraries()
     return run(Path(argv[0]), resume="--resume" in argv)
 
 

@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from .. import presets
-from ..gpu import GpuSource, NvmlSource, visible_gpu_count
+from ..gpu import GpuSource, NvmlSource
 from ..runs import launch, rundir
 from ..runs.registry import list_runs
 from ..settings import Resolved
@@ -111,7 +111,7 @@ class MgApp(App):
     # --- runs --------------------------------------------------------------------------------
     def start_run(self, res: Resolved, estimate_gb: float | None) -> None:
         try:
-            run_dir, proc, _ = launch.start(res, gpu_count=visible_gpu_count(self.gpu_source))
+            run_dir, proc, _ = launch.start(res, source=self.gpu_source)
         except launch.LaunchError as e:
             self.notify(str(e), severity="error", timeout=10)
             return

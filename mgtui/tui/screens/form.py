@@ -17,9 +17,10 @@ from textual.timer import Timer
 from textual.widgets import Checkbox, Footer, Header, Input, Label, Select, Static
 
 from ... import presets
+from ...backend_choice import planned_backend
+from ...cuda_check import CudaFacts, problems, torch_build
 from ...estimate import Lookup, Plan, lookup, plan
 from ...estimate.gpus import COMMON_GPUS
-from ...backend_choice import choose_backend
 from ...form_model import FormModel
 from ...gpu import GpuReading, GpuSample
 from ...runs import rundir
@@ -51,6 +52,7 @@ class FormScreen(Screen):
         self.model = FormModel(chosen)
         self.target = target  # (label, GiB) chosen by flag or picker; None = the detected GPU
         self.gpus: GpuReading | None = None
+        self.torch_build: tuple[str | None, str | None] = (None, None)  # version, CUDA it was built for
         self.found: Lookup | None = None
         self.plan: Plan | None = None
         self._debounce_timers: dict[str, Timer] = {}
@@ -99,11 +101,23 @@ class FormScreen(Screen):
     @work(thread=True, exclusive=True, group="gpus")
     def read_gpus(self) -> None:
         reading = self.app.gpu_source.read()
-        self.app.call_from_thread(self._got_gpus, reading)
+        build = torch_build()  # reads torch/version.py: the UI never imports torch
+        self.app.call_from_thread(self._got_gpus, reading, build)
 
-    def _got_gpus(self, reading: GpuReading) -> None:
+    def _got_gpus(self, reading: GpuReading, build: tuple[str | None, str | None] = (None, None)) -> None:
         self.gpus = reading
+        self.torch_build = build
         self.refresh_form()
+        problem = self.device_problem()
+        if problem:
+            self.notify(problem, title="No run can start here", severity="error", timeout=20)
+
+    def device_problem(self) -> str | None:
+        """Why a run started here could not use this machine's GPUs (the engine refuses the same)."""
+        if self.gpus is None:
+            return None
+        found = problems(CudaFacts(self.gpus, self.torch_build[1], self.torch_build[0]), self.model.value("gpus"))
+        return found[0] if found else None
 
     def _debounce(self, key: str, delay: float, work) -> None:
         """Run `work` once typing pauses for `delay` seconds (a new call restarts the wait)."""
@@ -237,7 +251,8 @@ class FormScreen(Screen):
             if s.name == "quality_mode" and m.value("quality_mode") and m.resolved is not None:
                 note = "sets " + ", ".join(f"{label_of(k)}={v}" for k, v in m.resolved.quality_set.items()) \
                     if m.resolved.quality_set else "nothing left to set: you chose those fields"
-            group.show(s, m.display(s.name), m.value(s.name), errors.get(s.name), note, s.name in m.chosen,
+            error = errors.get(s.name) or (self.device_problem() if s.name == "gpus" else None)
+            group.show(s, m.display(s.name), m.value(s.name), error, note, s.name in m.chosen,
                        s.name in m.texts)
 
     def refresh_command(self) -> None:
@@ -278,8 +293,8 @@ class FormScreen(Screen):
     def backend(self, res: Resolved) -> tuple[str, str | None]:
         """The backend a run would use. Without a GPU here the form plans for an NVIDIA box, where
         Unsloth is installed by default."""
-        gpus = self.detected
-        return choose_backend(True, res.world_size(len(gpus))) if gpus else ("unsloth", None)
+        gpus = len(self.detected)
+        return planned_backend(res["base_model"], res.world_size(gpus), gpus)
 
     @on(Input.Submitted, "#i-gpus")
     def action_pick_gpus(self) -> None:
@@ -454,7 +469,8 @@ class FormScreen(Screen):
             self.notify("Start refused: choose a dataset", severity="error")
             self.query_one("#i-dataset").focus()
             return
-        problem = self.dataset_panel.error or self.dataset_panel.problem  # the engine would stop on either
+        # the engine would stop on any of these
+        problem = self.device_problem() or self.dataset_panel.error or self.dataset_panel.problem
         if problem:
             self.notify(f"Start refused: {problem}", severity="error", timeout=10)
             return

@@ -160,7 +160,7 @@ class RunScreen(Screen):
         t.append(f"lr        {num(v.learning_rate, '.2e')}\n")
         t.append(f"grad norm {num(v.grad_norm, '.3f')}\n")
         t.append(f"tokens/s  {num(v.tokens_per_s, ',.0f')}\n")
-        peak = "-" if v.peak_gb is None else f"{v.peak_gb:.2f}"
+        peak = "-" if v.measured_gb is None else f"{v.measured_gb:.2f}"
         est = "-" if v.estimate_gb is None else f"{v.estimate_gb:.2f}"
         t.append(f"peak GB   {peak} (est {est})\n")
         if v.backend:
@@ -190,7 +190,9 @@ class RunScreen(Screen):
         style = "bold green" if kind == "done" else "bold yellow"
         t.append(f"{'Done' if kind == 'done' else 'Stopped'}: {e.get('steps')} steps in {fmt_duration(e.get('runtime_s'))}, "
                  f"final loss {e.get('final_loss') or 0:.4f}\n", style=style)
-        peak = "n/a (CPU)" if v.peak_gb is None else f"{v.peak_gb:.2f} GB"
+        peak = "n/a (CPU)" if v.measured_gb is None else f"{v.measured_gb:.2f} GB"
+        if v.peak_nvml_gb is not None and v.peak_gb is not None:
+            peak += f" (nvidia-smi; torch reserved {v.peak_gb:.2f})"
         t.append(f"peak memory {peak} · estimate {v.estimate_gb} GB\n")
         t.append(f"adapter: {e.get('adapter')}\n")
         t.append(load_snippet(self.run_dir) + "\n", style="cyan")
@@ -202,7 +204,7 @@ class RunScreen(Screen):
     def poll_gpus(self) -> None:
         reading = self.app.gpu_source.read()
         info = rundir.read_json(self.run_dir / rundir.RUN_FILE)
-        own = {p for p in (info.get("pid"), info.get("launcher_pid")) if p}
+        own = rundir.run_pids(info, {pid for g in reading.gpus for pid in g.process_memory})
         self.app.call_from_thread(self.query_one("#gpus", GpuPanel).show, reading, own)
 
     # --- actions -----------------------------------------------------------------------------
