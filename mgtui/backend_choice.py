@@ -7,6 +7,7 @@ model on its LOCAL_RANK device in unsloth/models/loader_utils.py (is_distributed
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 from .cuda_check import c_compiler
@@ -29,6 +30,7 @@ def unsloth_supports_ddp() -> bool:
     return "def is_distributed" in text and "LOCAL_RANK" in text
 
 
+FORCE_ENV = "MGTUI_BACKEND"
 DEMO_ON_CUDA = "the demo's tiny model trains in 16-bit on Transformers + PEFT"
 
 
@@ -36,6 +38,8 @@ def choose_backend(cuda: bool, world_size: int, base_model: str = "") -> tuple[s
     """(backend, why it isn't Unsloth, or None)."""
     if not cuda:
         return "transformers", "no CUDA GPU: Transformers + PEFT on the CPU"
+    if os.environ.get(FORCE_ENV) == "transformers":  # a way round an Unsloth that fails on a card
+        return "transformers", f"{FORCE_ENV}=transformers"
     if base_model == BUILTIN_MODEL:
         # A 64-wide toy gains nothing from Unsloth's kernels or 4-bit blocks: the demo shows the
         # loop on the path with the fewest moving parts.

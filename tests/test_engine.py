@@ -118,7 +118,7 @@ def test_stop_mid_run_saves_then_resume_continues_the_step_count(tmp_path, tiny_
     wait_for(lambda: any(e["type"] == "log" and e["step"] >= 3 for e in events(run_dir)) if run_dir.exists() else False)
     proc.send_signal(signal.SIGINT)  # Ctrl+C in the foreground command
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    assert proc.returncode == 130, (err, out[-600:], (run_dir / "run.json").read_text())
     evs = events(run_dir)
     assert evs[-1]["type"] == "stopped"
     stopped_at = evs[-1]["steps"]

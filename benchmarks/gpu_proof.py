@@ -1,0 +1,383 @@
+"""GPU proof: train the guide's configurations through mgtui's own engine on an NVIDIA GPU, then
+measure peak memory and speed over a calibration grid, one JSON line per measurement.
+
+On a GPU box with the project installed:
+
+    uv run python benchmarks/gpu_proof.py --budget-s 3000
+
+On the lent offline GPU machine (bare image, no uv; ../shared/gpu/README.md). Here, once:
+`../shared/gpu/build-kit`; then, with `carry: [".gpu-kit"]`, from the project root there:
+
+    export PYTHONPATH=$PWD/.gpu-kit/site:$PWD HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1; \
+    python3 benchmarks/gpu_proof.py --budget-s 480 --out "$OUT"
+
+What it does, in order, until `--budget-s` is spent (it stops cleanly before the deadline):
+1. builds the architectures (Llama-3.2-1B, Llama-3.1-8B, Qwen2.5-7B, Mistral-7B) with random
+   weights from their real configs, and a tokenizer built locally; each is saved once. Memory
+   and speed don't depend on the weights' values;
+2. smoke runs through `python -m mgtui train` (the real engine, its events and summary): the
+   guide's default (4-bit, "unsloth" checkpointing, adamw_8bit); 8-bit r32 RSLoRA adamw_torch;
+   quality mode r64; the Transformers fallback in 4-bit; and the demo preset;
+3. a calibration grid (architecture x precision x checkpointing x optimizer x batch x
+   sequence length x rank): one process per architecture and precision loads the model once
+   and measures every configuration in turn, full-length sequences, the peak reset between
+   them and read after the optimizer states exist.
+
+Rows go to OUT/<gpu>.jsonl as they are measured (a run cut off keeps what it measured): the
+settings, backend, steps/s, tokens/s, torch's peak reserved and allocated, the process's
+memory as NVML reports it, the estimator's figure and breakdown, the GPU, driver and versions.
+
+Without CUDA the same flow runs on the tiny demo model (tests/test_gpu_proof.py runs it so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+ARCHS = {"llama-3.2-1b": "meta-llama/Llama-3.2-1B", "llama-3.1-8b": "meta-llama/Llama-3.1-8B",
+         "qwen2.5-7b": "Qwen/Qwen2.5-7B", "mistral-7b": "mistralai/Mistral-7B-v0.3"}
+SMOKE = [  # (label, flags) on the first architecture
+    ("default", []),
+    ("8bit-r32-rslora", ["--load-in-8bit", "--lora-r", "32", "--use-rslora", "--optim", "adamw_torch"]),
+    ("quality-r64", ["--quality-mode", "--lora-r", "64"]),
+    ("transformers-4bit", ["--env", "MGTUI_BACKEND=transformers"]),
+]
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def gpu_info() -> dict[str, Any]:
+    from mgtui.gpu import NvmlSource
+
+    reading = NvmlSource().read()
+    if not cuda_available():
+        return {"name": "cpu", "total_gb": None, "driver": reading.driver_version, "cuda": None}
+    import torch
+
+    props = torch.cuda.get_device_properties(0)
+    return {"name": props.name, "total_gb": round(props.total_memory / 2**30, 3),
+            "capability": list(torch.cuda.get_device_capability(0)), "driver": reading.driver_version,
+            "driver_cuda": reading.driver_cuda, "torch_cuda": torch.version.cuda}
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+class Rows:
+    """Appends one JSON line per measurement, flushed at once."""
+
+    def __init__(self, path: Path, common: dict[str, Any]) -> None:
+        self.path, self.common = path, common
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def add(self, row: dict[str, Any]) -> None:
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps({**row, **self.common, "t": round(time.time(), 1)}) + "\n")
+        print(json.dumps({k: v for k, v in row.items() if k not in ("breakdown", "summary")}), flush=True)
+
+
+# --- models and data -----------------------------------------------------------------------
+def build_model(key: str, dest: Path, tokenizer_dir: Path) -> Path:
+    """A real architecture with random weights, saved once, with the locally built tokenizer."""
+    if (dest / "config.json").exists():
+        return dest
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from mgtui.estimate.archs import CATALOG, TINY_LLAMA_CONFIG
+
+    cfg = dict(TINY_LLAMA_CONFIG) if key == "tiny" else dict(next(c for k, _, c in CATALOG if k == key))
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    model_type = cfg.pop("model_type")
+    config = AutoConfig.for_model(model_type, **cfg, bos_token_id=tok.bos_token_id or tok.eos_token_id,
+                                  eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cuda = cuda_available()
+    with torch.device("cuda" if cuda else "cpu"):  # random init on the GPU: seconds, not minutes
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16 if cuda else torch.float32)
+    tmp = dest.with_name(dest.name + ".partial")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    del model
+    gc.collect()
+    if cuda:
+        torch.cuda.empty_cache()
+    os.replace(tmp, dest)
+    return dest
+
+
+def write_text_data(path: Path, rows: int, tokens: int, seed: int = 0) -> Path:
+    """Rows longer than `tokens` of the demo tokenizer, so every sequence is full length."""
+    rnd = random.Random(seed)
+    words = ["model", "garden", "train", "adapter", "memory", "the", "of", "loss", "token", "answer", "question",
+             "gradient", "layer", "batch", "sequence", "learning", "rate", "quantized", "weights", "and"]
+    with path.open("w", encoding="utf-8") as f:
+        for _ in range(rows):
+            f.write(json.dumps({"text": " ".join(rnd.choice(words) for _ in range(tokens))}) + "\n")
+    return path
+
+
+# --- smoke runs: the whole engine, as a user starts it --------------------------------------
+def smoke(label: str, flags: list[str], model: Path | None, data: Path, work: Path, rows: Rows,
+          steps: int, seq: int, timeout: float) -> None:
+    env = dict(os.environ)
+    while "--env" in flags:
+        i = flags.index("--env")
+        k, v = flags[i + 1].split("=", 1)
+        env[k] = v
+        flags = flags[:i] + flags[i + 2:]
+    out = work / "runs" / label
+    base = ["--preset", "demo"] if model is None else ["--base-model", str(model), "--dataset", str(data),
+                                                        "--max-seq-length", str(seq), "--batch-size", "2"]
+    cmd = [sys.executable, "-m", "mgtui", "train", *base, "--output-dir", str(out), "--max-steps", str(steps),
+           "--save-steps", "1000", "--logging-steps", "1", "--force", *flags]
+    t0 = time.time()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        code, tail = proc.returncode, (proc.stdout + proc.stderr)[-800:]
+    except subprocess.TimeoutExpired:
+        code, tail = None, "timed out"
+    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else None
+    failed = None
+    if (out / "events.jsonl").exists():
+        from mgtui.runs.events import read_events
+
+        last = list(read_events(out / "events.jsonl"))[-1:]
+        failed = last[0] if last and last[0]["type"] == "failed" else None
+    keep = ("state", "final_loss", "steps", "train_steps_per_s", "peak_reserved_gb", "peak_allocated_gb",
+            "peak_nvml_gb", "estimate_gb", "backend", "device", "substitutions")
+    rows.add({"kind": "smoke", "label": label, "exit": code, "seconds": round(time.time() - t0, 1),
+              "summary": {k: summary.get(k) for k in keep} if summary else None, "failed": failed,
+              "log_tail": tail if code != 0 else None})
+
+
+# --- calibration: one process per architecture and precision --------------------------------
+def grid(cpu: bool) -> list[dict[str, Any]]:
+    """Configurations for one loaded model, ordered so that the first ones are the most telling;
+    LoRA (rank, checkpointing) changes least often."""
+    if cpu:
+        shape = dict(lora_r=[4, 8], gc=["true", "false"], optim=["adamw_torch"], batch=[1, 2], seq=[64])
+    else:
+        shape = dict(lora_r=[16, 64], gc=["unsloth", "true", "false"], optim=["adamw_8bit", "adamw_torch"],
+                     batch=[1, 4], seq=[512, 2048])
+    return [dict(lora_r=r, use_gradient_checkpointing=g, optim=o, batch_size=b, max_seq_length=s)
+            for r, g, o, b, s in product(shape["lora_r"], shape["gc"], shape["optim"], shape["batch"], shape["seq"])]
+
+
+def calibrate_child(model: Path, arch: str, precision: int, data: Path, configs: list[dict[str, Any]],
+                    rows: Rows, deadline: float, steps: int) -> None:
+    """Load the model once at this precision; measure each configuration."""
+    from mgtui.settings import resolve
+    from mgtui.train import worker
+
+    def settings(cfg: dict[str, Any]):
+        flags = {"load_in_8bit": precision == 8, "load_in_16bit": precision == 16}
+        return resolve([{"base_model": str(model), "dataset": str(data), "output_dir": "unused", "max_steps": steps,
+                         "logging_steps": 1, "save_steps": 10_000, "lora_alpha": 2 * cfg["lora_r"],
+                         "gradient_accumulation_steps": 1, **flags, **cfg}])
+
+    first = settings(configs[0])
+    booted = worker.boot(first, 1)  # device checks, one GPU, unsloth first: as the engine does
+    import torch
+
+    from mgtui.estimate import lookup
+    from mgtui.estimate.advisor import estimate_settings
+    from mgtui.gpu import NvmlSource, process_gpu_bytes
+    from mgtui.train.backends import load_model, plan_for
+
+    plan = plan_for(first, booted.cuda, 1, booted.capabilities, booted.unsloth_broken)
+    arch_found = lookup(str(model), online=False).arch
+    total = torch.cuda.mem_get_info()[1] / 2**30 if booted.cuda else None
+    t_load = time.time()
+    model_obj, tok = load_model(first, plan, 0)
+    load_s = round(time.time() - t_load, 1)
+    lora_key = (configs[0]["lora_r"], configs[0]["use_gradient_checkpointing"])
+    nvml = NvmlSource()
+    for cfg in configs:
+        if time.time() > deadline:
+            rows.add({"kind": "note", "arch": arch, "precision": precision, "message": "deadline: grid cut short"})
+            return
+        res = settings(cfg)
+        plan = plan_for(res, booted.cuda, 1, booted.capabilities, booted.unsloth_broken)
+        row: dict[str, Any] = {"kind": "calibration", "arch": arch, "precision": precision, "backend": plan.backend,
+                               "device": plan.device, "effective_precision": plan.precision,
+                               "checkpointing_effective": str(plan.checkpointing), "load_s": load_s, **cfg}
+        est = estimate_settings(res, arch_found, total, plan.backend) if arch_found else None
+        if est:
+            row.update(estimate_gb=round(est.peak_gib, 3), breakdown={k: round(v, 3) for k, v in est.breakdown.items()})
+        try:
+            if (cfg["lora_r"], cfg["use_gradient_checkpointing"]) != lora_key:
+                model_obj = reattach(model_obj, res, plan)
+                lora_key = (cfg["lora_r"], cfg["use_gradient_checkpointing"])
+            row.update(measure(model_obj, tok, res, plan, nvml, process_gpu_bytes))
+        except Exception as e:  # one configuration failing (OOM included) must not end the grid
+            row.update(error=f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}",
+                       oom=worker.is_oom(e))
+        finally:
+            gc.collect()
+            if booted.cuda:
+                torch.cuda.empty_cache()
+        rows.add(row)
+
+
+def reattach(model: Any, res: Any, plan: Any) -> Any:
+    """New LoRA adapters (rank, checkpointing) on the loaded base model."""
+    base = model.unload()  # PEFT: the base model without its LoRA layers
+    if plan.backend == "unsloth":
+        from unsloth import FastLanguageModel
+
+        from mgtui.train.backends import lora_kwargs
+
+        return FastLanguageModel.get_peft_model(base, **lora_kwargs(res), use_gradient_checkpointing=plan.checkpointing,
+                                                random_state=res["seed"])
+    from peft import LoraConfig, get_peft_model
+
+    from mgtui.train.backends import lora_kwargs
+
+    if not plan.checkpointing and getattr(base, "is_gradient_checkpointing", False):
+        base.gradient_checkpointing_disable()
+    return get_peft_model(base, LoraConfig(task_type="CAUSAL_LM", **lora_kwargs(res)))
+
+
+def measure(model: Any, tok: Any, res: Any, plan: Any, nvml: Any, process_gpu_bytes: Any) -> dict[str, Any]:
+    """Train res["max_steps"] steps on full-length rows; speed over the steps after the first
+    (the optimizer states exist from then on), peaks over the whole run."""
+    import tempfile
+
+    import torch
+    from transformers import TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    from mgtui.train.backends import sft_kwargs
+    from mgtui.train.datasets import build_datasets
+
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    train_ds, _, report, _ = build_datasets(res, tok, lambda p: None)
+    cuda = plan.device == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    times: list[float] = []
+    nvml_peak = [0]
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if cuda:
+                torch.cuda.synchronize()
+                nvml_peak[0] = max(nvml_peak[0], process_gpu_bytes(nvml.read(), {os.getpid()}) or 0)
+            times.append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory() as tmp:
+        kw = {k: v for k, v in sft_kwargs(res, plan, tmp, False).items() if v is not None}
+        kw.update(save_strategy="no", report_to=[], logging_steps=10_000)
+        trainer = SFTTrainer(model=model, args=SFTConfig(**kw), train_dataset=train_ds, processing_class=tok,
+                             callbacks=[Clock()])
+        trainer.train()
+        del trainer
+    steps = len(times) - 1
+    per_s = steps / (times[-1] - times[0]) if steps > 0 else None
+    tokens = res["batch_size"] * report["tokens"]["mean"]
+    return {"steps": len(times), "steps_per_s": round(per_s, 3) if per_s else None,
+            "tokens_per_s": round(per_s * tokens, 1) if per_s else None,
+            "mean_tokens": report["tokens"]["mean"],
+            "peak_reserved_gb": round(torch.cuda.max_memory_reserved() / 2**30, 3) if cuda else None,
+            "peak_allocated_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3) if cuda else None,
+            "peak_nvml_gb": round(nvml_peak[0] / 2**30, 3) if cuda and nvml_peak[0] else None}
+
+
+# --- the whole proof -------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--budget-s", type=float, default=900)
+    ap.add_argument("--out", type=Path, default=ROOT / "calibration")
+    ap.add_argument("--work", type=Path, default=None, help="models, data and runs (default: OUT/work)")
+    ap.add_argument("--archs", default=",".join(ARCHS), help="comma list; CPU mode uses the tiny model")
+    ap.add_argument("--steps", type=int, default=6, help="steps per calibration point")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)  # JSON: one calibration process
+    args = ap.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.child:
+        job = json.loads(args.child)
+        calibrate_child(Path(job["model"]), job["arch"], job["precision"], Path(job["data"]), job["configs"],
+                        Rows(Path(job["rows"]), job["common"]), job["deadline"], args.steps)
+        return 0
+
+    deadline = time.time() + args.budget_s - 20  # leave room to write and exit
+    work = args.work or args.out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    from mgtui.train.tiny import build_tiny_llama
+    from mgtui.train.worker import versions
+
+    info = gpu_info()
+    cpu = info["name"] == "cpu"
+    rows = Rows(args.out / f"{slug(info['name'])}.jsonl", {"gpu": info, "versions": versions()})
+    tokenizer_dir = build_tiny_llama(work / "tiny-llama")
+    archs = ["tiny"] if cpu else [a.strip() for a in args.archs.split(",") if a.strip()]
+    seq_smoke, steps_smoke = (64, 3) if cpu else (1024, 12)
+    data = write_text_data(work / "full-length.jsonl", rows=64, tokens=(128 if cpu else 4096))
+
+    def left() -> float:
+        return deadline - time.time()
+
+    t0 = time.time()
+    first = build_model(archs[0], work / "models" / archs[0], tokenizer_dir)
+    rows.add({"kind": "built", "arch": archs[0], "seconds": round(time.time() - t0, 1)})
+    cost = 0.0  # the slowest smoke run so far: what the next one may take
+    for label, flags in [*SMOKE, ("demo", [])]:
+        if left() < cost * 1.3 + 10:
+            rows.add({"kind": "note", "message": f"deadline: smoke run {label} not started"})
+            break
+        t = time.time()
+        smoke(label, list(flags), None if label == "demo" else first, data, work, rows, steps_smoke, seq_smoke,
+              timeout=max(left(), 1))
+        cost = max(cost, time.time() - t)
+
+    for arch in archs:
+        if left() < 60 and not cpu:
+            break
+        t = time.time()
+        model = build_model(arch, work / "models" / arch, tokenizer_dir)
+        if arch != archs[0]:
+            rows.add({"kind": "built", "arch": arch, "seconds": round(time.time() - t, 1)})
+        for precision in (4, 8, 16):
+            if left() < 30:
+                rows.add({"kind": "note", "message": f"deadline: {arch} {precision}-bit not measured"})
+                break
+            job = {"model": str(model), "arch": arch, "precision": precision, "data": str(data),
+                   "configs": grid(cpu), "rows": str(rows.path), "common": rows.common, "deadline": deadline - 15}
+            try:
+                child = subprocess.run([sys.executable, __file__, "--child", json.dumps(job), "--steps", str(args.steps)],
+                                       timeout=max(left(), 1), capture_output=True, text=True)
+                if child.returncode != 0:
+                    rows.add({"kind": "child_failed", "arch": arch, "precision": precision,
+                              "log_tail": (child.stdout + child.stderr)[-1500:]})
+            except subprocess.TimeoutExpired:
+                rows.add({"kind": "note", "message": f"deadline: {arch} {precision}-bit cut off"})
+        if not cpu:  # 16 GB a model: keep the disk for the next
+            shutil.rmtree(work / "models" / arch, ignore_errors=True) if arch != archs[0] else None
+    rows.add({"kind": "end", "seconds": round(time.time() - t0, 1)})
+    print(f"rows: {rows.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
