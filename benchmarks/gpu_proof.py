@@ -69,13 +69,13 @@ def gpu_info() -> dict[str, Any]:
     from mgtui.gpu import NvmlSource
 
     reading = NvmlSource().read()
-    if not cuda_available():
+    if not cuda_available() or not reading.gpus:
         return {"name": "cpu", "total_gb": None, "driver": reading.driver_version, "cuda": None}
     import torch
 
-    props = torch.cuda.get_device_properties(0)
-    return {"name": props.name, "total_gb": round(props.total_memory / 2**30, 3),
-            "capability": list(torch.cuda.get_device_capability(0)), "driver": reading.driver_version,
+    g = reading.gpus[0]  # from NVML: this process starts no CUDA context of its own
+    return {"name": g.name, "total_gb": round(g.memory_total / 2**30, 3),
+            "capability": list(g.capability) if g.capability else None, "driver": reading.driver_version,
             "driver_cuda": reading.driver_cuda, "torch_cuda": torch.version.cuda}
 
 
@@ -156,6 +156,14 @@ def smoke(label: str, flags: list[str], model: Path | None, data: Path, work: Pa
         code, tail = proc.returncode, (proc.stdout + proc.stderr)[-800:]
     except subprocess.TimeoutExpired:
         code, tail = None, "timed out"
+        from mgtui.runs import rundir
+
+        st = rundir.run_state(out)  # the engine runs in a session of its own: end it too
+        if st.pid:
+            try:
+                os.killpg(os.getsid(st.pid), 9)
+            except OSError:
+                pass
     summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else None
     failed = None
     if (out / "events.jsonl").exists():
@@ -177,8 +185,7 @@ def grid(cpu: bool) -> list[dict[str, Any]]:
     if cpu:
         shape = dict(lora_r=[4, 8], gc=["true", "false"], optim=["adamw_torch"], batch=[1, 2], seq=[64])
     else:
-        shape = dict(lora_r=[16, 64], gc=["unsloth", "true", "false"], optim=["adamw_8bit", "adamw_torch"],
-                     batch=[1, 4], seq=[512, 2048])
+        shape = dict(lora_r=[16, 64], gc=["unsloth", "false"], optim=["adamw_8bit"], batch=[1, 4], seq=[512, 2048])
     return [dict(lora_r=r, use_gradient_checkpointing=g, optim=o, batch_size=b, max_seq_length=s)
             for r, g, o, b, s in product(shape["lora_r"], shape["gc"], shape["optim"], shape["batch"], shape["seq"])]
 
@@ -195,7 +202,8 @@ def calibrate_child(model: Path, arch: str, precision: int, data: Path, configs:
                          "logging_steps": 1, "save_steps": 10_000, "lora_alpha": 2 * cfg["lora_r"],
                          "gradient_accumulation_steps": 1, **flags, **cfg}])
 
-    first = settings(configs[0])
+    # Unsloth fixes max_seq_length at load and caps every trainer at it: load at the longest.
+    first = settings({**configs[0], "max_seq_length": max(c["max_seq_length"] for c in configs)})
     booted = worker.boot(first, 1)  # device checks, one GPU, unsloth first: as the engine does
     import torch
 
@@ -226,13 +234,22 @@ def calibrate_child(model: Path, arch: str, precision: int, data: Path, configs:
             row.update(estimate_gb=round(est.peak_gib, 3), breakdown={k: round(v, 3) for k, v in est.breakdown.items()})
         try:
             if (cfg["lora_r"], cfg["use_gradient_checkpointing"]) != lora_key:
+                row["stage"] = "reattach"
                 model_obj = reattach(model_obj, res, plan)
                 lora_key = (cfg["lora_r"], cfg["use_gradient_checkpointing"])
+            row["stage"] = "train"
             row.update(measure(model_obj, tok, res, plan, nvml, process_gpu_bytes))
         except Exception as e:  # one configuration failing (OOM included) must not end the grid
             row.update(error=f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}",
                        oom=worker.is_oom(e))
+            broken = "reattach" in row.get("stage", "") or (not row["oom"] and ("CUDA error" in str(e)
+                                                                                or type(e).__name__ == "AcceleratorError"))
+            if broken:  # the model or the CUDA context can't be trusted for the next points
+                rows.add(row)
+                return
         finally:
+            for p in model_obj.parameters():  # an OOM mid-step leaves gradients behind
+                p.grad = None
             gc.collect()
             if booted.cuda:
                 torch.cuda.empty_cache()
@@ -295,10 +312,11 @@ def measure(model: Any, tok: Any, res: Any, plan: Any, nvml: Any, process_gpu_by
         del trainer
     steps = len(times) - 1
     per_s = steps / (times[-1] - times[0]) if steps > 0 else None
-    tokens = res["batch_size"] * report["tokens"]["mean"]
+    mean = min(report["tokens"]["mean"], res["max_seq_length"])  # rows are cut to max_seq_length
+    tokens = res["batch_size"] * mean
     return {"steps": len(times), "steps_per_s": round(per_s, 3) if per_s else None,
             "tokens_per_s": round(per_s * tokens, 1) if per_s else None,
-            "mean_tokens": report["tokens"]["mean"],
+            "mean_tokens": mean,
             "peak_reserved_gb": round(torch.cuda.max_memory_reserved() / 2**30, 3) if cuda else None,
             "peak_allocated_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3) if cuda else None,
             "peak_nvml_gb": round(nvml_peak[0] / 2**30, 3) if cuda and nvml_peak[0] else None}
@@ -313,8 +331,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--archs", default=",".join(ARCHS), help="comma list; CPU mode uses the tiny model")
     ap.add_argument("--steps", type=int, default=6, help="steps per calibration point")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)  # JSON: one calibration process
+    ap.add_argument("--build", nargs=3, default=None, help=argparse.SUPPRESS)  # KEY DEST TOKENIZER_DIR
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.build:
+        build_model(args.build[0], Path(args.build[1]), Path(args.build[2]))
+        return 0
     if args.child:
         job = json.loads(args.child)
         calibrate_child(Path(job["model"]), job["arch"], job["precision"], Path(job["data"]), job["configs"],
@@ -338,8 +360,15 @@ def main(argv: list[str] | None = None) -> int:
     def left() -> float:
         return deadline - time.time()
 
+    def build(key: str) -> Path:
+        """In a process of its own: the GPU it initialises on is released when it exits."""
+        dest = work / "models" / key
+        subprocess.run([sys.executable, __file__, "--build", key, str(dest), str(tokenizer_dir)], check=True,
+                       timeout=max(left(), 1))
+        return dest
+
     t0 = time.time()
-    first = build_model(archs[0], work / "models" / archs[0], tokenizer_dir)
+    first = build(archs[0])
     rows.add({"kind": "built", "arch": archs[0], "seconds": round(time.time() - t0, 1)})
     cost = 0.0  # the slowest smoke run so far: what the next one may take
     for label, flags in [*SMOKE, ("demo", [])]:
@@ -348,30 +377,40 @@ def main(argv: list[str] | None = None) -> int:
             break
         t = time.time()
         smoke(label, list(flags), None if label == "demo" else first, data, work, rows, steps_smoke, seq_smoke,
-              timeout=max(left(), 1))
+              timeout=max(min(left() - 10, 240 if not cpu else 600), 1))
         cost = max(cost, time.time() - t)
 
+    jobs_left = 3 * len(archs)
     for arch in archs:
         if left() < 60 and not cpu:
             break
         t = time.time()
-        model = build_model(arch, work / "models" / arch, tokenizer_dir)
+        try:
+            model = build(arch)
+        except (subprocess.SubprocessError, OSError) as e:
+            rows.add({"kind": "note", "message": f"{arch} not built: {e}"})
+            continue
         if arch != archs[0]:
             rows.add({"kind": "built", "arch": arch, "seconds": round(time.time() - t, 1)})
         for precision in (4, 8, 16):
             if left() < 30:
                 rows.add({"kind": "note", "message": f"deadline: {arch} {precision}-bit not measured"})
                 break
+            slice_end = time.time() + left() / max(jobs_left, 1)  # every precision gets its share
+            jobs_left -= 1
             job = {"model": str(model), "arch": arch, "precision": precision, "data": str(data),
-                   "configs": grid(cpu), "rows": str(rows.path), "common": rows.common, "deadline": deadline - 15}
+                   "configs": grid(cpu), "rows": str(rows.path), "common": rows.common,
+                   "deadline": (deadline if cpu else slice_end) - 15}
             try:
                 child = subprocess.run([sys.executable, __file__, "--child", json.dumps(job), "--steps", str(args.steps)],
                                        timeout=max(left(), 1), capture_output=True, text=True)
                 if child.returncode != 0:
                     rows.add({"kind": "child_failed", "arch": arch, "precision": precision,
                               "log_tail": (child.stdout + child.stderr)[-1500:]})
-            except subprocess.TimeoutExpired:
-                rows.add({"kind": "note", "message": f"deadline: {arch} {precision}-bit cut off"})
+            except subprocess.TimeoutExpired as e:
+                out_b = (e.stdout or b"") + (e.stderr or b"")
+                tail = out_b.decode(errors="replace") if isinstance(out_b, bytes) else str(out_b)
+                rows.add({"kind": "note", "message": f"deadline: {arch} {precision}-bit cut off", "log_tail": tail[-1500:]})
         if not cpu:  # 16 GB a model: keep the disk for the next
             shutil.rmtree(work / "models" / arch, ignore_errors=True) if arch != archs[0] else None
     rows.add({"kind": "end", "seconds": round(time.time() - t0, 1)})

@@ -284,3 +284,21 @@ async def test_copy_command_uses_the_clipboard():
         await pilot.press("ctrl+y")
         await pilot.pause()
         assert app.clipboard.startswith("model-garden train") and "--lora-r 32" in app.clipboard
+
+
+async def test_a_gpu_box_whose_torch_cant_use_its_cards_is_shown_and_start_refused():
+    from mgtui.gpu import GpuSample
+
+    old_driver = FixedSource(GpuReading((GpuSample(0, "Tesla T4", 16 * 2**30, 2**30, capability=(7, 5)),), None,
+                                        "535.104.05", "12.2"))
+    app = make_app({"dataset": "builtin:demo-chat"}, gpu=old_driver)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.pause()
+        assert any("535.104.05" in n.message and "CUDA 12.2" in n.message for n in app._notifications)
+        assert field(app, "gpus").has_class("-invalid")
+        assert "535.104.05" in note(app, "gpus")
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert isinstance(app.screen, FormScreen)
+        assert any(n.message.startswith("Start refused: torch") for n in app._notifications)

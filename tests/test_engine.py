@@ -118,7 +118,8 @@ def test_stop_mid_run_saves_then_resume_continues_the_step_count(tmp_path, tiny_
     wait_for(lambda: any(e["type"] == "log" and e["step"] >= 3 for e in events(run_dir)) if run_dir.exists() else False)
     proc.send_signal(signal.SIGINT)  # Ctrl+C in the foreground command
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, (err, out[-600:], (run_dir / "run.json").read_text())
+    said = [e.get("message") for e in events(run_dir) if e["type"] in ("message", "warning")]
+    assert proc.returncode == 130, (err, "stopping after" in out, said, (run_dir / "run.json").read_text())
     evs = events(run_dir)
     assert evs[-1]["type"] == "stopped"
     stopped_at = evs[-1]["steps"]
@@ -211,3 +212,80 @@ def test_supervisor_gives_a_resumed_run_that_dies_its_last_word(tmp_path, comman
     last = events(run)[-1]
     assert last["type"] == "failed" and expected in last["message"] and last["seq"] == 1
     assert rundir.run_state(run).state == "failed"
+
+
+def test_resume_skips_a_torn_checkpoint_keeps_it_and_continues_from_the_last_whole_one(tmp_path, tiny_model):
+    data = write_dataset(tmp_path / "d.jsonl", "text", n=32)
+    res = settings(tiny_model, data, tmp_path / "run", max_steps=8, save_steps=4)
+    code, run_dir = run_in_process(res)
+    assert code == 0 and rundir.latest_checkpoint(run_dir).name == "checkpoint-8"
+    newest = run_dir / "checkpoint-8"
+    saved = {p.name: p.read_bytes() for p in newest.iterdir() if p.is_file()}
+
+    def torn(how) -> str | None:
+        for name, content in saved.items():
+            (newest / name).write_bytes(content)
+        how()
+        found, skipped = rundir.resumable_checkpoint(run_dir)
+        assert found.name == "checkpoint-4" and skipped[0][0] == newest
+        return skipped[0][1]
+
+    def cut(name: str) -> None:
+        (newest / name).write_bytes(saved[name][: len(saved[name]) // 2])
+
+    assert torn(lambda: cut("optimizer.pt")) == "optimizer.pt is truncated"
+    assert torn(lambda: cut("adapter_model.safetensors")) == "adapter_model.safetensors is truncated"
+    assert torn(lambda: cut("trainer_state.json")) == "trainer_state.json is unreadable"
+    assert torn(lambda: (newest / "scheduler.pt").unlink()) == "scheduler.pt is missing"
+    assert torn(lambda: (newest / "trainer_state.json").unlink()) == "trainer_state.json is missing"
+
+    code, _ = run_in_process(settings(tiny_model, data, run_dir, max_steps=8, save_steps=4, resume=True))
+    assert code == 0
+    evs = events(run_dir)
+    assert any(e["type"] == "warning" and e["message"].startswith("skipped checkpoint-8: trainer_state.json is missing")
+               for e in evs)
+    assert any(e["type"] == "message" and e["message"] == "resuming from checkpoint-4" for e in evs)
+    kept = list(run_dir.glob("torn-checkpoint-8-*"))
+    assert len(kept) == 1 and (kept[0] / "optimizer.pt").exists()  # set aside, never deleted
+    assert evs[-1]["type"] == "done" and evs[-1]["steps"] == 8
+
+
+def test_a_model_directory_without_config_json_is_refused_before_loading(tmp_path):
+    model = tmp_path / "my-model"
+    model.mkdir()
+    (model / "tokenizer.json").write_text("{}")
+    data = write_dataset(tmp_path / "d.jsonl", "text", n=8)
+    done = cli("train", "--base-model", str(model), "--dataset", str(data), "--output-dir", str(tmp_path / "run"))
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith(
+        f"--base-model {model}: no config.json in this directory (not a Hugging Face model folder)")
+    assert "\n" not in done.stderr.strip() and not (tmp_path / "run").exists()
+
+
+def test_a_full_disk_is_its_own_failure_with_free_space_and_advice(tmp_path):
+    import errno
+
+    (tmp_path / "checkpoint-40").mkdir()
+    with (tmp_path / "checkpoint-40" / "optimizer.pt").open("wb") as f:
+        f.truncate(50 * 2**20)  # sparse: its size counts, not the disk it takes
+    for e in (OSError(errno.ENOSPC, "No space left on device"),
+              RuntimeError("SafetensorError: Error while serializing: IoError(Os { code: 28, kind: StorageFull, "
+                           "message: \"No space left on device\" })")):
+        assert worker.is_disk_full(e)
+        report = worker.disk_full_report(tmp_path, e)
+        assert str(tmp_path) in report["message"] and "GB free" in report["message"]
+        assert report["checkpoint_gb"] == round(50 / 1024, 3) and report["free_gb"] > 0
+        assert any("--output-dir" in a for a in report["advice_text"])
+    assert not worker.is_disk_full(ValueError("bad"))
+
+
+def test_a_killed_engine_is_reported_at_the_last_step_it_logged(tmp_path):
+    from mgtui.runs.events import EventWriter
+    from mgtui.runs.supervise import last_step
+
+    w = EventWriter(tmp_path / "events.jsonl")
+    for step in (1, 2, 3):
+        w.emit("log", step=step, loss=1.0)
+    w.emit("message", message="checkpoint saved at step 3")
+    w.close()
+    assert last_step(tmp_path) == 3

@@ -108,7 +108,8 @@ def test_physics():
     gemma = lookup("google/gemma-2-9b").arch
     hf = estimate(gemma, replace(BASE, backend="transformers"))
     hf4 = estimate(gemma, replace(BASE, backend="transformers", batch_size=4 * BASE.batch_size))
-    assert hf.breakdown["logits_and_loss"] == hf4.breakdown["logits_and_loss"] < 1.5
+    full = 4 * BASE.batch_size * BASE.seq_len * gemma.vocab * 14 / 2**30
+    assert hf.breakdown["logits_and_loss"] == hf4.breakdown["logits_and_loss"] < full / 10
 
 
 def test_fit_search_agrees_with_the_estimate_at_its_boundary():

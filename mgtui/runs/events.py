@@ -24,8 +24,9 @@ Types and their extra keys (absent keys mean "not known"):
     message   message
     done      final_loss, steps, runtime_s, adapter (path)
     stopped   final_loss, steps, runtime_s, adapter (path), checkpoint (path)
-    failed    kind ("oom" | "input" | "device" | "error"), message, step, and for "oom": reserved_gb,
-              allocated_gb, total_gb, advice [{title, changes, peak_gb, fits}]
+    failed    kind ("oom" | "input" | "device" | "disk_full" | "error" | "crash"), message, step (the
+              last reached), and for "oom": reserved_gb, allocated_gb, total_gb, advice [{title,
+              changes, peak_gb, fits}]; for "disk_full": path, free_gb, checkpoint_gb, advice_text
 
 `done`, `stopped` and `failed` are terminal: nothing follows them.
 

@@ -22,6 +22,18 @@ class LaunchError(Exception):
     """The run can't start: one line for the user."""
 
 
+def model_dir_problem(base_model: str) -> str | None:
+    """A local model directory that from_pretrained would fail on after minutes of start-up."""
+    path = Path(base_model).expanduser()
+    looks_local = base_model.startswith(("/", "./", "../", "~"))
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            return f"--base-model {path}: no config.json in this directory (not a Hugging Face model folder)"
+    elif looks_local:
+        return f"--base-model {path}: no such directory"
+    return None
+
+
 def prepare(res: Resolved, force: bool = False) -> tuple[Path, str | None]:
     """Make the run directory ready; returns it and what was moved aside (if anything)."""
     out = Path(res["output_dir"]).expanduser()
@@ -71,6 +83,9 @@ def start(res: Resolved, force: bool = False, source: GpuSource | None = None) -
     """Start the engine detached, once this machine's GPUs are known to be usable by its torch.
     The GPUs visible here set the default number of processes, for the app and the headless
     command alike."""
+    problem = model_dir_problem(res["base_model"])
+    if problem:
+        raise LaunchError(problem)
     reading = (source or NvmlSource()).read()
     for problem in problems_here(reading, res["gpus"]):
         raise LaunchError(problem)
@@ -84,8 +99,7 @@ def start(res: Resolved, force: bool = False, source: GpuSource | None = None) -
     log.close()
     if res["node_rank"] > 0:  # a helper node: the run, its log and its record live on node 0
         return run_dir, proc, moved
-    if not rundir.read_json(run_dir / rundir.RUN_FILE).get("worker_started"):  # rank 0 may have won the race
-        rundir.write_run_file(run_dir, proc.pid, launcher_pid=proc.pid, gpus=res["gpus"])
+    rundir.write_run_file(run_dir, proc.pid, launcher=True, launcher_pid=proc.pid, gpus=res["gpus"])
     register(run_dir)
     return run_dir, proc, moved
 

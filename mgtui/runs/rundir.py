@@ -12,14 +12,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import socket
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from .events import EVENTS_FILE, TERMINAL, read_events
 
@@ -116,9 +119,69 @@ def occupied(path: Path) -> str | None:
     return None
 
 
+def checkpoints(path: Path) -> list[Path]:
+    """checkpoint-N directories, newest first."""
+    found = [p for p in Path(path).glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and p.is_dir()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+
+
+def checkpoint_problem(ckpt: Path) -> str | None:
+    """Why a checkpoint can't be resumed from (an engine killed while writing it), or None.
+    The Trainer writes the adapter, then optimizer, scheduler and RNG state, and
+    trainer_state.json last; each must be whole."""
+    state = ckpt / "trainer_state.json"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "trainer_state.json is missing"
+    except (OSError, ValueError):
+        return "trainer_state.json is unreadable"
+    weights = ckpt / "adapter_model.safetensors"
+    if not weights.exists() and not (ckpt / "adapter_model.bin").exists():
+        return "the adapter weights are missing"
+    if weights.exists() and not _safetensors_whole(weights):
+        return "adapter_model.safetensors is truncated"
+    for name in ("optimizer.pt", "scheduler.pt"):
+        if not (ckpt / name).exists():
+            return f"{name} is missing"
+        if not zipfile.is_zipfile(ckpt / name):  # torch.save writes a zip; a cut one has no directory
+            return f"{name} is truncated"
+    return None
+
+
+def _safetensors_whole(path: Path) -> bool:
+    """The header's offsets all lie inside the file."""
+    try:
+        with path.open("rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(size))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        return path.stat().st_size >= 8 + size + end
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def resumable_checkpoint(path: Path) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """The newest complete checkpoint, and the newer ones skipped with why."""
+    skipped: list[tuple[Path, str]] = []
+    for ckpt in checkpoints(path):
+        problem = checkpoint_problem(ckpt)
+        if problem is None:
+            return ckpt, skipped
+        skipped.append((ckpt, problem))
+    return None, skipped
+
+
+def set_aside(ckpt: Path) -> Path:
+    """A torn checkpoint is kept, under a name the Trainer and resume no longer take for one."""
+    target = ckpt.with_name(f"torn-{ckpt.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    ckpt.rename(target)
+    return target
+
+
 def latest_checkpoint(path: Path) -> Path | None:
-    found = [p for p in Path(path).glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
-    return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
+    """The checkpoint a resume would continue from: the newest complete one."""
+    return resumable_checkpoint(path)[0]
 
 
 def move_aside(path: Path) -> Path:
@@ -128,11 +191,27 @@ def move_aside(path: Path) -> Path:
     return target
 
 
-def write_run_file(path: Path, pid: int, **extra: Any) -> None:
-    info = read_json(path / RUN_FILE)
-    info.update(pid=pid, uid=os.getuid(), user=os.environ.get("USER", ""), host=socket.gethostname(),
-                started=info.get("started") or time.time(), state="running", **extra)
-    write_json_atomic(path / RUN_FILE, info)
+def write_run_file(path: Path, pid: int, launcher: bool = False, **extra: Any) -> None:
+    """Record the process to signal. The launcher and rank 0 both write it, in either order:
+    under a lock, and the launcher never takes `pid` from a worker that has started (a stop
+    sent to the launcher, which ignores SIGINT, would be lost)."""
+    with _locked(path / ".run.lock"):
+        info = read_json(path / RUN_FILE)
+        if not (launcher and info.get("worker_started")):
+            info["pid"] = pid
+        info.update(uid=os.getuid(), user=os.environ.get("USER", ""), host=socket.gethostname(),
+                    started=info.get("started") or time.time(), state="running", **extra)
+        write_json_atomic(path / RUN_FILE, info)
+
+
+@contextlib.contextmanager
+def _locked(lock: Path) -> Iterator[None]:
+    with lock.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def mark_state(path: Path, state: str) -> None:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from . import rundir
-from .events import EVENTS_FILE, TERMINAL, EventFollower, EventWriter
+from .events import EVENTS_FILE, TERMINAL, EventFollower, EventWriter, read_events
 
 RANK_ERROR = "rank-{rank}.error"
 
@@ -30,6 +30,15 @@ def last_word(run_dir: Path, offset: int = 0) -> bool:
         if any(e.get("type") in TERMINAL for e in batch):
             return True
     return False
+
+
+def last_step(run_dir: Path) -> int | None:
+    """The last step the engine logged: where a killed run got to."""
+    step = None
+    for e in read_events(run_dir / EVENTS_FILE):
+        if e.get("type") == "log":
+            step = e.get("step", step)
+    return step
 
 
 def cause(run_dir: Path, code: int) -> str:
@@ -65,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     code = proc.wait()
     if (run_dir / rundir.RUN_FILE).exists() and not last_word(run_dir, offset):  # node 0 only keeps the record
         writer = EventWriter(run_dir / EVENTS_FILE)
-        writer.emit("failed", kind="crash", message=cause(run_dir, code), exit_code=code)
+        writer.emit("failed", kind="crash", message=cause(run_dir, code), exit_code=code, step=last_step(run_dir))
         writer.close()
         rundir.mark_state(run_dir, "failed")
     return 0 if code == 0 else 1

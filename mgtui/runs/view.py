@@ -44,6 +44,7 @@ def describe(e: dict[str, Any]) -> str | None:
         lines = [f"failed ({e['kind']}) at step {e.get('step')}: {e['message']}"]
         for a in e.get("advice") or []:
             lines.append(f"  try: {a['title']} → {a['peak_gb']} GB{' (fits)' if a['fits'] else ''}")
+        lines += [f"  try: {a}" for a in e.get("advice_text") or []]
         return "\n".join(lines)
     return None
 

@@ -16,13 +16,15 @@ from transformers import TrainerCallback
 class EventCallback(TrainerCallback):
     def __init__(self, emit: Callable[..., Any], stop: threading.Event, tokens_per_sample: float,
                  samples_per_step: int, cuda: bool, sync_stop: Callable[[bool], bool] = lambda s: s,
-                 gpu_bytes: Callable[[], int | None] = lambda: None) -> None:
+                 gpu_bytes: Callable[[], int | None] = lambda: None,
+                 on_step: Callable[[int], Any] = lambda step: None) -> None:
         self.emit = emit
         self.stop = stop
         self.sync_stop = sync_stop  # under DDP every rank must agree to stop at the same step
         self.tokens_per_sample = tokens_per_sample
         self.samples_per_step = samples_per_step
         self.cuda = cuda
+        self.on_step = on_step  # a failure names the last step reached
         # This process's GPU memory as NVML reports it (what nvidia-smi shows: torch's pool plus
         # the CUDA context), the figure the estimate predicts. NVML has no peak: keep the largest.
         self.gpu_bytes = gpu_bytes
@@ -42,6 +44,7 @@ class EventCallback(TrainerCallback):
                   total_steps=state.max_steps)
 
     def on_step_end(self, args, state, control, **kw):
+        self.on_step(state.global_step)
         if self.sync_stop(self.stop.is_set()):
             self.stopped_at = state.global_step
             control.should_training_stop = True

@@ -7,6 +7,7 @@ directory. Exit codes: 0 done, 1 failed, 2 bad input (dataset), 130 stopped.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -86,6 +87,26 @@ def is_oom(e: BaseException) -> bool:
     placement (unsloth_zoo's DeviceMapInfeasible: the model doesn't fit the GPU)."""
     names = {t.__name__ for t in type(e).__mro__}
     return bool(names & {"OutOfMemoryError", "DeviceMapInfeasible"}) or "out of memory" in str(e).lower()
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """ENOSPC, as an OSError or inside a library's message (safetensors: "No space left on device")."""
+    return (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "no space left on device" in str(e).lower()
+
+
+def disk_full_report(run_dir: Path, e: BaseException) -> dict[str, Any]:
+    """Where the disk filled, what is free, what a checkpoint takes, and what to do."""
+    import shutil
+
+    free = shutil.disk_usage(run_dir).free
+    sizes = [sum(f.stat().st_size for f in c.rglob("*") if f.is_file()) for c in rundir.checkpoints(run_dir)]
+    need = max(sizes, default=0)
+    return {"message": f"no space left on device in {run_dir}: {free / 2**30:.2f} GB free"
+                       + (f", a checkpoint takes {need / 2**30:.2f} GB" if need else ""),
+            "path": str(run_dir), "free_gb": round(free / 2**30, 3), "checkpoint_gb": round(need / 2**30, 3) or None,
+            "advice_text": ["free space on that disk", "save checkpoints less often (--save-steps) or delete old ones",
+                            "choose an --output-dir on a larger disk"],
+            "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
 
 
 def single_gpu_visible(visible: str | None, gpu_count: int) -> str | None:
@@ -191,6 +212,8 @@ def run(run_dir: Path, resume: bool = False) -> int:
                     reserved_gb=round(torch.cuda.max_memory_reserved() / 2**30, 3) if cuda else None,
                     allocated_gb=round(torch.cuda.max_memory_allocated() / 2**30, 3) if cuda else None,
                     total_gb=total, advice=oom_advice(res, state["backend"], total, world) if total else [])
+        elif is_disk_full(e) and rank == 0:
+            ev.emit("failed", kind="disk_full", step=state["step"], **disk_full_report(run_dir, e))
         elif world == 1:
             ev.emit("failed", kind="error", message=f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}",
                     step=state["step"])
@@ -269,15 +292,19 @@ def _train(res: Resolved, run_dir: Path, resume: bool, ev, stop: threading.Event
     cb = EventCallback(ev.emit, stop, tokens_per_sample=report["tokens"]["mean"],
                        samples_per_step=res["batch_size"] * res["gradient_accumulation_steps"] * world,
                        cuda=cuda, sync_stop=sync,
-                       gpu_bytes=lambda: process_gpu_bytes(nvml.read(), {os.getpid()}) if cuda else None)
+                       gpu_bytes=lambda: process_gpu_bytes(nvml.read(), {os.getpid()}) if cuda else None,
+                       on_step=lambda step: state.__setitem__("step", step))
     args = SFTConfig(**{k: v for k, v in sft_kwargs(res, plan, str(run_dir), eval_ds is not None).items() if v is not None})
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer, callbacks=[cb])
     checkpoint = None
     if resume:
-        checkpoint = rundir.latest_checkpoint(run_dir)
+        checkpoint, skipped = rundir.resumable_checkpoint(run_dir)
+        for torn, why in skipped:  # an engine killed while saving: keep it, out of the way
+            kept = rundir.set_aside(torn) if rank == 0 else torn
+            ev.emit("warning", message=f"skipped {torn.name}: {why} (kept as {kept.name})")
         if checkpoint is None:
-            raise DatasetError(f"--resume: {run_dir} has no checkpoint to resume from")
+            raise DatasetError(f"--resume: {run_dir} has no complete checkpoint to resume from")
         ev.emit("message", message=f"resuming from {checkpoint.name}")
     metrics = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None).metrics
     state["step"] = trainer.state.global_step

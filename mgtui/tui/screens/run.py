@@ -185,6 +185,8 @@ class RunScreen(Screen):
             for i, a in enumerate(e.get("advice") or [], 1):
                 t.append(f"alt+{i} ", style="bold")
                 t.append(f"{a['title']} → {a['peak_gb']} GB{' ✓' if a['fits'] else ''}\n")
+            for a in e.get("advice_text") or []:
+                t.append(f"· {a}\n")
             t.append("esc: back to the form", style="dim")
             return t
         style = "bold green" if kind == "done" else "bold yellow"
