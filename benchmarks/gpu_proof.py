@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         """In a process of its own: the GPU it initialises on is released when it exits."""
         dest = work / "models" / key
         subprocess.run([sys.executable, __file__, "--build", key, str(dest), str(tokenizer_dir)], check=True,
-                       timeout=max(left(), 1))
+                       timeout=900)  # the first model is needed whatever the budget
         return dest
 
     t0 = time.time()

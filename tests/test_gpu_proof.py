@@ -16,7 +16,7 @@ from gpu_proof import SMOKE, grid  # noqa: E402
 
 def proof(out: Path, budget: int) -> list[dict]:
     done = subprocess.run([sys.executable, str(SCRIPT), "--budget-s", str(budget), "--out", str(out), "--steps", "3"],
-                          capture_output=True, text=True, timeout=budget + 300)
+                          capture_output=True, text=True, timeout=budget + 600)
     assert done.returncode == 0, done.stderr[-3000:]
     return [json.loads(line) for line in (out / "cpu.jsonl").read_text().splitlines()]
 
@@ -40,6 +40,6 @@ def test_the_proof_runs_its_whole_flow_on_the_tiny_model(tmp_path):
 
 
 def test_the_proof_stops_cleanly_before_its_deadline(tmp_path):
-    rows = proof(tmp_path, 25)
+    rows = proof(tmp_path, 0)  # a deadline already past: every stage must see it and skip, not fail
     assert rows[-1]["kind"] == "end"
     assert any(r["kind"] == "note" and r["message"].startswith("deadline") for r in rows)
