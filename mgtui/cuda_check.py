@@ -7,6 +7,7 @@ reach its cards must fail here, with the fix, rather than train on the CPU for d
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import re
@@ -33,8 +34,10 @@ class CudaFacts:
     arch_list: tuple[str, ...] | None = None  # torch.cuda.get_arch_list(); None where unknown
 
 
+@functools.cache
 def torch_build() -> tuple[str | None, str | None]:
-    """(torch version, CUDA it was built for), read from torch/version.py without importing torch."""
+    """(torch version, CUDA it was built for), read from torch/version.py without importing torch.
+    Read once: the installed torch doesn't change under a running process."""
     spec = importlib.util.find_spec("torch")
     if spec is None or not spec.submodule_search_locations:
         return None, None

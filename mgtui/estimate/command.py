@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from ..gpu import GpuSource
 from ..settings import Resolved
 from . import plan
 from .archs import lookup
@@ -27,7 +28,7 @@ class EstimateInputError(ValueError):
     pass
 
 
-def gpu_target(gpu_memory: float | None, gpu_name: str | None) -> tuple[float | None, str]:
+def gpu_target(gpu_memory: float | None, gpu_name: str | None, source: GpuSource | None = None) -> tuple[float | None, str]:
     """The GPU memory to plan for: --gpu-memory, then --gpu-name, then NVML's first GPU."""
     if gpu_memory is not None:
         if not 0 < gpu_memory <= 4096:
@@ -40,7 +41,7 @@ def gpu_target(gpu_memory: float | None, gpu_name: str | None) -> tuple[float | 
         return hit[1], hit[0]
     from ..gpu import NvmlSource
 
-    reading = NvmlSource().read()
+    reading = (source or NvmlSource()).read()
     if reading.gpus:
         g = reading.gpus[0]
         return g.available_gib(), f"GPU {g.index}: {g.name}"
@@ -48,16 +49,16 @@ def gpu_target(gpu_memory: float | None, gpu_name: str | None) -> tuple[float | 
 
 
 def run_estimate(res: Resolved, gpu_memory: float | None, gpu_name: str | None, as_json: bool) -> int:
+    from ..backend_choice import planned_backend
     from ..cli import UsageError
+    from ..gpu import NvmlSource, visible_gpu_count
 
+    nvml = NvmlSource()  # NVML starts once for the target and the count
     try:
-        gpu_gib, label = gpu_target(gpu_memory, gpu_name)
+        gpu_gib, label = gpu_target(gpu_memory, gpu_name, nvml)
     except EstimateInputError as e:
         raise UsageError(str(e)) from None
-    from ..backend_choice import planned_backend
-    from ..gpu import visible_gpu_count
-
-    gpus = visible_gpu_count()
+    gpus = visible_gpu_count(nvml)
     backend = planned_backend(res["base_model"], res.world_size(gpus), gpus)[0]
     p = plan(res, lookup(res["base_model"]), gpu_gib, label, backend, gpu_count=gpus)
     e = p.estimate

@@ -21,10 +21,10 @@ from typing import Any
 
 from .. import presets
 from ..backend_choice import choose_backend
-from ..cuda_check import CudaFacts, DeviceError, problems, torch_build
+from ..cuda_check import CudaFacts, DeviceError, problems, requested_indices, torch_build
 from ..data.scan import DatasetError, scan
 from ..estimate.archs import BUILTIN_MODEL
-from ..gpu import GpuReading, GpuSource, NvmlSource, process_gpu_bytes
+from ..gpu import GpuSource, NvmlSource, process_gpu_bytes
 from ..runs import rundir
 from ..runs.events import EVENTS_FILE, EventWriter
 from ..settings import Resolved, resolve
@@ -113,9 +113,9 @@ def single_gpu_visible(visible: str | None, gpu_count: int) -> str | None:
     """CUDA_VISIBLE_DEVICES for a single-process run: its first GPU alone, or None to leave it.
     With several cards visible, transformers' Trainer counts them all (n_gpu), multiplies the
     batch and wraps an unquantized model in DataParallel; the estimate is for one card."""
-    cards = [c.strip() for c in visible.split(",") if c.strip()] if visible is not None else None
-    if cards is None:
+    if visible is None:
         return "0" if gpu_count > 1 else None
+    cards = requested_indices(visible)
     return cards[0] if len(cards) > 1 else None
 
 
@@ -126,7 +126,6 @@ class Boot:
     cuda: bool
     capabilities: list[tuple[int, int]]  # of every GPU this process can see
     unsloth_broken: str | None  # why `import unsloth` failed, if it did
-    reading: GpuReading
 
 
 def boot(res: Resolved, world: int, source: GpuSource | None = None) -> Boot:
@@ -156,8 +155,8 @@ def boot(res: Resolved, world: int, source: GpuSource | None = None) -> Boot:
             raise DeviceError(problem)
     elif cuda:  # CUDA that NVML can't see (no NVML library in a container)
         broken = _import_unsloth(res, world)
-    caps = [tuple(torch.cuda.get_device_capability(i)) for i in range(torch.cuda.device_count())] if cuda else []
-    return Boot(cuda, caps, broken, reading)  # type: ignore[arg-type]
+    caps = [torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())] if cuda else []
+    return Boot(cuda, caps, broken)
 
 
 def _import_unsloth(res: Resolved, world: int) -> str | None:

@@ -18,7 +18,7 @@ from textual.widgets import Checkbox, Footer, Header, Input, Label, Select, Stat
 
 from ... import presets
 from ...backend_choice import planned_backend
-from ...cuda_check import CudaFacts, problems, torch_build
+from ...cuda_check import problems_here, torch_build
 from ...estimate import Lookup, Plan, lookup, plan
 from ...estimate.gpus import COMMON_GPUS
 from ...form_model import FormModel
@@ -52,7 +52,6 @@ class FormScreen(Screen):
         self.model = FormModel(chosen)
         self.target = target  # (label, GiB) chosen by flag or picker; None = the detected GPU
         self.gpus: GpuReading | None = None
-        self.torch_build: tuple[str | None, str | None] = (None, None)  # version, CUDA it was built for
         self.found: Lookup | None = None
         self.plan: Plan | None = None
         self._debounce_timers: dict[str, Timer] = {}
@@ -101,12 +100,11 @@ class FormScreen(Screen):
     @work(thread=True, exclusive=True, group="gpus")
     def read_gpus(self) -> None:
         reading = self.app.gpu_source.read()
-        build = torch_build()  # reads torch/version.py: the UI never imports torch
-        self.app.call_from_thread(self._got_gpus, reading, build)
+        torch_build()  # read torch/version.py here, off the UI thread (cached; torch is never imported)
+        self.app.call_from_thread(self._got_gpus, reading)
 
-    def _got_gpus(self, reading: GpuReading, build: tuple[str | None, str | None] = (None, None)) -> None:
+    def _got_gpus(self, reading: GpuReading) -> None:
         self.gpus = reading
-        self.torch_build = build
         self.refresh_form()
         problem = self.device_problem()
         if problem:
@@ -116,7 +114,7 @@ class FormScreen(Screen):
         """Why a run started here could not use this machine's GPUs (the engine refuses the same)."""
         if self.gpus is None:
             return None
-        found = problems(CudaFacts(self.gpus, self.torch_build[1], self.torch_build[0]), self.model.value("gpus"))
+        found = problems_here(self.gpus, self.model.value("gpus"))
         return found[0] if found else None
 
     def _debounce(self, key: str, delay: float, work) -> None:
