@@ -4,6 +4,7 @@ localhost; a killed rank fails the run cleanly."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from engine_helpers import events, wait_for, write_dataset
 from mgtui.runs import rundir
@@ -102,8 +104,43 @@ def test_stop_and_resume_work_for_the_whole_group(tmp_path, tiny_model):
     stopped_at = events(out)[-1]["steps"]
     assert (out / f"checkpoint-{stopped_at}").is_dir() and (out / "adapter_model.safetensors").is_file()
     wait_for(lambda: rundir.run_state(out).state == "stopped", timeout=60)
+    wait_for(lambda: rundir.launcher_alive(out) is None, timeout=120)  # torchrun has let go of its port
     before = len(events(out))
     resumed = mg(*args, "--nproc-per-node", "2", "--resume")
     assert resumed.returncode == 0, resumed.stdout[-2000:]
     logs = [e for e in events(out)[before:] if e["type"] == "log"]
     assert logs[0]["step"] == stopped_at + 1 and logs[-1]["step"] == 400
+
+
+def test_a_resume_waits_until_the_previous_run_has_let_go(tmp_path):
+    """Rank 0 marks a run stopped before torchrun and the supervisor exit; resuming then would
+    meet the old rendezvous port and the supervisor's last word. It is refused, in one line."""
+    from mgtui.runs.launch import LaunchError, prepare
+    from mgtui.settings import resolve
+
+    out = tmp_path / "run"
+    (out / "checkpoint-4").mkdir(parents=True)
+    sup = subprocess.Popen([sys.executable, "-m", "mgtui.runs.supervise", str(out), "--", sys.executable, "-c",
+                            "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        rundir.write_json_atomic(out / rundir.RUN_FILE, {"state": "stopped", "pid": 1, "launcher_pid": sup.pid})
+        wait_for(lambda: rundir.launcher_alive(out) == sup.pid)
+        res = resolve([{"base_model": "m", "dataset": "d.jsonl", "output_dir": str(out), "resume": True}])
+        with pytest.raises(LaunchError, match=f"still shutting down \\(pid {sup.pid}\\)"):
+            prepare(res)
+    finally:
+        os.killpg(sup.pid, 9)
+        sup.wait()
+    assert rundir.launcher_alive(out) is None
+
+
+def test_a_crash_is_explained_by_this_runs_log_not_the_previous_one(tmp_path):
+    from mgtui.runs.supervise import cause
+
+    old = "Root Cause (first observed failure):\n  rank      : 1\n  exitcode  : 130\n"
+    (tmp_path / rundir.LOG_FILE).write_text(old)
+    offset = len(old)
+    with (tmp_path / rundir.LOG_FILE).open("a") as f:
+        f.write("torch.distributed.elastic: rendezvous failed: address already in use\n")
+    assert cause(tmp_path, 1) == "rank 1 died (exit status 130)"  # what it said before: the old run's
+    assert cause(tmp_path, 1, offset) == "the engine exited with status 1 without a last word"

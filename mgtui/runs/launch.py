@@ -38,6 +38,10 @@ def prepare(res: Resolved, force: bool = False) -> tuple[Path, str | None]:
     """Make the run directory ready; returns it and what was moved aside (if anything)."""
     out = Path(res["output_dir"]).expanduser()
     moved = None
+    launcher = rundir.launcher_alive(out)
+    if (res["resume"] or force) and launcher and rundir.run_state(out).state != "running":
+        # Its last rank has ended but torchrun and the supervisor still hold its port and files.
+        raise LaunchError(f"{out}: the previous run is still shutting down (pid {launcher}); try again in a moment")
     if res["resume"]:
         st = rundir.run_state(out)
         if st.state == "running":

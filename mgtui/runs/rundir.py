@@ -220,6 +220,19 @@ def mark_state(path: Path, state: str) -> None:
     write_json_atomic(path / RUN_FILE, info)
 
 
+def launcher_alive(path: Path) -> int | None:
+    """The run's launcher (its supervisor) while it lives: it outlasts rank 0, which marks the run
+    ended before torchrun and the supervisor have exited. A recycled pid is not taken for it."""
+    pid = read_json(Path(path) / RUN_FILE).get("launcher_pid")
+    if not pid_alive(pid):
+        return None
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    try:
+        return pid if b"mgtui.runs.supervise" in cmdline.read_bytes() else None
+    except OSError:
+        return pid if not cmdline.parent.parent.exists() else None  # no /proc: trust the pid
+
+
 def run_pids(info: dict[str, Any], candidates: Iterable[int],
              getsid: Callable[[int], int] = os.getsid) -> set[int]:
     """The run's own processes among `candidates` (the PIDs using a GPU). Every rank of a run

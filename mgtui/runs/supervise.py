@@ -41,10 +41,16 @@ def last_step(run_dir: Path) -> int | None:
     return step
 
 
-def cause(run_dir: Path, code: int) -> str:
+def cause(run_dir: Path, code: int, log_offset: int = 0) -> str:
     """The root cause: torchrun's "first observed failure" (the rank that died first) with that
-    rank's own error where it wrote one; else the exit status or signal."""
-    log = (run_dir / rundir.LOG_FILE).read_text(errors="replace") if (run_dir / rundir.LOG_FILE).exists() else ""
+    rank's own error where it wrote one; else the exit status or signal. Only this run's part of
+    train.log counts: a resumed run's log also holds the previous run's torchrun report."""
+    path = run_dir / rundir.LOG_FILE
+    log = ""
+    if path.exists():
+        with path.open("rb") as f:
+            f.seek(log_offset)
+            log = f.read().decode(errors="replace")
     root = log[log.rfind("Root Cause"):] if "Root Cause" in log else ""
     m = re.search(r"rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", root, re.S)
     if m:
@@ -70,11 +76,15 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, signal.SIG_IGN)  # stops go to rank 0; a hang-up changes nothing
     log = run_dir / EVENTS_FILE
     offset = log.stat().st_size if log.exists() else 0
+    train_log = run_dir / rundir.LOG_FILE
+    log_offset = train_log.stat().st_size if train_log.exists() else 0
+    for stale in run_dir.glob("rank-*.error"):  # a previous run's: its failure is in its events
+        stale.unlink(missing_ok=True)
     proc = subprocess.Popen(command, restore_signals=True)
     code = proc.wait()
     if (run_dir / rundir.RUN_FILE).exists() and not last_word(run_dir, offset):  # node 0 only keeps the record
         writer = EventWriter(run_dir / EVENTS_FILE)
-        writer.emit("failed", kind="crash", message=cause(run_dir, code), exit_code=code, step=last_step(run_dir))
+        writer.emit("failed", kind="crash", message=cause(run_dir, code, log_offset), exit_code=code, step=last_step(run_dir))
         writer.close()
         rundir.mark_state(run_dir, "failed")
     return 0 if code == 0 else 1
