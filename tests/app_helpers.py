@@ -24,13 +24,16 @@ async def type_into(pilot, name: str, text: str) -> None:
     await pilot.pause()
 
 
-async def settle(pilot, seconds: float = 0.3, timeout: float = 20.0) -> None:
-    """Let background work (groups mounting, architecture lookup, dataset scan) finish."""
+async def settle(pilot, seconds: float = 0.3, timeout: float = 120.0) -> None:
+    """Let background work (groups mounting, architecture lookup, dataset scan) finish: wait for
+    the screen to say it is ready (the bound only turns a hang into a failure)."""
     import time
 
     await pilot.pause(seconds)
     end = time.time() + timeout
-    while not getattr(pilot.app.screen, "ready", True) and time.time() < end:
+    while not getattr(pilot.app.screen, "ready", True):
+        if time.time() > end:
+            raise TimeoutError(f"{type(pilot.app.screen).__name__} not ready after {timeout:.0f} s")
         await pilot.pause(0.05)
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()

@@ -20,6 +20,26 @@ DATA = ROOT / "tests" / "data"
 
 async def _settle(pilot) -> None:
     await settle(pilot)
+    steady_cursor(pilot)
+
+
+async def wait_until(pilot, ready, timeout: float = 120.0) -> None:
+    import time
+
+    end = time.time() + timeout
+    while not ready():
+        if time.time() > end:
+            raise TimeoutError("the screen never reached the state to capture")
+        await pilot.pause(0.05)
+
+
+def steady_cursor(pilot) -> None:
+    """A focused Input's cursor blinks every 0.5 s, so a capture taken when a slow machine
+    finishes settling could catch it off: hold it on, as the references show it."""
+    from textual.widgets import Input
+
+    for field in pilot.app.screen.query(Input):
+        field.cursor_blink = False
 
 
 def form_app(chosen, target=None, gpu=NO_GPU) -> MgApp:
@@ -78,9 +98,15 @@ def test_run_screen_replayed(snap_compare, tmp_path, monkeypatch, size, log, ali
     replay(tmp_path, log, alive)
     app = MgApp({}, None, one_gpu(24.0, 21.5, 97) if gpu == "one" else NO_GPU, attach=Path("run"), offer_runs=False)
 
+    last = json.loads((tmp_path / "run" / "events.jsonl").read_text().splitlines()[-1])["seq"]
+
     async def run_before(pilot):
         await pilot.pause(0.5)
         await pilot.app.workers.wait_for_complete()
+        screen = pilot.app.screen
+        # every event applied, the GPUs read and the log drawn: states, not a guess at the time
+        await wait_until(pilot, lambda: screen.view.last_seq == last and screen.query_one("#gpus").reading is not None
+                         and len(screen.query_one("#log").lines) >= len(screen.view.log) > 0)
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
