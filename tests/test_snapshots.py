@@ -101,11 +101,16 @@ def test_run_screen_replayed(snap_compare, tmp_path, monkeypatch, size, log, ali
     last = json.loads((tmp_path / "run" / "events.jsonl").read_text().splitlines()[-1])["seq"]
 
     async def run_before(pilot):
-        await pilot.pause(0.5)
-        await pilot.app.workers.wait_for_complete()
         screen = pilot.app.screen
-        # every event applied, the GPUs read and the log drawn: states, not a guess at the time
-        await wait_until(pilot, lambda: screen.view.last_seq == last and screen.query_one("#gpus").reading is not None
+        screen.gpu_timer.pause()  # GPU readings are taken below, two as the references show
+        panel = screen.query_one("#gpus")
+        await pilot.app.workers.wait_for_complete()
+        await wait_until(pilot, lambda: panel.reading is not None)
+        if gpu == "one" and len(panel.history.get(0, ())) < 2:
+            screen.poll_gpus()
+            await wait_until(pilot, lambda: len(panel.history.get(0, ())) >= 2)
+        # every event applied and the log drawn: states, not a guess at the time
+        await wait_until(pilot, lambda: screen.view.last_seq == last
                          and len(screen.query_one("#log").lines) >= len(screen.view.log) > 0)
         await pilot.pause(0.3)
 

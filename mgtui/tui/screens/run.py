@@ -77,7 +77,7 @@ class RunScreen(Screen):
         self.drain()
         self.set_interval(self.poll_s, self.drain)
         self.poll_gpus()
-        self.set_interval(1.0, self.poll_gpus)
+        self.gpu_timer = self.set_interval(1.0, self.poll_gpus)
 
     # --- events: drained in batches on a timer, so the UI never waits on the engine -----------
     def drain(self) -> None:
