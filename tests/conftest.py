@@ -14,6 +14,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One OpenMP thread for the tiny model's CPU training (inherited by every engine the tests start):
+# on a busy 2-core machine torch's threads spin at each barrier waiting for a descheduled peer, and
+# a step took 2.7 s instead of 0.1 s beside one busy loop per core.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True)

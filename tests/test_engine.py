@@ -113,7 +113,10 @@ def test_stop_mid_run_saves_then_resume_continues_the_step_count(tmp_path, tiny_
     flags = ["train", "--base-model", str(tiny_model), "--dataset", str(data), "--output-dir", str(tmp_path / "run"),
              "--max-steps", "120", "--batch-size", "2", "--gradient-accumulation-steps", "1", "--save-steps", "1000",
              "--max-seq-length", "64"]
-    proc = subprocess.Popen([sys.executable, "-m", "mgtui", *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl+C reaches the command as at a terminal, however pytest was started (a shell's background
+    # job ignores SIGINT, and its children inherit that)
+    proc = subprocess.Popen([sys.executable, "-m", "mgtui", *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     run_dir = tmp_path / "run"
     wait_for(lambda: any(e["type"] == "log" and e["step"] >= 3 for e in events(run_dir)) if run_dir.exists() else False)
     proc.send_signal(signal.SIGINT)  # Ctrl+C in the foreground command
