@@ -125,6 +125,33 @@ def build_model(key: str, dest: Path, tokenizer_dir: Path) -> Path:
     return dest
 
 
+def check_adapters(arch: str, runs: list[Path]) -> dict[str, Any]:
+    """Each smoke run's adapter loads onto its architecture: PEFT takes every tensor (none missing,
+    none unexpected), and the trained lora_B matrices (zero at init) are not zero after loading."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cuda = cuda_available()
+    config = AutoConfig.from_pretrained(arch)
+    with torch.device("cuda" if cuda else "cpu"):
+        base = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16 if cuda else torch.float32)
+    result: dict[str, Any] = {}
+    for run in runs:
+        if not (run / "adapter_config.json").exists():
+            result[run.name] = {"loads": False, "why": "no adapter_config.json"}
+            continue
+        try:
+            model = PeftModel.from_pretrained(base, str(run))
+            b = [p for n, p in model.named_parameters() if "lora_B" in n]
+            trained = sum(1 for p in b if bool(p.detach().abs().sum() > 0))
+            result[run.name] = {"loads": bool(b) and trained == len(b), "lora_B": len(b), "lora_B_trained": trained}
+            base = model.unload()
+        except Exception as e:  # reported, not raised: one bad adapter must not hide the others
+            result[run.name] = {"loads": False, "why": f"{type(e).__name__}: {str(e)[:300]}"}
+    return result
+
+
 def write_text_data(path: Path, rows: int, tokens: int, seed: int = 0) -> Path:
     """Rows longer than `tokens` of the demo tokenizer, so every sequence is full length."""
     rnd = random.Random(seed)
@@ -173,6 +200,11 @@ def smoke(label: str, flags: list[str], model: Path | None, data: Path, work: Pa
         failed = last[0] if last and last[0]["type"] == "failed" else None
     keep = ("state", "final_loss", "steps", "train_steps_per_s", "peak_reserved_gb", "peak_allocated_gb",
             "peak_nvml_gb", "estimate_gb", "backend", "device", "substitutions")
+    keep_dir = rows.path.parent / "runs" / label  # the run's own record, without its weights
+    keep_dir.mkdir(parents=True, exist_ok=True)
+    for f in out.glob("*"):
+        if f.is_file() and f.suffix in (".json", ".jsonl", ".log", ".toml"):
+            shutil.copy2(f, keep_dir / f.name)
     rows.add({"kind": "smoke", "label": label, "exit": code, "seconds": round(time.time() - t0, 1),
               "summary": {k: summary.get(k) for k in keep} if summary else None, "failed": failed,
               "log_tail": tail if code != 0 else None})
@@ -330,12 +362,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=None, help="models, data and runs (default: OUT/work)")
     ap.add_argument("--archs", default=",".join(ARCHS), help="comma list; CPU mode uses the tiny model")
     ap.add_argument("--steps", type=int, default=6, help="steps per calibration point")
+    ap.add_argument("--smoke-arch", default=None, help="architecture of the smoke runs (default: the first of --archs)")
+    ap.add_argument("--smoke-steps", type=int, default=24)
+    ap.add_argument("--smoke-seq", type=int, default=2048)
+    ap.add_argument("--check", nargs="+", default=None, help=argparse.SUPPRESS)  # ARCH_DIR RUN_DIR...
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)  # JSON: one calibration process
     ap.add_argument("--build", nargs=3, default=None, help=argparse.SUPPRESS)  # KEY DEST TOKENIZER_DIR
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.build:
         build_model(args.build[0], Path(args.build[1]), Path(args.build[2]))
+        return 0
+    if args.check:
+        print("ADAPTERS " + json.dumps(check_adapters(args.check[0], [Path(r) for r in args.check[1:]])))
         return 0
     if args.child:
         job = json.loads(args.child)
@@ -354,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = Rows(args.out / f"{slug(info['name'])}.jsonl", {"gpu": info, "versions": versions()})
     tokenizer_dir = build_tiny_llama(work / "tiny-llama")
     archs = ["tiny"] if cpu else [a.strip() for a in args.archs.split(",") if a.strip()]
-    seq_smoke, steps_smoke = (64, 3) if cpu else (1024, 12)
+    seq_smoke, steps_smoke = (64, 3) if cpu else (args.smoke_seq, args.smoke_steps)
+    smoke_arch = "tiny" if cpu else (args.smoke_arch or archs[0])
     data = write_text_data(work / "full-length.jsonl", rows=64, tokens=(128 if cpu else 4096))
 
     def left() -> float:
@@ -368,8 +408,8 @@ def main(argv: list[str] | None = None) -> int:
         return dest
 
     t0 = time.time()
-    first = build(archs[0])
-    rows.add({"kind": "built", "arch": archs[0], "seconds": round(time.time() - t0, 1)})
+    first = build(smoke_arch)
+    rows.add({"kind": "built", "arch": smoke_arch, "seconds": round(time.time() - t0, 1)})
     cost = 0.0  # the slowest smoke run so far: what the next one may take
     for label, flags in [*SMOKE, ("demo", [])]:
         if left() < cost * 1.3 + 10:
@@ -379,6 +419,20 @@ def main(argv: list[str] | None = None) -> int:
         smoke(label, list(flags), None if label == "demo" else first, data, work, rows, steps_smoke, seq_smoke,
               timeout=max(min(left() - 10, 240 if not cpu else 600), 1))
         cost = max(cost, time.time() - t)
+    done = [work / "runs" / label for label, _ in SMOKE if (work / "runs" / label / "summary.json").exists()]
+    if done and left() > 60:
+        t = time.time()
+        try:
+            chk = subprocess.run([sys.executable, __file__, "--check", str(first), *map(str, done)], capture_output=True,
+                                 text=True, timeout=max(min(left() - 30, 300), 1))
+            found = [ln for ln in chk.stdout.splitlines() if ln.startswith("ADAPTERS ")]
+            rows.add({"kind": "adapters", "arch": smoke_arch, "seconds": round(time.time() - t, 1),
+                      "result": json.loads(found[-1][9:]) if found else None,
+                      "log_tail": None if found else (chk.stdout + chk.stderr)[-1500:]})
+        except subprocess.TimeoutExpired:
+            rows.add({"kind": "note", "message": "deadline: adapter check cut off"})
+    if smoke_arch not in archs and not cpu:
+        shutil.rmtree(first, ignore_errors=True)
 
     jobs_left = 3 * len(archs)
     for arch in archs:
@@ -390,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         except (subprocess.SubprocessError, OSError) as e:
             rows.add({"kind": "note", "message": f"{arch} not built: {e}"})
             continue
-        if arch != archs[0]:
+        if arch != smoke_arch:
             rows.add({"kind": "built", "arch": arch, "seconds": round(time.time() - t, 1)})
         for precision in (4, 8, 16):
             if left() < 30:
@@ -412,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
                 tail = out_b.decode(errors="replace") if isinstance(out_b, bytes) else str(out_b)
                 rows.add({"kind": "note", "message": f"deadline: {arch} {precision}-bit cut off", "log_tail": tail[-1500:]})
         if not cpu:  # 16 GB a model: keep the disk for the next
-            shutil.rmtree(work / "models" / arch, ignore_errors=True) if arch != archs[0] else None
+            shutil.rmtree(work / "models" / arch, ignore_errors=True)
     rows.add({"kind": "end", "seconds": round(time.time() - t0, 1)})
     print(f"rows: {rows.path}")
     return 0

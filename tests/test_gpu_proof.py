@@ -28,6 +28,12 @@ def test_the_proof_runs_its_whole_flow_on_the_tiny_model(tmp_path):
     for r in smoke.values():
         assert r["exit"] == 0 and r["summary"]["state"] == "done", r
     assert any("4-bit → 32-bit" in s for s in smoke["default"]["summary"]["substitutions"])
+    adapters = next(r for r in rows if r["kind"] == "adapters")["result"]
+    assert set(adapters) == {label for label, _ in SMOKE}
+    assert all(a["loads"] and a["lora_B"] > 0 for a in adapters.values()), adapters
+    kept = tmp_path / "runs" / "default"  # each run's record comes back with the rows, not its weights
+    assert (kept / "summary.json").exists() and (kept / "events.jsonl").exists()
+    assert not list(kept.glob("*.safetensors"))
     calibration = [r for r in rows if r["kind"] == "calibration"]
     assert len(calibration) == 3 * len(grid(cpu=True))  # every point, at 4, 8 and 16 bits
     for r in calibration:
