@@ -51,11 +51,11 @@ sys.path.insert(0, str(ROOT))
 
 ARCHS = {"llama-3.2-1b": "meta-llama/Llama-3.2-1B", "llama-3.1-8b": "meta-llama/Llama-3.1-8B",
          "qwen2.5-7b": "Qwen/Qwen2.5-7B", "mistral-7b": "mistralai/Mistral-7B-v0.3"}
-SMOKE = [  # (label, flags) on the first architecture
+SMOKE = [  # (label, flags) on the smoke architecture; the fallback second, so Unsloth and it meet in one call
     ("default", []),
-    ("8bit-r32-rslora", ["--load-in-8bit", "--lora-r", "32", "--use-rslora", "--optim", "adamw_torch"]),
-    ("quality-r64", ["--quality-mode", "--lora-r", "64"]),
     ("transformers-4bit", ["--env", "MGTUI_BACKEND=transformers"]),
+    ("quality-r64", ["--quality-mode", "--lora-r", "64"]),
+    ("8bit-r32-rslora", ["--load-in-8bit", "--lora-r", "32", "--use-rslora", "--optim", "adamw_torch"]),
 ]
 
 
@@ -174,7 +174,8 @@ def smoke(label: str, flags: list[str], model: Path | None, data: Path, work: Pa
         flags = flags[:i] + flags[i + 2:]
     out = work / "runs" / label
     base = ["--preset", "demo"] if model is None else ["--base-model", str(model), "--dataset", str(data),
-                                                        "--max-seq-length", str(seq), "--batch-size", "2"]
+                                                        "--max-seq-length", str(seq), "--batch-size", "2",
+                                                        "--gradient-accumulation-steps", "1"]
     cmd = [sys.executable, "-m", "mgtui", "train", *base, "--output-dir", str(out), "--max-steps", str(steps),
            "--save-steps", "1000", "--logging-steps", "1", "--force", *flags]
     t0 = time.time()
@@ -203,7 +204,7 @@ def smoke(label: str, flags: list[str], model: Path | None, data: Path, work: Pa
     keep_dir = rows.path.parent / "runs" / label  # the run's own record, without its weights
     keep_dir.mkdir(parents=True, exist_ok=True)
     for f in out.glob("*"):
-        if f.is_file() and f.suffix in (".json", ".jsonl", ".log", ".toml"):
+        if f.name in ("summary.json", "events.jsonl", "train.log", "settings.toml", "adapter_config.json"):
             shutil.copy2(f, keep_dir / f.name)
     rows.add({"kind": "smoke", "label": label, "exit": code, "seconds": round(time.time() - t0, 1),
               "summary": {k: summary.get(k) for k in keep} if summary else None, "failed": failed,

@@ -20,4 +20,6 @@ python3 benchmarks/gpu_proof.py --budget-s $(( budget - spent )) --out "$OUT" --
 touch "$OUT/.stop"; wait
 python3 benchmarks/nvml_vs_smi.py --out "$OUT/nvml_vs_smi.jsonl" --summary > "$OUT/nvml_vs_smi.summary.json" 2>&1
 rm -f "$OUT/.stop"
+# Few files come back from the lent machine: the runs' records travel as one archive.
+[ -d "$OUT/runs" ] && tar czf "$OUT/runs.tgz" -C "$OUT" runs && rm -rf "$OUT/runs"
 tail -c 3000 "$OUT/import.txt"; tail -n 40 "$OUT/proof.log"; cat "$OUT/nvml_vs_smi.summary.json"
