@@ -28,6 +28,7 @@ class GpuSample:
     power_limit_w: float | None = None
     sm_clock_mhz: int | None = None
     process_memory: dict[int, int] = field(default_factory=dict)  # pid -> bytes
+    memory_reserved: int = 0  # bytes the driver keeps for itself: no process can have them
     capability: tuple[int, int] | None = None  # CUDA compute capability, (8, 0) for an A100
 
     def used_by(self, pids: set[int]) -> int:
@@ -35,7 +36,7 @@ class GpuSample:
 
     def available_gib(self, own_pids: set[int] = frozenset()) -> float:
         """Total minus what other processes hold: what a new run can plan on."""
-        return (self.memory_total - (self.memory_used - self.used_by(set(own_pids)))) / GIB
+        return (self.memory_total - self.memory_reserved - (self.memory_used - self.used_by(set(own_pids)))) / GIB
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,10 @@ class NvmlSource:
                 return None
 
         name = get(nv.nvmlDeviceGetName) or f"GPU {i}"
-        mem = get(nv.nvmlDeviceGetMemoryInfo)
+        # v2 splits the driver's reservation out of "used", as nvidia-smi does (on an H200, 0.6 GiB
+        # that v1 counts as used); drivers before 510 only answer v1.
+        v2 = getattr(nv, "nvmlMemory_v2", None)
+        mem = (get(nv.nvmlDeviceGetMemoryInfo, v2) if v2 else None) or get(nv.nvmlDeviceGetMemoryInfo)
         util = get(nv.nvmlDeviceGetUtilizationRates)
         procs: dict[int, int] = {}
         for p in (get(nv.nvmlDeviceGetComputeRunningProcesses) or []):
@@ -123,6 +127,7 @@ class NvmlSource:
             name=name.decode() if isinstance(name, bytes) else str(name),
             memory_total=mem.total if mem else 0,
             memory_used=mem.used if mem else 0,
+            memory_reserved=getattr(mem, "reserved", 0) if mem else 0,
             utilization=util.gpu if util else None,
             temperature=get(nv.nvmlDeviceGetTemperature, 0),  # NVML_TEMPERATURE_GPU
             power_w=get(nv.nvmlDeviceGetPowerUsage, scale=1000),

@@ -12,6 +12,7 @@ import textwrap
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from engine_helpers import events, settings, write_dataset
@@ -288,3 +289,61 @@ def test_the_demo_on_cuda_trains_16_bit_on_transformers():
     assert any("demo" in s for s in plan.substitutions)
     assert plan_for(demo, cuda=False).precision == 32  # unchanged on the CPU
 
+
+
+class _FakeNvml:
+    """pynvml's calls as an H200's driver answers them (figures from the lent H200, driver 580)."""
+
+    nvmlMemory_v2 = 0x02000028
+
+    def __init__(self, v2: bool = True) -> None:
+        self.v2 = v2
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
+        return i
+
+    def nvmlDeviceGetName(self, h: int) -> str:
+        return "NVIDIA H200"
+
+    def nvmlDeviceGetMemoryInfo(self, h: int, version: int | None = None) -> Any:
+        mib = 2**20
+        if version:
+            if not self.v2:
+                raise RuntimeError("Function Not Found")  # drivers before 510
+            return SimpleNamespace(total=143771 * mib, reserved=615 * mib, used=7000 * mib,
+                                   free=(143771 - 615 - 7000) * mib)
+        return SimpleNamespace(total=143771 * mib, used=7615 * mib, free=(143771 - 7615) * mib)
+
+    def nvmlDeviceGetUtilizationRates(self, h: int) -> Any:
+        return SimpleNamespace(gpu=97)
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h: int) -> list[Any]:
+        return []
+
+    def nvmlDeviceGetTemperature(self, h: int, sensor: int) -> int:
+        return 41
+
+    def nvmlDeviceGetPowerUsage(self, h: int) -> int:
+        return 512_000
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, h: int) -> int:
+        return 700_000
+
+    def nvmlDeviceGetClockInfo(self, h: int, clock: int) -> int:
+        return 1980
+
+    def nvmlDeviceGetCudaComputeCapability(self, h: int) -> tuple[int, int]:
+        return (9, 0)
+
+
+def test_memory_used_is_nvidia_smis_figure_and_the_reservation_is_never_available():
+    """On the H200 NVML's v1 "used" ran 0.6 GiB above nvidia-smi's memory.used: the driver's
+    reservation. v2 separates it; neither figure may offer it to a run."""
+    from mgtui.gpu import NvmlSource
+
+    g = NvmlSource._sample(_FakeNvml(), 0)
+    assert g.memory_used == 7000 * 2**20 and g.memory_reserved == 615 * 2**20
+    assert g.utilization == 97 and g.power_w == 512 and g.capability == (9, 0)
+    old = NvmlSource._sample(_FakeNvml(v2=False), 0)  # an old driver: v1, reservation inside "used"
+    assert old.memory_used == 7615 * 2**20 and old.memory_reserved == 0
+    assert g.available_gib() == pytest.approx(old.available_gib()) == pytest.approx((143771 - 7615) / 1024)
