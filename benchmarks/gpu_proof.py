@@ -199,7 +199,7 @@ def smoke(label: str, flags: list[str], model: Path | None, data: Path, work: Pa
 
         last = list(read_events(out / "events.jsonl"))[-1:]
         failed = last[0] if last and last[0]["type"] == "failed" else None
-    keep = ("state", "final_loss", "steps", "train_steps_per_s", "peak_reserved_gb", "peak_allocated_gb",
+    keep = ("state", "final_loss", "steps", "train_steps_per_s", "steady_steps_per_s", "steady_tokens_per_s", "peak_reserved_gb", "peak_allocated_gb",
             "peak_nvml_gb", "estimate_gb", "backend", "device", "substitutions")
     keep_dir = rows.path.parent / "runs" / label  # the run's own record, without its weights
     keep_dir.mkdir(parents=True, exist_ok=True)

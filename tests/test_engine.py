@@ -84,6 +84,10 @@ def test_run_directory_adapter_and_event_log(tmp_path, tiny_model, monkeypatch):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["steps"] == 12 and summary["final_loss"] == pytest.approx(evs[-1]["final_loss"])
     assert {"torch", "transformers", "trl", "peft", "unsloth"} <= set(summary["versions"])
+    # The sustained speed leaves out the first step's warm-up, and agrees with the logged rates.
+    logs = [e for e in evs if e["type"] == "log"]
+    assert summary["steady_steps_per_s"] == pytest.approx(11 / (logs[-1]["t"] - logs[0]["t"]), rel=0.05)
+    assert summary["steady_tokens_per_s"] > 0
     assert rundir.run_state(run_dir).state == "done"
     # No secret from the environment is written anywhere in the run directory.
     for f in run_dir.rglob("*"):

@@ -328,6 +328,7 @@ def _train(res: Resolved, run_dir: Path, resume: bool, ev, stop: threading.Event
         "runtime_s": round(time.time() - t0, 2),
         "train_runtime_s": metrics.get("train_runtime"),
         "train_steps_per_s": metrics.get("train_steps_per_second"),
+        **cb.steady(),  # without the first step's warm-up: what the run sustains
         **peak,  # torch's reserved and allocated peaks, and the process as nvidia-smi shows it
         "estimate_gb": estimate,
         "backend": plan.backend,
