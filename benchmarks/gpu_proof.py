@@ -6,7 +6,7 @@ On a GPU box with the project installed:
     uv run python benchmarks/gpu_proof.py --budget-s 3000
 
 On the lent offline GPU machine (bare image, no uv; ../shared/gpu/README.md). Here, once:
-`../shared/gpu/build-kit`; then, with `carry: [".gpu-kit"]`, from the project root there:
+`benchmarks/gpu_kit.sh`; then, with `carry: [".gpu-kit"]`, from the project root there:
 
     export PYTHONPATH=$PWD/.gpu-kit/site:$PWD HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1; \
     python3 benchmarks/gpu_proof.py --budget-s 480 --out "$OUT"
