@@ -66,7 +66,7 @@ def cuda_available() -> bool:
 
 
 def gpu_info() -> dict[str, Any]:
-    from mgtui.gpu import NvmlSource
+    from mgtui.nvml import NvmlSource
 
     reading = NvmlSource().read()
     if not cuda_available() or not reading.gpus:
@@ -242,7 +242,7 @@ def calibrate_child(model: Path, arch: str, precision: int, data: Path, configs:
 
     from mgtui.estimate import lookup
     from mgtui.estimate.advisor import estimate_settings
-    from mgtui.gpu import NvmlSource, process_gpu_bytes
+    from mgtui.nvml import NvmlSource, process_gpu_bytes
     from mgtui.train.backends import load_model, plan_for
 
     plan = plan_for(first, booted.cuda, 1, booted.capabilities, booted.unsloth_broken)

@@ -75,7 +75,7 @@ def main() -> int:
     if args.summary:
         print(json.dumps(summary(args.out)))
         return 0
-    from mgtui.gpu import NvmlSource
+    from mgtui.nvml import NvmlSource
 
     source = NvmlSource()
     end = time.time() + args.seconds

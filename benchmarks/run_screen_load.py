@@ -43,7 +43,7 @@ print(n)
 async def run(seconds: float, rate: int) -> dict:
     from textual.binding import Binding
 
-    from mgtui.gpu import FixedSource, GpuReading
+    from mgtui.nvml import FixedSource, GpuReading
     from mgtui.tui.app import MgApp
 
     tmp = Path(tempfile.mkdtemp())

@@ -1,6 +1,6 @@
 """Can this machine's torch train on its NVIDIA GPUs? Decided before any model loads.
 
-Pure: the facts come from NVML (`gpu.py`), from torch's `version.py` read as text (the UI never
+Pure: the facts come from NVML (`nvml.py`), from torch's `version.py` read as text (the UI never
 imports torch) and, in the training process, from torch itself. A GPU box whose torch cannot
 reach its cards must fail here, with the fix, rather than train on the CPU for days.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
-from .gpu import GpuReading
+from .nvml import GpuReading
 
 TORCH_INSTALL = "https://pytorch.org/get-started/locally/"
 

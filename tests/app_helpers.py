@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mgtui.gpu import FixedSource, GpuReading, GpuSample
+from mgtui.nvml import FixedSource, GpuReading, GpuSample
 
 GIB = 1024**3
 NO_GPU = FixedSource(GpuReading(error="no NVIDIA GPU found"))

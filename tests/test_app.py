@@ -9,7 +9,7 @@ from textual import events
 
 from app_helpers import NO_GPU, one_gpu, settle, type_into
 from mgtui import presets
-from mgtui.gpu import FixedSource, GpuReading
+from mgtui.nvml import FixedSource, GpuReading
 from mgtui.tui.app import MgApp
 from mgtui.tui.screens.form import FormScreen
 
@@ -287,7 +287,7 @@ async def test_copy_command_uses_the_clipboard():
 
 
 async def test_a_gpu_box_whose_torch_cant_use_its_cards_is_shown_and_start_refused():
-    from mgtui.gpu import GpuSample
+    from mgtui.nvml import GpuSample
 
     old_driver = FixedSource(GpuReading((GpuSample(0, "Tesla T4", 16 * 2**30, 2**30, capability=(7, 5)),), None,
                                         "535.104.05", "12.2"))

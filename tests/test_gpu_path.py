@@ -22,13 +22,13 @@ from mgtui.cuda_check import CudaFacts, DeviceError, bf16_capable, c_compiler, p
 from mgtui.estimate import lookup
 from mgtui.estimate.archs import BUILTIN_MODEL
 from mgtui.estimate.memory import Inputs, estimate
-from mgtui.gpu import FixedSource, GpuReading, GpuSample, process_gpu_bytes
+from mgtui.nvml import FixedSource, GpuReading, GpuSample, process_gpu_bytes
 from mgtui.runs import rundir
 from mgtui.runs.launch import LaunchError, engine_env, start
 from mgtui.runs.view import RunView
 from mgtui.settings import resolve
 from mgtui.train import worker
-from mgtui.train.backends import Plan, adopt_model_dtype, plan_for, sft_kwargs, unsloth_kwargs
+from mgtui.train.backends import RuntimePlan, adopt_model_dtype, plan_for, sft_kwargs, unsloth_kwargs
 
 GIB = 1024**3
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,7 +134,7 @@ def test_effective_trainer_checkpointing(backend, mode, on):
     gc = {"unsloth": "unsloth", "true": True, "false": False}[mode]
     if backend == "transformers" and gc == "unsloth":
         gc = True
-    plan = Plan(backend, "cpu", 32, gc, "adamw_torch")  # the device doesn't enter this choice
+    plan = RuntimePlan(backend, "cpu", 32, gc, "adamw_torch")  # the device doesn't enter this choice
     kw = sft_kwargs(res_(use_gradient_checkpointing=mode), plan, "out", False)
     args = SFTConfig(**{k: v for k, v in kw.items() if v is not None})
     assert args.gradient_checkpointing is on
@@ -146,7 +146,7 @@ def test_eight_bit_on_transformers_checkpoints_reentrantly(precision, reentrant)
     8-bit matmul keeps its input where non-reentrant checkpointing can't free it."""
     from trl import SFTConfig
 
-    plan = Plan("transformers", "cuda", precision, True, "adamw_torch")
+    plan = RuntimePlan("transformers", "cuda", precision, True, "adamw_torch")
     kw = sft_kwargs(res_(), plan, "out", False)
     args = SFTConfig(**{k: v for k, v in kw.items() if v is not None})
     assert args.gradient_checkpointing_kwargs == {"use_reentrant": reentrant}
@@ -203,7 +203,7 @@ def test_unsloth_is_imported_first_in_a_fresh_training_process(tmp_path, tiny_mo
     (rundir_ / rundir.SETTINGS_FILE).write_text(presets.dumps(res, include_paths=True))
     script = textwrap.dedent(f"""
         import sys
-        from mgtui.gpu import FixedSource, GpuReading, GpuSample
+        from mgtui.nvml import FixedSource, GpuReading, GpuSample
         from mgtui.train import worker
         t4 = GpuSample(0, "Tesla T4", 16 * 2**30, 0, capability=(7, 5))
         worker.NvmlSource = lambda: FixedSource(GpuReading((t4,), None, "580.65.06", "13.0"))
@@ -351,7 +351,7 @@ class _FakeNvml:
 def test_memory_used_is_nvidia_smis_figure_and_the_reservation_is_never_available():
     """On the H200 NVML's v1 "used" ran 0.6 GiB above nvidia-smi's memory.used: the driver's
     reservation. v2 separates it; neither figure may offer it to a run."""
-    from mgtui.gpu import NvmlSource
+    from mgtui.nvml import NvmlSource
 
     g = NvmlSource._sample(_FakeNvml(), 0)
     assert g.memory_used == 7000 * 2**20 and g.memory_reserved == 615 * 2**20

@@ -144,7 +144,7 @@ async def test_no_gpu_panel_says_why_and_the_rest_works(tmp_path):
 
 
 async def test_real_nvml_source_never_raises_here():
-    from mgtui.gpu import NvmlSource
+    from mgtui.nvml import NvmlSource
     reading = NvmlSource().read()
     assert reading.gpus or reading.error  # on this machine: no driver, a reason instead of a crash
 

@@ -9,11 +9,11 @@ from .advisor import Step, advise, estimate_settings, inputs_for, max_batch_size
 from .archs import Arch, Lookup, lookup
 from .memory import DEFAULT, Coefficients, Estimate
 
-__all__ = ["Plan", "plan", "Arch", "Lookup", "lookup", "Estimate", "Step", "Coefficients", "DEFAULT"]
+__all__ = ["MemoryPlan", "plan", "Arch", "Lookup", "lookup", "Estimate", "Step", "Coefficients", "DEFAULT"]
 
 
 @dataclass(frozen=True)
-class Plan:
+class MemoryPlan:
     """Everything the VRAM panel and `model-garden estimate` show."""
 
     lookup: Lookup
@@ -29,16 +29,16 @@ class Plan:
 
 
 def plan(res: Resolved, found: Lookup, gpu_gib: float | None, gpu_label: str = "",
-         backend: str = "unsloth", c: Coefficients = DEFAULT, gpu_count: int = 1) -> Plan:
+         backend: str = "unsloth", c: Coefficients = DEFAULT, gpu_count: int = 1) -> MemoryPlan:
     world = res.world_size(gpu_count)
     common = dict(world_size=world, effective_batch=res.effective_batch * world, backend=backend)
     if found.arch is None:
-        return Plan(found, gpu_gib, gpu_label, None, **common)
+        return MemoryPlan(found, gpu_gib, gpu_label, None, **common)
     est = estimate_settings(res, found.arch, gpu_gib, backend, c, gpu_count)
     if gpu_gib is None:
-        return Plan(found, gpu_gib, gpu_label, est, **common)
+        return MemoryPlan(found, gpu_gib, gpu_label, est, **common)
     inp = inputs_for(res, backend, gpu_count)
     steps = tuple(advise(res, found.arch, gpu_gib, backend, c, gpu_count)) if est.state == "over" else ()
     limit = found.max_positions or 131072
-    return Plan(found, gpu_gib, gpu_label, est, steps, max_batch_size(found.arch, inp, gpu_gib, c),
+    return MemoryPlan(found, gpu_gib, gpu_label, est, steps, max_batch_size(found.arch, inp, gpu_gib, c),
                 max_seq_length(found.arch, inp, gpu_gib, c, limit), **common)

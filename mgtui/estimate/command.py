@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import sys
 
-from ..gpu import GpuSource
+from ..nvml import GpuSource
 from ..settings import Resolved
 from . import plan
 from .archs import lookup
-from .gpus import COMMON_GPUS, find_gpu
+from .gpu_catalog import COMMON_GPUS, find_gpu
 
 LABELS = {
     "cuda_context": "CUDA context",
@@ -39,7 +39,7 @@ def gpu_target(gpu_memory: float | None, gpu_name: str | None, source: GpuSource
         if hit is None:
             raise EstimateInputError(f"--gpu-name: unknown GPU {gpu_name!r} (known: {', '.join(COMMON_GPUS)})")
         return hit[1], hit[0]
-    from ..gpu import NvmlSource
+    from ..nvml import NvmlSource
 
     reading = (source or NvmlSource()).read()
     if reading.gpus:
@@ -51,7 +51,7 @@ def gpu_target(gpu_memory: float | None, gpu_name: str | None, source: GpuSource
 def run_estimate(res: Resolved, gpu_memory: float | None, gpu_name: str | None, as_json: bool) -> int:
     from ..backend_choice import planned_backend
     from ..cli import UsageError
-    from ..gpu import NvmlSource, visible_gpu_count
+    from ..nvml import NvmlSource, visible_gpu_count
 
     nvml = NvmlSource()  # NVML starts once for the target and the count
     try:

@@ -12,7 +12,7 @@ from typing import Mapping
 
 from .. import presets
 from ..cuda_check import problems_here
-from ..gpu import FixedSource, GpuSource, NvmlSource, visible_gpu_count
+from ..nvml import FixedSource, GpuSource, NvmlSource, visible_gpu_count
 from ..settings import Resolved
 from . import rundir
 from .registry import register

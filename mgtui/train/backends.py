@@ -16,7 +16,7 @@ from ..settings import Resolved
 
 
 @dataclass
-class Plan:
+class RuntimePlan:
     """What will actually run, after fitting the settings to this machine."""
 
     backend: str  # "unsloth" | "transformers"
@@ -32,7 +32,7 @@ class Plan:
 
 
 def plan_for(res: Resolved, cuda: bool, world_size: int = 1,
-             capabilities: list[tuple[int, int]] | None = None, unsloth_broken: str | None = None) -> Plan:
+             capabilities: list[tuple[int, int]] | None = None, unsloth_broken: str | None = None) -> RuntimePlan:
     """`capabilities`: the compute capability of every GPU the run uses (CUDA only);
     `unsloth_broken`: why importing Unsloth failed, if it did."""
     subs: list[str] = []
@@ -59,11 +59,11 @@ def plan_for(res: Resolved, cuda: bool, world_size: int = 1,
     if gc == "unsloth" and backend != "unsloth":
         subs.append("use_gradient_checkpointing: unsloth → true (offloaded checkpointing needs the Unsloth backend)")
         gc = True
-    return Plan(backend, "cuda" if cuda else "cpu", precision, gc, optim, world_size, subs,
+    return RuntimePlan(backend, "cuda" if cuda else "cpu", precision, gc, optim, world_size, subs,
                 bf16=cuda and bf16_capable(list(capabilities or [])))
 
 
-def adopt_model_dtype(plan: Plan, model: Any) -> None:
+def adopt_model_dtype(plan: RuntimePlan, model: Any) -> None:
     """Unsloth picks the model's dtype itself (fp16 below compute capability 8) and its trainer
     refuses bf16 flags on a float16 model: train in the dtype it chose."""
     cfg = getattr(model, "config", None)
@@ -73,7 +73,7 @@ def adopt_model_dtype(plan: Plan, model: Any) -> None:
     plan.bf16 = str(dtype).endswith("bfloat16")
 
 
-def model_kwargs(res: Resolved, plan: Plan, device_map: Any) -> dict[str, Any]:
+def model_kwargs(res: Resolved, plan: RuntimePlan, device_map: Any) -> dict[str, Any]:
     """from_pretrained arguments for the Transformers backend."""
     import torch
 
@@ -94,7 +94,7 @@ def model_kwargs(res: Resolved, plan: Plan, device_map: Any) -> dict[str, Any]:
     return kw
 
 
-def unsloth_kwargs(res: Resolved, plan: Plan, local_rank: int = 0) -> dict[str, Any]:
+def unsloth_kwargs(res: Resolved, plan: RuntimePlan, local_rank: int = 0) -> dict[str, Any]:
     """FastLanguageModel.from_pretrained arguments. The whole model goes on the run's own GPU:
     Unsloth's default planner would split it across visible cards or refuse (DeviceMapInfeasible),
     where a model too big for one card should be a plain out-of-memory with advice."""
@@ -122,7 +122,7 @@ def lora_kwargs(res: Resolved) -> dict[str, Any]:
     }
 
 
-def sft_kwargs(res: Resolved, plan: Plan, output_dir: str, has_eval: bool) -> dict[str, Any]:
+def sft_kwargs(res: Resolved, plan: RuntimePlan, output_dir: str, has_eval: bool) -> dict[str, Any]:
     """SFTConfig (TrainingArguments) arguments."""
     mixed = plan.device == "cuda" and plan.precision != 32
     kw: dict[str, Any] = {
@@ -168,7 +168,7 @@ def sft_kwargs(res: Resolved, plan: Plan, output_dir: str, has_eval: bool) -> di
     return kw
 
 
-def load_model(res: Resolved, plan: Plan, local_rank: int):
+def load_model(res: Resolved, plan: RuntimePlan, local_rank: int):
     """(model with LoRA adapters, tokenizer) for the chosen backend."""
     if plan.backend == "unsloth":
         from unsloth import FastLanguageModel

@@ -24,7 +24,7 @@ from ..backend_choice import choose_backend
 from ..cuda_check import CudaFacts, DeviceError, problems, requested_indices, torch_build
 from ..data.scan import DatasetError, scan
 from ..estimate.archs import BUILTIN_MODEL
-from ..gpu import GpuSource, NvmlSource, process_gpu_bytes
+from ..nvml import GpuSource, NvmlSource, process_gpu_bytes
 from ..runs import rundir
 from ..runs.events import EVENTS_FILE, EventWriter
 from ..settings import Resolved, resolve

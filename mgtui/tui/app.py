@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from .. import presets
-from ..gpu import GpuSource, NvmlSource
+from ..nvml import GpuSource, NvmlSource
 from ..runs import launch, rundir
 from ..runs.registry import list_runs
 from ..settings import Resolved
@@ -155,9 +155,9 @@ class MgApp(App):
             yield SystemCommand("Save preset", "Save the form as a preset (ctrl+s)", screen.action_save_preset)
             yield SystemCommand("Copy command line", "model-garden train … to the clipboard (ctrl+y)",
                                 screen.action_copy_command)
-            yield SystemCommand("Choose GPU target", "Plan for a detected or common GPU (ctrl+g)", screen.action_pick_gpu)
+            yield SystemCommand("Choose GPU target", "Plan for a detected or common GPU (ctrl+g)", screen.action_pick_planning_card)
             yield SystemCommand("Choose GPUs to train on", "Tick detected GPUs (enter on the gpus field)",
-                                screen.action_pick_gpus)
+                                screen.action_pick_training_gpus)
             yield SystemCommand("Toggle quality mode", "16-bit, checkpointing true, adamw_torch (ctrl+t)",
                                 screen.action_toggle_quality)
             if screen.plan:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rich.text import Text
 from textual import on, work
@@ -19,10 +19,10 @@ from textual.widgets import Checkbox, Footer, Header, Input, Label, Select, Stat
 from ... import presets
 from ...backend_choice import planned_backend
 from ...cuda_check import problems_here, torch_build
-from ...estimate import Lookup, Plan, lookup, plan
-from ...estimate.gpus import COMMON_GPUS
+from ...estimate import Lookup, MemoryPlan, lookup, plan
+from ...estimate.gpu_catalog import COMMON_GPUS
 from ...form_model import FormModel
-from ...gpu import GpuReading, GpuSample
+from ...nvml import GpuReading, GpuSample
 from ...runs import rundir
 from ...settings import BY_NAME, GROUPS, SETTINGS, Resolved
 from ..widgets.dataset import DatasetPanel
@@ -42,7 +42,7 @@ class FormScreen(Screen):
         Binding("ctrl+o", "load_preset", "Load"),
         Binding("ctrl+s", "save_preset", "Save"),
         Binding("ctrl+y", "copy_command", "Copy"),
-        Binding("ctrl+g", "pick_gpu", "GPU"),
+        Binding("ctrl+g", "pick_planning_card", "GPU"),
         Binding("ctrl+t", "toggle_quality", "Quality"),
         *[Binding(f"alt+{i}", f"advise({i})", f"Apply step {i}", show=False) for i in range(1, 7)],
     ]
@@ -53,7 +53,7 @@ class FormScreen(Screen):
         self.target = target  # (label, GiB) chosen by flag or picker; None = the detected GPU
         self.gpus: GpuReading | None = None
         self.found: Lookup | None = None
-        self.plan: Plan | None = None
+        self.plan: MemoryPlan | None = None
         self._debounce_timers: dict[str, Timer] = {}
         self.groups: list[FieldGroup] = []
         self._deferred: list[FieldGroup] = []
@@ -117,11 +117,11 @@ class FormScreen(Screen):
         found = problems_here(self.gpus, self.model.value("gpus"))
         return found[0] if found else None
 
-    def _debounce(self, key: str, delay: float, work) -> None:
-        """Run `work` once typing pauses for `delay` seconds (a new call restarts the wait)."""
+    def _debounce(self, key: str, delay: float, callback: Callable[[], object]) -> None:
+        """Run `callback` once typing pauses for `delay` seconds (a new call restarts the wait)."""
         if key in self._debounce_timers:
             self._debounce_timers[key].stop()
-        self._debounce_timers[key] = self.set_timer(max(delay, 0.01), work)
+        self._debounce_timers[key] = self.set_timer(max(delay, 0.01), callback)
 
     def schedule_lookup(self, delay: float = 0.4) -> None:
         self._debounce("lookup", delay, self._lookup)
@@ -295,7 +295,7 @@ class FormScreen(Screen):
         return planned_backend(res["base_model"], res.world_size(gpus), gpus)
 
     @on(Input.Submitted, "#i-gpus")
-    def action_pick_gpus(self) -> None:
+    def action_pick_training_gpus(self) -> None:
         """Enter on the GPUs field: tick the detected GPUs to train on."""
         found = self.detected
         if not found:
@@ -341,7 +341,7 @@ class FormScreen(Screen):
         self.app.copy_to_clipboard(shlex.join(self.model.resolved.command_line()))
         self.notify("Command copied (OSC 52: works over SSH in most terminals)")
 
-    def action_pick_gpu(self) -> None:
+    def action_pick_planning_card(self) -> None:
         options: list[tuple[str, str]] = []
         for g in self.detected:
             options.append((f"gpu:{g.index}", f"GPU {g.index}: {g.name} · {g.available_gib():.1f} GB free"))

@@ -22,7 +22,7 @@ from ...runs.launch import request_stop
 from ...runs.registry import mark_seen
 from ...runs.view import RunView, fmt_duration
 from ..widgets.charts import LossChart
-from ..widgets.gpus import GpuPanel
+from ..widgets.gpu_gauges import GpuPanel
 from ..widgets.vram import bar
 from .modals import Choice, confirm
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
-from ...estimate import Plan
+from ...estimate import MemoryPlan
 
 SHORT = {
     "cuda_context": "context", "base_weights": "weights", "lora_weights": "lora", "gradients": "grads",
@@ -21,7 +21,7 @@ def bar(fraction: float, width: int, style: str) -> Text:
     return Text("█" * filled, style=style) + Text("░" * (width - filled), style="dim")
 
 
-def render_plan(p: Plan | None, width: int = 32, pending: str = "") -> Text:
+def render_plan(p: MemoryPlan | None, width: int = 32, pending: str = "") -> Text:
     t = Text()
     if p is None:
         return Text(pending or "waiting for valid settings", style="dim")
@@ -72,10 +72,10 @@ class VramPanel(Widget):
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
-        self.plan: Plan | None = None
+        self.plan: MemoryPlan | None = None
         self.pending = ""
 
-    def show(self, p: Plan | None, pending: str = "") -> None:
+    def show(self, p: MemoryPlan | None, pending: str = "") -> None:
         self.plan, self.pending = p, pending
         self.refresh(layout=True)
 

@@ -8,7 +8,7 @@ from collections import deque
 from rich.text import Text
 from textual.widget import Widget
 
-from ...gpu import GIB, GpuReading, GpuSample
+from ...nvml import GIB, GpuReading, GpuSample
 from .vram import bar
 
 SPARK = "▁▂▃▄▅▆▇█"
