@@ -71,7 +71,8 @@ def key_latencies(preset: Path, home: str, keys: int = 30) -> list[float]:
             t = time.perf_counter()
             os.write(master, mark.encode())
             # Each key is a character new to the screen: a late frame for an earlier key can't pass for it.
-            read_until(lambda s: mark.encode() in s)
+            key = mark.encode()
+            read_until(lambda s, key=key: key in s)
             out.append(time.perf_counter() - t)
             time.sleep(0.1)
         return out

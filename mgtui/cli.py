@@ -13,13 +13,8 @@ import sys
 from typing import Any, NoReturn, Sequence
 
 from . import presets
+from .errors import EXIT_OK, EXIT_STOPPED, EXIT_USAGE, UsageError
 from .settings import SETTINGS, Resolved, Setting, SettingError, resolve
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 130
-
-
-class UsageError(Exception):
-    """Bad input from the user: one line, exit 2."""
 
 
 class Parser(argparse.ArgumentParser):

@@ -111,7 +111,7 @@ def _fmt(x: float) -> str:
 
 
 S = Setting
-M, L, P, O, OUT, ADV = GROUPS
+M, L, P, OPT, OUT, ADV = GROUPS
 # fmt: off
 SETTINGS: tuple[Setting, ...] = (
     S("base_model", str, "unsloth/llama-3.1-8b-bnb-4bit", "Hub name or local directory of the base model", M),
@@ -139,16 +139,16 @@ SETTINGS: tuple[Setting, ...] = (
     S("batch_size", int, 2, "Sequences per device per step", P, min=1, max=4096),
     S("gradient_accumulation_steps", int, 4, "Steps accumulated per optimizer update (effective batch = batch × this)", P, min=1, max=4096),
 
-    S("epochs", float, 3.0, "Passes over the dataset (ignored when max_steps > 0)", O, min=0.01, max=1000),
-    S("max_steps", int, 0, "Stop after this many optimizer steps (0 = use epochs)", O, min=0),
-    S("learning_rate", float, 2e-4, "Peak learning rate", O, min=1e-9, max=1.0),
-    S("optim", str, "adamw_8bit", "adamw_8bit least memory; adamw_torch better convergence; fused fastest", O,
+    S("epochs", float, 3.0, "Passes over the dataset (ignored when max_steps > 0)", OPT, min=0.01, max=1000),
+    S("max_steps", int, 0, "Stop after this many optimizer steps (0 = use epochs)", OPT, min=0),
+    S("learning_rate", float, 2e-4, "Peak learning rate", OPT, min=1e-9, max=1.0),
+    S("optim", str, "adamw_8bit", "adamw_8bit least memory; adamw_torch better convergence; fused fastest", OPT,
       choices=("adamw_8bit", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit")),
-    S("lr_scheduler_type", str, "linear", "How the learning rate changes over training", O,
+    S("lr_scheduler_type", str, "linear", "How the learning rate changes over training", OPT,
       choices=("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")),
-    S("warmup_steps", int, 5, "Steps of linear warm-up from 0 to the learning rate", O, min=0),
-    S("weight_decay", float, 0.01, "AdamW weight decay", O, min=0.0, max=1.0),
-    S("seed", int, 3407, "Random seed for adapters, shuffling and dropout", O, min=0, max=2**32 - 1),
+    S("warmup_steps", int, 5, "Steps of linear warm-up from 0 to the learning rate", OPT, min=0),
+    S("weight_decay", float, 0.01, "AdamW weight decay", OPT, min=0.0, max=1.0),
+    S("seed", int, 3407, "Random seed for adapters, shuffling and dropout", OPT, min=0, max=2**32 - 1),
 
     S("output_dir", str, "outputs", "Run directory: adapter, checkpoints, event log, summary", OUT, path=True),
     S("logging_steps", int, 1, "Log loss and learning rate every N steps", OUT, min=1),

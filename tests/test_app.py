@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from app_helpers import NO_GPU, one_gpu, settle, type_into
 from textual import events
 
-from app_helpers import NO_GPU, one_gpu, settle, type_into
 from mgtui import presets
 from mgtui.nvml import FixedSource, GpuReading
 from mgtui.tui.app import MgApp

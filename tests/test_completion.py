@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from app_helpers import NO_GPU, settle
+
 from mgtui.completion import complete_dataset, complete_directory, complete_model, hub_cached
 from mgtui.tui.app import MgApp
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from engine_helpers import events, wait_for, write_dataset
+
 from mgtui.runs import rundir
 
 
@@ -143,4 +143,4 @@ def test_a_crash_is_explained_by_this_runs_log_not_the_previous_one(tmp_path):
     with (tmp_path / rundir.LOG_FILE).open("a") as f:
         f.write("torch.distributed.elastic: rendezvous failed: address already in use\n")
     assert cause(tmp_path, 1) == "rank 1 died (exit status 130)"  # what it said before: the old run's
-    assert cause(tmp_path, 1, offset) == "the engine exited with status 1 without a last word"
+    assert cause(tmp_path, 1, offset) == "the engine ended with exit status 1 without a last word"

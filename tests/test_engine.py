@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from engine_helpers import events, losses, settings, wait_for, write_dataset
+
 from mgtui.cli import main
 from mgtui.runs import launch, rundir
 from mgtui.train import worker
@@ -43,8 +43,8 @@ def test_each_format_trains_and_the_loss_falls(tmp_path, tiny_model, fmt, respon
 def test_responses_only_masks_the_prompt(tiny_model):
     from transformers import AutoTokenizer
 
-    from mgtui.train.datasets import tokenize_rows
     from mgtui.settings import resolve
+    from mgtui.train.datasets import tokenize_rows
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     res = resolve([{"train_on_responses_only": True, "dataset": "x"}])
@@ -201,7 +201,7 @@ def test_occupied_output_directory_is_refused(tmp_path, capsys, tiny_model):
 
 
 @pytest.mark.parametrize("command, expected", [
-    ("import sys; sys.exit(3)", "exited with status 3 without a last word"),
+    ("import sys; sys.exit(3)", "ended with exit status 3 without a last word"),
     ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "killed by signal SIGKILL"),
 ])
 def test_supervisor_gives_a_resumed_run_that_dies_its_last_word(tmp_path, command, expected):

@@ -18,7 +18,7 @@ import pytest
 from engine_helpers import events, settings, write_dataset
 
 from mgtui import backend_choice
-from mgtui.cuda_check import CudaFacts, DeviceError, bf16_capable, c_compiler, problems
+from mgtui.cuda_check import CudaFacts, bf16_capable, c_compiler, problems
 from mgtui.estimate import lookup
 from mgtui.estimate.archs import BUILTIN_MODEL
 from mgtui.estimate.memory import Inputs, estimate

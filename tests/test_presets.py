@@ -140,6 +140,7 @@ def test_no_secrets_in_presets(tmp_path, monkeypatch):
 
 def test_builtin_presets_ship_in_the_wheel():
     import re
+
     from conftest import ROOT
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert re.search(r'"presets" = "mgtui/_builtin_presets"', pyproject)

@@ -16,10 +16,10 @@ import threading
 import time
 from pathlib import Path
 
-
 from app_helpers import NO_GPU, settle
 from conftest import ROOT
 from engine_helpers import events, wait_for, write_dataset
+
 from mgtui.runs import rundir
 from mgtui.tui.app import MgApp
 from mgtui.tui.screens.form import FormScreen

@@ -6,8 +6,8 @@ import re
 import tomllib
 
 import pytest
-
 from conftest import ROOT
+
 from mgtui.cli import main
 from mgtui.settings import DEFAULTS, SETTINGS, SettingError, resolve
 

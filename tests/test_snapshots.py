@@ -9,9 +9,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from app_helpers import NO_GPU, one_gpu, settle
 from conftest import ROOT
+
 from mgtui.tui.app import MgApp
 
 SIZES = [(80, 24), (120, 40)]

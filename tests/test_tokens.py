@@ -6,9 +6,9 @@ import json
 import shutil
 
 import pytest
-
 from app_helpers import NO_GPU, settle, type_into
 from engine_helpers import write_dataset
+
 from mgtui.data.scan import scan
 from mgtui.data.tokens import counter_for, find_tokenizer, length_stats
 from mgtui.estimate.archs import builtin_model_dir

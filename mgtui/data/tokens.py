@@ -10,8 +10,8 @@ import math
 import os
 import sys
 from bisect import bisect_right
-from itertools import islice
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any, Callable
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from ..errors import UsageError
 from ..nvml import GpuSource
 from ..settings import Resolved
 from . import plan
@@ -50,7 +51,6 @@ def gpu_target(gpu_memory: float | None, gpu_name: str | None, source: GpuSource
 
 def run_estimate(res: Resolved, gpu_memory: float | None, gpu_name: str | None, as_json: bool) -> int:
     from ..backend_choice import planned_backend
-    from ..cli import UsageError
     from ..nvml import NvmlSource, visible_gpu_count
 
     nvml = NvmlSource()  # NVML starts once for the target and the count

@@ -71,9 +71,9 @@ class EventWriter:
             last = event.get("seq", last)
         return last + 1
 
-    def emit(self, type: str, **fields: Any) -> dict[str, Any]:
+    def emit(self, event_type: str, **fields: Any) -> dict[str, Any]:
         with self._seq_lock:
-            event = {"v": SCHEMA_VERSION, "seq": self._seq, "t": round(time.time(), 3), "type": type, **fields}
+            event = {"v": SCHEMA_VERSION, "seq": self._seq, "t": round(time.time(), 3), "type": event_type, **fields}
             self._seq += 1
         self._q.put(event)
         return event

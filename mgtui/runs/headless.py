@@ -7,7 +7,6 @@ Exit codes: 0 done, 1 failed, 2 bad input, 130 stopped.
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
 from pathlib import Path
@@ -15,13 +14,12 @@ from typing import Any, TextIO
 
 from ..data.scan import DatasetError, scan
 from ..data.tokens import check_chat_rows
+from ..errors import EXIT_FAILED, EXIT_FOR_STATE, EXIT_OK, EXIT_STOPPED, EXIT_USAGE, UsageError, how_it_ended
 from ..settings import Resolved
 from .events import EVENTS_FILE, INPUT_KINDS, EventFollower
 from .launch import LaunchError, request_stop, start
 from .rundir import LOG_FILE
 from .view import describe, fmt_duration
-
-EXIT = {"done": 0, "stopped": 130, "failed": 1}
 
 
 def progress_line(e: dict[str, Any], width: int = 20) -> str:
@@ -59,30 +57,29 @@ def follow(run_dir: Path, proc, display: Display, offset: int = 0, poll: float =
         try:
             for e in follower.read_new():
                 display.show(e)
-                if e["type"] in EXIT:
+                if e["type"] in EXIT_FOR_STATE:
                     proc.wait()
-                    return 2 if e.get("kind") in INPUT_KINDS else EXIT[e["type"]]
+                    return EXIT_USAGE if e.get("kind") in INPUT_KINDS else EXIT_FOR_STATE[e["type"]]
             code = proc.poll()
             if code is not None:
                 for e in follower.read_new():
                     display.show(e)
-                    if e["type"] in EXIT:
-                        return 2 if e.get("kind") in INPUT_KINDS else EXIT[e["type"]]
-                how = f"signal {signal.Signals(-code).name}" if code < 0 else f"status {code}"
-                display.out.write(f"\nfailed: the engine exited with {how} without a last word; see {run_dir / LOG_FILE}\n")
-                return 1
+                    if e["type"] in EXIT_FOR_STATE:
+                        return EXIT_USAGE if e.get("kind") in INPUT_KINDS else EXIT_FOR_STATE[e["type"]]
+                display.out.write(f"\nfailed: the engine ended with {how_it_ended(code)} without a last word; "
+                                  f"see {run_dir / LOG_FILE}\n")
+                return EXIT_FAILED
             time.sleep(poll)
         except KeyboardInterrupt:
             if stopping:  # a second Ctrl+C: stop waiting; the engine still saves and exits
                 display.out.write("\nleft the engine to finish its step and save\n")
-                return 130
+                return EXIT_STOPPED
             stopping = True
             display.out.write("\nstopping after the current step (Ctrl+C again to stop waiting)...\n")
             request_stop(run_dir)
 
 
 def train_headless(res: Resolved, force: bool = False, detach: bool = False) -> int:
-    from ..cli import UsageError
 
     try:
         report = scan(res["dataset"], res["dataset_format"])  # bad data: exit 2 before anything starts
@@ -96,12 +93,12 @@ def train_headless(res: Resolved, force: bool = False, detach: bool = False) -> 
         print(f"moved the previous run aside to {moved}", file=sys.stderr)
     if detach:
         print(f"started pid {proc.pid}; follow with: mgtui attach {run_dir}")
-        return 0
+        return EXIT_OK
     if res["node_rank"] > 0:
         print(f"node {res['node_rank']} of {res['nnodes']}: joined the run at {res['master_addr']}:{res['master_port']}; "
               "its progress and files are on node 0")
         try:
-            return 0 if proc.wait() == 0 else 1
+            return EXIT_OK if proc.wait() == 0 else EXIT_FAILED
         except KeyboardInterrupt:
-            return 130
+            return EXIT_STOPPED
     return follow(run_dir, proc, Display(sys.stdout), offset)

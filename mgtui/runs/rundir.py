@@ -82,8 +82,8 @@ def run_state(path: Path) -> RunState:
     info = read_json(path / RUN_FILE)
     pid = info.get("pid")
     last = None
-    for last in read_events(path / EVENTS_FILE):
-        pass
+    for event in read_events(path / EVENTS_FILE):
+        last = event
     if info.get("state") == "running" and pid_alive(pid):
         state = "running"  # checked first: a resumed run's log still ends with its last stop
     elif last and last.get("type") in TERMINAL:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..errors import how_it_ended
 from . import rundir
 from .events import EVENTS_FILE, TERMINAL, EventFollower, EventWriter, read_events
 
@@ -58,15 +59,14 @@ def cause(run_dir: Path, code: int, log_offset: int = 0) -> str:
         error = run_dir / RANK_ERROR.format(rank=rank)
         if error.exists():
             return f"rank {rank} failed: {error.read_text(errors='replace').strip()[:300]}"
-        how = f"signal {signal.Signals(-exitcode).name}" if exitcode < 0 else f"exit status {exitcode}"
-        return f"rank {rank} died ({how})"
+        return f"rank {rank} died ({how_it_ended(exitcode)})"
     errors = sorted(run_dir.glob("rank-*.error"))
     if errors:
         rank = errors[0].name.split("-")[1].split(".")[0]
         return f"rank {rank} failed: {errors[0].read_text(errors='replace').strip()[:300]}"
     if code < 0:
-        return f"the engine was killed by signal {signal.Signals(-code).name}"
-    return f"the engine exited with status {code} without a last word"
+        return f"the engine was killed by {how_it_ended(code)}"
+    return f"the engine ended with {how_it_ended(code)} without a last word"
 
 
 def main(argv: list[str] | None = None) -> int:

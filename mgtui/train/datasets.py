@@ -15,6 +15,7 @@ from ..data.templates import pick_template, refused
 from ..data.tokens import length_stats
 from ..settings import Resolved
 
+
 def load_rows(res: Resolved) -> tuple[str, list[dict[str, Any]]]:
     """(format, rows), checked. Local sources through data/scan.py; Hub names through `datasets`."""
     source, fmt = res["dataset"], res["dataset_format"]

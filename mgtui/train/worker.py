@@ -23,13 +23,13 @@ from .. import presets
 from ..backend_choice import choose_backend
 from ..cuda_check import CudaFacts, DeviceError, problems, requested_indices, torch_build
 from ..data.scan import DatasetError, scan
+from ..errors import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, EXIT_USAGE
 from ..estimate.archs import BUILTIN_MODEL
 from ..nvml import GpuSource, NvmlSource, process_gpu_bytes
 from ..runs import rundir
 from ..runs.events import EVENTS_FILE, EventWriter
 from ..settings import Resolved, resolve
 
-EXIT_DONE, EXIT_FAILED, EXIT_INPUT, EXIT_STOPPED = 0, 1, 2, 130
 LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "unsloth", "datasets")
 
 
@@ -41,8 +41,8 @@ def load_settings(run_dir: Path) -> Resolved:
 class _Quiet:
     """What ranks other than 0 emit to: nothing."""
 
-    def emit(self, type: str, **fields: Any) -> dict[str, Any]:
-        return {"type": type, **fields}
+    def emit(self, event_type: str, **fields: Any) -> dict[str, Any]:
+        return {"type": event_type, **fields}
 
     def close(self, timeout: float = 0) -> None:
         pass
@@ -199,7 +199,7 @@ def run(run_dir: Path, resume: bool = False) -> int:
     except (DatasetError, DeviceError) as e:
         ev.emit("failed", kind="input" if isinstance(e, DatasetError) else "device", message=str(e), step=state["step"])
         _rank_error(run_dir, rank, world, str(e))
-        code = EXIT_INPUT
+        code = EXIT_USAGE
     except Exception as e:
         import torch
 
@@ -223,7 +223,7 @@ def run(run_dir: Path, resume: bool = False) -> int:
     finally:
         ev.close()
     if rank == 0:
-        rundir.mark_state(run_dir, {EXIT_DONE: "done", EXIT_STOPPED: "stopped"}.get(code, "failed"))
+        rundir.mark_state(run_dir, {EXIT_OK: "done", EXIT_STOPPED: "stopped"}.get(code, "failed"))
     return code
 
 
@@ -347,7 +347,7 @@ def _train(res: Resolved, run_dir: Path, resume: bool, ev, stop: threading.Event
         ev.emit("stopped", **end, checkpoint=str(last) if last else None)
         return EXIT_STOPPED
     ev.emit("done", **end)
-    return EXIT_DONE
+    return EXIT_OK
 
 
 def _restore_cpu_n_storages() -> None:

@@ -12,6 +12,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from .. import presets
+from ..errors import UsageError
 from ..nvml import GpuSource, NvmlSource
 from ..runs import launch, rundir
 from ..runs.registry import list_runs
@@ -172,7 +173,6 @@ class MgApp(App):
 
 def run_app(preset: str | None = None, gpu_memory: float | None = None, gpu_name: str | None = None,
             attach: str | None = None) -> int:
-    from ..cli import UsageError
     from ..estimate.command import EstimateInputError, gpu_target
 
     chosen: dict[str, Any] = {}

@@ -4,7 +4,6 @@ after a dropped SSH session and a finished run all take the same path."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, RichLog, Sparkline, Static
 
+from ...errors import how_it_ended
 from ...runs import rundir
 from ...runs.events import EVENTS_FILE, EventFollower
 from ...runs.launch import request_stop
@@ -98,7 +98,7 @@ class RunScreen(Screen):
             code = self.proc.poll()
             if code is None:
                 return False
-            how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+            how = how_it_ended(code)
         else:
             info = rundir.read_json(self.run_dir / rundir.RUN_FILE)
             if info.get("state") == "resuming" or rundir.pid_alive(info.get("pid")):
