@@ -43,7 +43,7 @@ MARK = "§"
 TARGET_RATIO = 1.5
 
 # The floor: what any Textual app with an input costs here. Its label doubles as the "drawn" sign.
-BARE_APP = '''\
+BARE_APP = """\
 from textual.app import App
 from textual.widgets import Footer, Input, Label
 
@@ -57,7 +57,7 @@ class Bare(App):
 
 if __name__ == "__main__":
     Bare().run()
-'''
+"""
 
 
 def one_run(argv: list[str], drawn: bytes, env: dict[str, str]) -> float:
@@ -88,8 +88,12 @@ def one_run(argv: list[str], drawn: bytes, env: dict[str, str]) -> float:
 
 
 def summary(samples: list[float]) -> dict[str, float]:
-    return {"median_s": round(statistics.median(samples), 3), "min_s": round(min(samples), 3),
-            "max_s": round(max(samples), 3), "runs": len(samples)}
+    return {
+        "median_s": round(statistics.median(samples), 3),
+        "min_s": round(min(samples), 3),
+        "max_s": round(max(samples), 3),
+        "runs": len(samples),
+    }
 
 
 def textual_has_bytecode() -> bool:
@@ -145,8 +149,10 @@ def main() -> None:
     print(json.dumps(result, indent=2))
     ratio = later["ratio"]
     assert isinstance(ratio, float)
-    print("PASS" if ratio <= TARGET_RATIO else "FAIL",
-          f"(target: later launches, median mgtui <= {TARGET_RATIO}x the bare app's, same run: {ratio}x)")
+    print(
+        "PASS" if ratio <= TARGET_RATIO else "FAIL",
+        f"(target: later launches, median mgtui <= {TARGET_RATIO}x the bare app's, same run: {ratio}x)",
+    )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,10 @@ def write_data(path: Path, rows: int = 20000) -> None:
     with path.open("w") as f:
         for _ in range(rows):
             q = " ".join(random.choices(WORDS, k=random.randint(20, 400)))
-            f.write(json.dumps({"messages": [{"role": "user", "content": q},
-                                             {"role": "assistant", "content": q[::-1]}]}) + "\n")
+            f.write(
+                json.dumps({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": q[::-1]}]})
+                + "\n"
+            )
 
 
 def key_latencies(preset: Path, home: str, keys: int = 30) -> list[float]:
@@ -47,8 +49,9 @@ def key_latencies(preset: Path, home: str, keys: int = 30) -> list[float]:
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     env = dict(os.environ, TERM="xterm-256color", XDG_CONFIG_HOME=home, XDG_STATE_HOME=home)
     exe = os.path.join(os.path.dirname(sys.executable), "mgtui")
-    proc = subprocess.Popen([exe, "--preset", str(preset)], stdin=slave, stdout=slave, stderr=slave, env=env,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [exe, "--preset", str(preset)], stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
+    )
     os.close(slave)
     seen = b""
 
@@ -89,7 +92,9 @@ def main() -> None:
         write_data(data)
         megabytes = data.stat().st_size / 1e6
         # The count as the app runs it: its own process, one tokenizer thread, low priority.
-        argv, env = count_command(source=str(data), fmt="messages", limit=20000, base_model=str(model), chat_template="")
+        argv, env = count_command(
+            source=str(data), fmt="messages", limit=20000, base_model=str(model), chat_template=""
+        )
         t = time.perf_counter()
         out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
         count_s = time.perf_counter() - t
@@ -100,12 +105,16 @@ def main() -> None:
         plain = Path(tmp) / "plain.toml"  # the same app with no dataset: the baseline
         plain.write_text('schema = 1\ndescription = "no dataset"\n')
         without = key_latencies(plain, tmp)
-    result = {"rows": len(tokens), "megabytes": round(megabytes, 1),
-              "count_s": round(count_s, 2), "keys": len(during),
-              "key_echo_ms_median": round(1000 * statistics.median(during), 1),
-              "key_echo_ms_max": round(1000 * max(during), 1),
-              "no_dataset_key_echo_ms_median": round(1000 * statistics.median(without), 1),
-              "no_dataset_key_echo_ms_max": round(1000 * max(without), 1)}
+    result = {
+        "rows": len(tokens),
+        "megabytes": round(megabytes, 1),
+        "count_s": round(count_s, 2),
+        "keys": len(during),
+        "key_echo_ms_median": round(1000 * statistics.median(during), 1),
+        "key_echo_ms_max": round(1000 * max(during), 1),
+        "no_dataset_key_echo_ms_median": round(1000 * statistics.median(without), 1),
+        "no_dataset_key_echo_ms_max": round(1000 * max(without), 1),
+    }
     print(json.dumps(result, indent=2))
 
 

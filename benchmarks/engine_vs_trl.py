@@ -19,10 +19,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-SETTINGS = dict(max_seq_length=128, batch_size=8, gradient_accumulation_steps=1, learning_rate=1e-2, warmup_steps=0,
-                logging_steps=1, save_steps=100000, lora_r=8, lora_alpha=16, lr_scheduler_type="constant")
+SETTINGS = dict(
+    max_seq_length=128,
+    batch_size=8,
+    gradient_accumulation_steps=1,
+    learning_rate=1e-2,
+    warmup_steps=0,
+    logging_steps=1,
+    save_steps=100000,
+    lora_r=8,
+    lora_alpha=16,
+    lr_scheduler_type="constant",
+)
 
-PLAIN_TRL = r'''
+PLAIN_TRL = r"""
 import json, sys
 from datasets import load_dataset
 from peft import LoraConfig
@@ -41,13 +51,25 @@ lora = LoraConfig(task_type="CAUSAL_LM", r=8, lora_alpha=16, lora_dropout=0.0, b
 trainer = SFTTrainer(model=model, args=args, train_dataset=load_dataset("json", data_files=data, split="train"),
                      processing_class=tok, peft_config=lora)
 print(json.dumps(trainer.train().metrics))
-'''
+"""
 
 
 def run_engine(model: Path, data: Path, steps: int, work: Path) -> float:
     out = work / f"engine-{time.time_ns()}"
-    cmd = [sys.executable, "-m", "mgtui", "train", "--base-model", str(model), "--dataset", str(data),
-           "--output-dir", str(out), "--max-steps", str(steps)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mgtui",
+        "train",
+        "--base-model",
+        str(model),
+        "--dataset",
+        str(data),
+        "--output-dir",
+        str(out),
+        "--max-steps",
+        str(steps),
+    ]
     for k, v in SETTINGS.items():
         cmd += ["--" + k.replace("_", "-"), str(v)]
     subprocess.run(cmd, check=True, capture_output=True)
@@ -56,8 +78,12 @@ def run_engine(model: Path, data: Path, steps: int, work: Path) -> float:
 
 def run_plain(model: Path, data: Path, steps: int, work: Path) -> float:
     out = work / f"plain-{time.time_ns()}"
-    p = subprocess.run([sys.executable, "-c", PLAIN_TRL, str(model), str(data), str(out), str(steps)],
-                       check=True, capture_output=True, text=True)
+    p = subprocess.run(
+        [sys.executable, "-c", PLAIN_TRL, str(model), str(data), str(out), str(steps)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(p.stdout.strip().splitlines()[-1])["train_steps_per_second"]
 
 
@@ -88,14 +114,19 @@ def callback_cost(model: Path, data: Path, steps: int, work: Path, rounds: int) 
                 writer = EventWriter(out / "events.jsonl")
                 callbacks = [EventCallback(writer.emit, threading.Event(), report["tokens"]["mean"], 8, cuda=False)]
             kw = {k: v for k, v in sft_kwargs(res, plan, str(out), False).items() if v is not None}
-            trainer = SFTTrainer(model=model_, args=SFTConfig(**kw), train_dataset=ds, processing_class=tok,
-                                 callbacks=callbacks)
+            trainer = SFTTrainer(
+                model=model_, args=SFTConfig(**kw), train_dataset=ds, processing_class=tok, callbacks=callbacks
+            )
             (with_cb if use else without).append(trainer.train().metrics["train_steps_per_second"])
             if writer:
                 writer.close()
-    return {"with_callback": statistics.median(with_cb), "without_callback": statistics.median(without),
-            "ratio": statistics.median(with_cb) / statistics.median(without), "samples_with": with_cb,
-            "samples_without": without}
+    return {
+        "with_callback": statistics.median(with_cb),
+        "without_callback": statistics.median(without),
+        "ratio": statistics.median(with_cb) / statistics.median(without),
+        "samples_with": with_cb,
+        "samples_without": without,
+    }
 
 
 def main() -> None:
@@ -118,10 +149,14 @@ def main() -> None:
         cb = callback_cost(model, data, a.steps, work, a.rounds)
     result = {
         "machine": "CPU, tiny Llama (2 layers, hidden 64), batch 8, max_seq_length 128, LoRA r8",
-        "steps": a.steps, "rounds": a.rounds,
-        "engine_steps_per_s": statistics.median(engine), "plain_trl_steps_per_s": statistics.median(plain),
+        "steps": a.steps,
+        "rounds": a.rounds,
+        "engine_steps_per_s": statistics.median(engine),
+        "plain_trl_steps_per_s": statistics.median(plain),
         "engine_over_plain": statistics.median(engine) / statistics.median(plain),
-        "engine_samples": engine, "plain_samples": plain, "callback": cb,
+        "engine_samples": engine,
+        "plain_samples": plain,
+        "callback": cb,
     }
     print(json.dumps(result, indent=2))
     ok = result["engine_over_plain"] >= 0.98 and cb["ratio"] >= 0.98

@@ -49,8 +49,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-ARCHS = {"llama-3.2-1b": "meta-llama/Llama-3.2-1B", "llama-3.1-8b": "meta-llama/Llama-3.1-8B",
-         "qwen2.5-7b": "Qwen/Qwen2.5-7B", "mistral-7b": "mistralai/Mistral-7B-v0.3"}
+ARCHS = {
+    "llama-3.2-1b": "meta-llama/Llama-3.2-1B",
+    "llama-3.1-8b": "meta-llama/Llama-3.1-8B",
+    "qwen2.5-7b": "Qwen/Qwen2.5-7B",
+    "mistral-7b": "mistralai/Mistral-7B-v0.3",
+}
 SMOKE = [  # (label, flags) on the smoke architecture; the fallback second, so Unsloth and it meet in one call
     ("default", []),
     ("transformers-4bit", ["--env", "MGTUI_BACKEND=transformers"]),
@@ -74,9 +78,14 @@ def gpu_info() -> dict[str, Any]:
     import torch
 
     g = reading.gpus[0]  # from NVML: this process starts no CUDA context of its own
-    return {"name": g.name, "total_gb": round(g.memory_total / 2**30, 3),
-            "capability": list(g.capability) if g.capability else None, "driver": reading.driver_version,
-            "driver_cuda": reading.driver_cuda, "torch_cuda": torch.version.cuda}
+    return {
+        "name": g.name,
+        "total_gb": round(g.memory_total / 2**30, 3),
+        "capability": list(g.capability) if g.capability else None,
+        "driver": reading.driver_version,
+        "driver_cuda": reading.driver_cuda,
+        "torch_cuda": torch.version.cuda,
+    }
 
 
 def slug(name: str) -> str:
@@ -109,8 +118,13 @@ def build_model(key: str, dest: Path, tokenizer_dir: Path) -> Path:
     cfg = dict(TINY_LLAMA_CONFIG) if key == "tiny" else dict(next(c for k, _, c in CATALOG if k == key))
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     model_type = cfg.pop("model_type")
-    config = AutoConfig.for_model(model_type, **cfg, bos_token_id=tok.bos_token_id or tok.eos_token_id,
-                                  eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    config = AutoConfig.for_model(
+        model_type,
+        **cfg,
+        bos_token_id=tok.bos_token_id or tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     cuda = cuda_available()
     with torch.device("cuda" if cuda else "cpu"):  # random init on the GPU: seconds, not minutes
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16 if cuda else torch.float32)
@@ -155,8 +169,28 @@ def check_adapters(arch: str, runs: list[Path]) -> dict[str, Any]:
 def write_text_data(path: Path, rows: int, tokens: int, seed: int = 0) -> Path:
     """Rows longer than `tokens` of the demo tokenizer, so every sequence is full length."""
     rnd = random.Random(seed)
-    words = ["model", "garden", "train", "adapter", "memory", "the", "of", "loss", "token", "answer", "question",
-             "gradient", "layer", "batch", "sequence", "learning", "rate", "quantized", "weights", "and"]
+    words = [
+        "model",
+        "garden",
+        "train",
+        "adapter",
+        "memory",
+        "the",
+        "of",
+        "loss",
+        "token",
+        "answer",
+        "question",
+        "gradient",
+        "layer",
+        "batch",
+        "sequence",
+        "learning",
+        "rate",
+        "quantized",
+        "weights",
+        "and",
+    ]
     with path.open("w", encoding="utf-8") as f:
         for _ in range(rows):
             f.write(json.dumps({"text": " ".join(rnd.choice(words) for _ in range(tokens))}) + "\n")
@@ -164,20 +198,57 @@ def write_text_data(path: Path, rows: int, tokens: int, seed: int = 0) -> Path:
 
 
 # --- smoke runs: the whole engine, as a user starts it --------------------------------------
-def smoke(label: str, flags: list[str], model: Path | None, data: Path, work: Path, rows: Rows,
-          steps: int, seq: int, timeout: float) -> None:
+def smoke(
+    label: str,
+    flags: list[str],
+    model: Path | None,
+    data: Path,
+    work: Path,
+    rows: Rows,
+    steps: int,
+    seq: int,
+    timeout: float,
+) -> None:
     env = dict(os.environ)
     while "--env" in flags:
         i = flags.index("--env")
         k, v = flags[i + 1].split("=", 1)
         env[k] = v
-        flags = flags[:i] + flags[i + 2:]
+        flags = flags[:i] + flags[i + 2 :]
     out = work / "runs" / label
-    base = ["--preset", "demo"] if model is None else ["--base-model", str(model), "--dataset", str(data),
-                                                        "--max-seq-length", str(seq), "--batch-size", "2",
-                                                        "--gradient-accumulation-steps", "1"]
-    cmd = [sys.executable, "-m", "mgtui", "train", *base, "--output-dir", str(out), "--max-steps", str(steps),
-           "--save-steps", "1000", "--logging-steps", "1", "--force", *flags]
+    base = (
+        ["--preset", "demo"]
+        if model is None
+        else [
+            "--base-model",
+            str(model),
+            "--dataset",
+            str(data),
+            "--max-seq-length",
+            str(seq),
+            "--batch-size",
+            "2",
+            "--gradient-accumulation-steps",
+            "1",
+        ]
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "mgtui",
+        "train",
+        *base,
+        "--output-dir",
+        str(out),
+        "--max-steps",
+        str(steps),
+        "--save-steps",
+        "1000",
+        "--logging-steps",
+        "1",
+        "--force",
+        *flags,
+    ]
     t0 = time.time()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
@@ -199,16 +270,37 @@ def smoke(label: str, flags: list[str], model: Path | None, data: Path, work: Pa
 
         last = list(read_events(out / "events.jsonl"))[-1:]
         failed = last[0] if last and last[0]["type"] == "failed" else None
-    keep = ("state", "final_loss", "steps", "train_steps_per_s", "steady_steps_per_s", "steady_tokens_per_s", "peak_reserved_gb", "peak_allocated_gb",
-            "peak_nvml_gb", "estimate_gb", "backend", "device", "substitutions")
+    keep = (
+        "state",
+        "final_loss",
+        "steps",
+        "train_steps_per_s",
+        "steady_steps_per_s",
+        "steady_tokens_per_s",
+        "peak_reserved_gb",
+        "peak_allocated_gb",
+        "peak_nvml_gb",
+        "estimate_gb",
+        "backend",
+        "device",
+        "substitutions",
+    )
     keep_dir = rows.path.parent / "runs" / label  # the run's own record, without its weights
     keep_dir.mkdir(parents=True, exist_ok=True)
     for f in out.glob("*"):
         if f.name in ("summary.json", "events.jsonl", "train.log", "settings.toml", "adapter_config.json"):
             shutil.copy2(f, keep_dir / f.name)
-    rows.add({"kind": "smoke", "label": label, "exit": code, "seconds": round(time.time() - t0, 1),
-              "summary": {k: summary.get(k) for k in keep} if summary else None, "failed": failed,
-              "log_tail": tail if code != 0 else None})
+    rows.add(
+        {
+            "kind": "smoke",
+            "label": label,
+            "exit": code,
+            "seconds": round(time.time() - t0, 1),
+            "summary": {k: summary.get(k) for k in keep} if summary else None,
+            "failed": failed,
+            "log_tail": tail if code != 0 else None,
+        }
+    )
 
 
 # --- calibration: one process per architecture and precision --------------------------------
@@ -219,21 +311,44 @@ def grid(cpu: bool) -> list[dict[str, Any]]:
         shape = dict(lora_r=[4, 8], gc=["true", "false"], optim=["adamw_torch"], batch=[1, 2], seq=[64])
     else:
         shape = dict(lora_r=[16, 64], gc=["unsloth", "false"], optim=["adamw_8bit"], batch=[1, 4], seq=[512, 2048])
-    return [dict(lora_r=r, use_gradient_checkpointing=g, optim=o, batch_size=b, max_seq_length=s)
-            for r, g, o, b, s in product(shape["lora_r"], shape["gc"], shape["optim"], shape["batch"], shape["seq"])]
+    return [
+        dict(lora_r=r, use_gradient_checkpointing=g, optim=o, batch_size=b, max_seq_length=s)
+        for r, g, o, b, s in product(shape["lora_r"], shape["gc"], shape["optim"], shape["batch"], shape["seq"])
+    ]
 
 
-def calibrate_child(model: Path, arch: str, precision: int, data: Path, configs: list[dict[str, Any]],
-                    rows: Rows, deadline: float, steps: int) -> None:
+def calibrate_child(
+    model: Path,
+    arch: str,
+    precision: int,
+    data: Path,
+    configs: list[dict[str, Any]],
+    rows: Rows,
+    deadline: float,
+    steps: int,
+) -> None:
     """Load the model once at this precision; measure each configuration."""
     from mgtui.settings import resolve
     from mgtui.train import worker
 
     def settings(cfg: dict[str, Any]):
         flags = {"load_in_8bit": precision == 8, "load_in_16bit": precision == 16}
-        return resolve([{"base_model": str(model), "dataset": str(data), "output_dir": "unused", "max_steps": steps,
-                         "logging_steps": 1, "save_steps": 10_000, "lora_alpha": 2 * cfg["lora_r"],
-                         "gradient_accumulation_steps": 1, **flags, **cfg}])
+        return resolve(
+            [
+                {
+                    "base_model": str(model),
+                    "dataset": str(data),
+                    "output_dir": "unused",
+                    "max_steps": steps,
+                    "logging_steps": 1,
+                    "save_steps": 10_000,
+                    "lora_alpha": 2 * cfg["lora_r"],
+                    "gradient_accumulation_steps": 1,
+                    **flags,
+                    **cfg,
+                }
+            ]
+        )
 
     # Unsloth fixes max_seq_length at load and caps every trainer at it: load at the longest.
     first = settings({**configs[0], "max_seq_length": max(c["max_seq_length"] for c in configs)})
@@ -259,9 +374,17 @@ def calibrate_child(model: Path, arch: str, precision: int, data: Path, configs:
             return
         res = settings(cfg)
         plan = plan_for(res, booted.cuda, 1, booted.capabilities, booted.unsloth_broken)
-        row: dict[str, Any] = {"kind": "calibration", "arch": arch, "precision": precision, "backend": plan.backend,
-                               "device": plan.device, "effective_precision": plan.precision,
-                               "checkpointing_effective": str(plan.checkpointing), "load_s": load_s, **cfg}
+        row: dict[str, Any] = {
+            "kind": "calibration",
+            "arch": arch,
+            "precision": precision,
+            "backend": plan.backend,
+            "device": plan.device,
+            "effective_precision": plan.precision,
+            "checkpointing_effective": str(plan.checkpointing),
+            "load_s": load_s,
+            **cfg,
+        }
         est = estimate_settings(res, arch_found, total, plan.backend) if arch_found else None
         if est:
             row.update(estimate_gb=round(est.peak_gib, 3), breakdown={k: round(v, 3) for k, v in est.breakdown.items()})
@@ -273,10 +396,12 @@ def calibrate_child(model: Path, arch: str, precision: int, data: Path, configs:
             row["stage"] = "train"
             row.update(measure(model_obj, tok, res, plan, nvml, process_gpu_bytes))
         except Exception as e:  # one configuration failing (OOM included) must not end the grid
-            row.update(error=f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}",
-                       oom=worker.is_oom(e))
-            broken = "reattach" in row.get("stage", "") or (not row["oom"] and ("CUDA error" in str(e)
-                                                                                or type(e).__name__ == "AcceleratorError"))
+            row.update(
+                error=f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}", oom=worker.is_oom(e)
+            )
+            broken = "reattach" in row.get("stage", "") or (
+                not row["oom"] and ("CUDA error" in str(e) or type(e).__name__ == "AcceleratorError")
+            )
             if broken:  # the model or the CUDA context can't be trusted for the next points
                 rows.add(row)
                 return
@@ -297,8 +422,9 @@ def reattach(model: Any, res: Any, plan: Any) -> Any:
 
         from mgtui.train.backends import lora_kwargs
 
-        return FastLanguageModel.get_peft_model(base, **lora_kwargs(res), use_gradient_checkpointing=plan.checkpointing,
-                                                random_state=res["seed"])
+        return FastLanguageModel.get_peft_model(
+            base, **lora_kwargs(res), use_gradient_checkpointing=plan.checkpointing, random_state=res["seed"]
+        )
     from peft import LoraConfig, get_peft_model
 
     from mgtui.train.backends import lora_kwargs
@@ -339,20 +465,24 @@ def measure(model: Any, tok: Any, res: Any, plan: Any, nvml: Any, process_gpu_by
     with tempfile.TemporaryDirectory() as tmp:
         kw = {k: v for k, v in sft_kwargs(res, plan, tmp, False).items() if v is not None}
         kw.update(save_strategy="no", report_to=[], logging_steps=10_000)
-        trainer = SFTTrainer(model=model, args=SFTConfig(**kw), train_dataset=train_ds, processing_class=tok,
-                             callbacks=[Clock()])
+        trainer = SFTTrainer(
+            model=model, args=SFTConfig(**kw), train_dataset=train_ds, processing_class=tok, callbacks=[Clock()]
+        )
         trainer.train()
         del trainer
     steps = len(times) - 1
     per_s = steps / (times[-1] - times[0]) if steps > 0 else None
     mean = min(report["tokens"]["mean"], res["max_seq_length"])  # rows are cut to max_seq_length
     tokens = res["batch_size"] * mean
-    return {"steps": len(times), "steps_per_s": round(per_s, 3) if per_s else None,
-            "tokens_per_s": round(per_s * tokens, 1) if per_s else None,
-            "mean_tokens": mean,
-            "peak_reserved_gb": round(torch.cuda.max_memory_reserved() / 2**30, 3) if cuda else None,
-            "peak_allocated_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3) if cuda else None,
-            "peak_nvml_gb": round(nvml_peak[0] / 2**30, 3) if cuda and nvml_peak[0] else None}
+    return {
+        "steps": len(times),
+        "steps_per_s": round(per_s, 3) if per_s else None,
+        "tokens_per_s": round(per_s * tokens, 1) if per_s else None,
+        "mean_tokens": mean,
+        "peak_reserved_gb": round(torch.cuda.max_memory_reserved() / 2**30, 3) if cuda else None,
+        "peak_allocated_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3) if cuda else None,
+        "peak_nvml_gb": round(nvml_peak[0] / 2**30, 3) if cuda and nvml_peak[0] else None,
+    }
 
 
 # --- the whole proof -------------------------------------------------------------------------
@@ -379,8 +509,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.child:
         job = json.loads(args.child)
-        calibrate_child(Path(job["model"]), job["arch"], job["precision"], Path(job["data"]), job["configs"],
-                        Rows(Path(job["rows"]), job["common"]), job["deadline"], args.steps)
+        calibrate_child(
+            Path(job["model"]),
+            job["arch"],
+            job["precision"],
+            Path(job["data"]),
+            job["configs"],
+            Rows(Path(job["rows"]), job["common"]),
+            job["deadline"],
+            args.steps,
+        )
         return 0
 
     deadline = time.time() + args.budget_s - 20  # leave room to write and exit
@@ -404,8 +542,9 @@ def main(argv: list[str] | None = None) -> int:
     def build(key: str) -> Path:
         """In a process of its own: the GPU it initialises on is released when it exits."""
         dest = work / "models" / key
-        subprocess.run([sys.executable, __file__, "--build", key, str(dest), str(tokenizer_dir)], check=True,
-                       timeout=900)  # the first model is needed whatever the budget
+        subprocess.run(
+            [sys.executable, __file__, "--build", key, str(dest), str(tokenizer_dir)], check=True, timeout=900
+        )  # the first model is needed whatever the budget
         return dest
 
     t0 = time.time()
@@ -417,19 +556,38 @@ def main(argv: list[str] | None = None) -> int:
             rows.add({"kind": "note", "message": f"deadline: smoke run {label} not started"})
             break
         t = time.time()
-        smoke(label, list(flags), None if label == "demo" else first, data, work, rows, steps_smoke, seq_smoke,
-              timeout=max(min(left() - 10, 240 if not cpu else 600), 1))
+        smoke(
+            label,
+            list(flags),
+            None if label == "demo" else first,
+            data,
+            work,
+            rows,
+            steps_smoke,
+            seq_smoke,
+            timeout=max(min(left() - 10, 240 if not cpu else 600), 1),
+        )
         cost = max(cost, time.time() - t)
     done = [work / "runs" / label for label, _ in SMOKE if (work / "runs" / label / "summary.json").exists()]
     if done and left() > 60:
         t = time.time()
         try:
-            chk = subprocess.run([sys.executable, __file__, "--check", str(first), *map(str, done)], capture_output=True,
-                                 text=True, timeout=max(min(left() - 30, 300), 1))
+            chk = subprocess.run(
+                [sys.executable, __file__, "--check", str(first), *map(str, done)],
+                capture_output=True,
+                text=True,
+                timeout=max(min(left() - 30, 300), 1),
+            )
             found = [ln for ln in chk.stdout.splitlines() if ln.startswith("ADAPTERS ")]
-            rows.add({"kind": "adapters", "arch": smoke_arch, "seconds": round(time.time() - t, 1),
-                      "result": json.loads(found[-1][9:]) if found else None,
-                      "log_tail": None if found else (chk.stdout + chk.stderr)[-1500:]})
+            rows.add(
+                {
+                    "kind": "adapters",
+                    "arch": smoke_arch,
+                    "seconds": round(time.time() - t, 1),
+                    "result": json.loads(found[-1][9:]) if found else None,
+                    "log_tail": None if found else (chk.stdout + chk.stderr)[-1500:],
+                }
+            )
         except subprocess.TimeoutExpired:
             rows.add({"kind": "note", "message": "deadline: adapter check cut off"})
     if smoke_arch not in archs and not cpu:
@@ -453,19 +611,38 @@ def main(argv: list[str] | None = None) -> int:
                 break
             slice_end = time.time() + left() / max(jobs_left, 1)  # every precision gets its share
             jobs_left -= 1
-            job = {"model": str(model), "arch": arch, "precision": precision, "data": str(data),
-                   "configs": grid(cpu), "rows": str(rows.path), "common": rows.common,
-                   "deadline": (deadline if cpu else slice_end) - 15}
+            job = {
+                "model": str(model),
+                "arch": arch,
+                "precision": precision,
+                "data": str(data),
+                "configs": grid(cpu),
+                "rows": str(rows.path),
+                "common": rows.common,
+                "deadline": (deadline if cpu else slice_end) - 15,
+            }
             try:
-                child = subprocess.run([sys.executable, __file__, "--child", json.dumps(job), "--steps", str(args.steps)],
-                                       timeout=max(left(), 1), capture_output=True, text=True)
+                child = subprocess.run(
+                    [sys.executable, __file__, "--child", json.dumps(job), "--steps", str(args.steps)],
+                    timeout=max(left(), 1),
+                    capture_output=True,
+                    text=True,
+                )
                 if child.returncode != 0:
-                    rows.add({"kind": "child_failed", "arch": arch, "precision": precision,
-                              "log_tail": (child.stdout + child.stderr)[-1500:]})
+                    rows.add(
+                        {
+                            "kind": "child_failed",
+                            "arch": arch,
+                            "precision": precision,
+                            "log_tail": (child.stdout + child.stderr)[-1500:],
+                        }
+                    )
             except subprocess.TimeoutExpired as e:
                 out_b = (e.stdout or b"") + (e.stderr or b"")
                 tail = out_b.decode(errors="replace") if isinstance(out_b, bytes) else str(out_b)
-                rows.add({"kind": "note", "message": f"deadline: {arch} {precision}-bit cut off", "log_tail": tail[-1500:]})
+                rows.add(
+                    {"kind": "note", "message": f"deadline: {arch} {precision}-bit cut off", "log_tail": tail[-1500:]}
+                )
         if not cpu:  # 16 GB a model: keep the disk for the next
             shutil.rmtree(work / "models" / arch, ignore_errors=True)
     rows.add({"kind": "end", "seconds": round(time.time() - t0, 1)})

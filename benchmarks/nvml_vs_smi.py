@@ -25,8 +25,12 @@ QUERY = "utilization.gpu,memory.used,temperature.gpu,power.draw,clocks.sm"
 
 def smi() -> dict[str, float | None] | None:
     try:
-        out = subprocess.run(["nvidia-smi", f"--query-gpu={QUERY}", "--format=csv,noheader,nounits", "-i", "0"],
-                             capture_output=True, text=True, timeout=10).stdout.strip()
+        out = subprocess.run(
+            ["nvidia-smi", f"--query-gpu={QUERY}", "--format=csv,noheader,nounits", "-i", "0"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     if not out:
@@ -47,8 +51,13 @@ def nvml(source: Any) -> dict[str, float | None] | None:
     if not reading.gpus:
         return None
     g = reading.gpus[0]
-    return {"utilization": g.utilization, "memory_used_mib": round(g.memory_used / 2**20, 1),
-            "temperature": g.temperature, "power_w": g.power_w, "sm_clock_mhz": g.sm_clock_mhz}
+    return {
+        "utilization": g.utilization,
+        "memory_used_mib": round(g.memory_used / 2**20, 1),
+        "temperature": g.temperature,
+        "power_w": g.power_w,
+        "sm_clock_mhz": g.sm_clock_mhz,
+    }
 
 
 def summary(path: Path) -> dict[str, Any]:
@@ -60,8 +69,12 @@ def summary(path: Path) -> dict[str, Any]:
             s = r["smi"].get(k)
             if v is not None and s is not None:
                 worst[k] = max(worst.get(k, 0.0), abs(v - s))
-    return {"moments": len(rows), "with_both": len(both), "largest_difference": worst,
-            "busy_moments": sum(1 for r in both if (r["smi"]["utilization"] or 0) > 0)}
+    return {
+        "moments": len(rows),
+        "with_both": len(both),
+        "largest_difference": worst,
+        "busy_moments": sum(1 for r in both if (r["smi"]["utilization"] or 0) > 0),
+    }
 
 
 def main() -> int:
@@ -85,7 +98,9 @@ def main() -> int:
         a = nvml(source)
         b = smi()  # utilisation is averaged over the driver's last sample period: both read the same one
         with args.out.open("a", encoding="utf-8") as f:
-            f.write(json.dumps({"t": round(t, 2), "smi_after_s": round(time.time() - t, 3), "nvml": a, "smi": b}) + "\n")
+            f.write(
+                json.dumps({"t": round(t, 2), "smi_after_s": round(time.time() - t, 3), "nvml": a, "smi": b}) + "\n"
+            )
         time.sleep(max(args.interval - (time.time() - t), 0.1))
     return 0
 

@@ -24,8 +24,11 @@ from mgtui.settings import resolve  # noqa: E402
 
 def records(rows_path: Path) -> list[dict[str, Any]]:
     """Smoke rows with their run's folder: calibration/runs/<anything>/<label> whose summary matches."""
-    runs = {json.loads((d / "events.jsonl").read_text().splitlines()[-1])["t"]: d
-            for d in rows_path.parent.glob("runs/*/*") if (d / "events.jsonl").exists()}
+    runs = {
+        json.loads((d / "events.jsonl").read_text().splitlines()[-1])["t"]: d
+        for d in rows_path.parent.glob("runs/*/*")
+        if (d / "events.jsonl").exists()
+    }
     out = []
     for line in rows_path.read_text().splitlines():
         row = json.loads(line)
@@ -57,8 +60,10 @@ def steady(events_path: Path) -> tuple[float, float] | None:
 def table(paths: list[Path]) -> str:
     from mgtui.estimate import lookup
 
-    lines = ["| Run | Backend | Precision | Steps/s | Tokens/s | Peak (NVML) | Estimate | Error |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| Run | Backend | Precision | Steps/s | Tokens/s | Peak (NVML) | Estimate | Error |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
     for p in paths:
         for r in records(p):
             s = r["summary"]
@@ -72,10 +77,13 @@ def table(paths: list[Path]) -> str:
             sp = steady(r["record"] / "events.jsonl") if r["record"] else None
             measured = s["peak_nvml_gb"]
             err = f"{(est - measured) / measured:+.0%}" if est and measured else "—"
-            lines.append(f"| {r['label']} | {s['backend']} | {precision} | "
-                         f"{sp[0]:.2f} | {sp[1]:,.0f} | {measured:.2f} GB | "
-                         f"{est:.2f} GB | {err} |" if sp and est else f"| {r['label']} | {s['backend']} | | | | "
-                         f"{measured} | {s['estimate_gb']} | |")
+            lines.append(
+                f"| {r['label']} | {s['backend']} | {precision} | "
+                f"{sp[0]:.2f} | {sp[1]:,.0f} | {measured:.2f} GB | "
+                f"{est:.2f} GB | {err} |"
+                if sp and est
+                else f"| {r['label']} | {s['backend']} | | | | {measured} | {s['estimate_gb']} | |"
+            )
     return "\n".join(lines)
 
 

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-WRITER = r'''
+WRITER = r"""
 import json, sys, time
 path, rate, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 n, t0 = 0, time.time()
@@ -37,7 +37,7 @@ with open(path, "a") as f:
         f.write("".join(lines)); f.flush()
         time.sleep(0.005)
 print(n)
-'''
+"""
 
 
 async def run(seconds: float, rate: int) -> dict:
@@ -67,8 +67,9 @@ async def run(seconds: float, rate: int) -> dict:
     latencies: list[float] = []
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause(0.5)
-        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(log), str(rate), str(seconds)],
-                                  stdout=subprocess.PIPE, text=True)
+        writer = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(log), str(rate), str(seconds)], stdout=subprocess.PIPE, text=True
+        )
         while writer.poll() is None:
             app.sent = time.perf_counter()
             await pilot.press("k")
@@ -87,9 +88,13 @@ async def run(seconds: float, rate: int) -> dict:
         "in_order": steps == list(range(1, written + 1)),
         "keys_pressed": len(latencies),
         "keys_answered": app.hits,
-        "key_latency_ms": {"median": statistics.median(latencies) * 1e3, "p99": sorted(latencies)[int(0.99 * len(latencies))] * 1e3,
-                           "max": max(latencies) * 1e3},
-        "rate_per_s": rate, "seconds": seconds,
+        "key_latency_ms": {
+            "median": statistics.median(latencies) * 1e3,
+            "p99": sorted(latencies)[int(0.99 * len(latencies))] * 1e3,
+            "max": max(latencies) * 1e3,
+        },
+        "rate_per_s": rate,
+        "seconds": seconds,
     }
 
 
@@ -100,7 +105,12 @@ def main() -> None:
     a = ap.parse_args()
     r = asyncio.run(run(a.seconds, a.rate))
     print(json.dumps(r, indent=2))
-    ok = r["dropped"] == 0 and r["in_order"] and r["keys_answered"] == r["keys_pressed"] and r["key_latency_ms"]["max"] < 100
+    ok = (
+        r["dropped"] == 0
+        and r["in_order"]
+        and r["keys_answered"] == r["keys_pressed"]
+        and r["key_latency_ms"]["max"] < 100
+    )
     print("PASS" if ok else "FAIL", "(target: no loss point dropped, every key answered within 100 ms)")
 
 

@@ -41,35 +41,59 @@ def add_setting_flags(p: argparse.ArgumentParser) -> None:
         g = groups.get(s.group) or groups.setdefault(s.group, p.add_argument_group(s.group))
         default = "" if s.default == "" else f" (default: {s.default})"
         if s.type is bool:
-            g.add_argument(s.flag, dest=s.name, action=argparse.BooleanOptionalAction,
-                           default=argparse.SUPPRESS, help=s.help + default)
+            g.add_argument(
+                s.flag,
+                dest=s.name,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=s.help + default,
+            )
         else:
             metavar = "{" + ",".join(s.choices) + "}" if s.choices else s.name.upper()
-            g.add_argument(s.flag, dest=s.name, type=_type_for(s), default=argparse.SUPPRESS,
-                           metavar=metavar, help=s.help + default)
+            g.add_argument(
+                s.flag,
+                dest=s.name,
+                type=_type_for(s),
+                default=argparse.SUPPRESS,
+                metavar=metavar,
+                help=s.help + default,
+            )
     p.add_argument("--preset", metavar="NAME|PATH", help="start from a preset; flags override it")
 
 
 def add_gpu_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--gpu-memory", type=float, metavar="GB", help="plan for this much GPU memory instead of the detected GPU")
+    p.add_argument(
+        "--gpu-memory", type=float, metavar="GB", help="plan for this much GPU memory instead of the detected GPU"
+    )
     p.add_argument("--gpu-name", metavar="NAME", help="plan for a common GPU by name, e.g. 'RTX 4090', 'A100 80GB'")
 
 
 def build_parser(prog: str) -> Parser:
-    p = Parser(prog=prog, allow_abbrev=False,
-               description="Configure, run and follow LoRA/QLoRA fine-tuning. No subcommand opens the app.")
+    p = Parser(
+        prog=prog,
+        allow_abbrev=False,
+        description="Configure, run and follow LoRA/QLoRA fine-tuning. No subcommand opens the app.",
+    )
     p.add_argument("--preset", metavar="NAME|PATH", help="open the app with a preset applied")
     add_gpu_flags(p)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
-    t = sub.add_parser("train", help="train headless (or --dry-run to check and print the settings)", allow_abbrev=False)
+    t = sub.add_parser(
+        "train", help="train headless (or --dry-run to check and print the settings)", allow_abbrev=False
+    )
     add_setting_flags(t)
-    t.add_argument("--dry-run", action="store_true", help="resolve, validate and print the settings as TOML; train nothing")
+    t.add_argument(
+        "--dry-run", action="store_true", help="resolve, validate and print the settings as TOML; train nothing"
+    )
     t.add_argument("--save-preset", metavar="NAME|PATH", help="save the resolved settings as a preset")
-    t.add_argument("--force", action="store_true", help="let --save-preset overwrite, and train into an occupied output directory")
+    t.add_argument(
+        "--force", action="store_true", help="let --save-preset overwrite, and train into an occupied output directory"
+    )
     t.add_argument("--detach", action="store_true", help="start the run in the background and return")
 
-    e = sub.add_parser("estimate", help="predict peak GPU memory and what to change if it won't fit", allow_abbrev=False)
+    e = sub.add_parser(
+        "estimate", help="predict peak GPU memory and what to change if it won't fit", allow_abbrev=False
+    )
     add_setting_flags(e)
     add_gpu_flags(e)
     e.add_argument("--json", action="store_true", help="print one JSON object")

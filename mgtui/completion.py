@@ -37,7 +37,7 @@ def complete_path(text: str, want_file: Callable[[str], bool] = lambda name: Tru
         elif not want_file(name):
             continue
         if len(name) > len(tail):
-            return text + name[len(tail):]  # extends the text as typed (a "~" stays a "~")
+            return text + name[len(tail) :]  # extends the text as typed (a "~" stays a "~")
     return None
 
 
@@ -48,7 +48,7 @@ def hub_cached(kind: str) -> list[str]:
     except OSError:
         return []
     prefix = kind + "--"
-    return sorted(n[len(prefix):].replace("--", "/", 1) for n in names if n.startswith(prefix))
+    return sorted(n[len(prefix) :].replace("--", "/", 1) for n in names if n.startswith(prefix))
 
 
 def _first_extending(text: str, names: list[str]) -> str | None:
@@ -56,13 +56,15 @@ def _first_extending(text: str, names: list[str]) -> str | None:
 
 
 def complete_model(text: str) -> str | None:
-    return complete_path(text, lambda name: name.endswith(".json")) \
-        or _first_extending(text, [BUILTIN_MODEL, *hub_cached("models")])
+    return complete_path(text, lambda name: name.endswith(".json")) or _first_extending(
+        text, [BUILTIN_MODEL, *hub_cached("models")]
+    )
 
 
 def complete_dataset(text: str) -> str | None:
-    return complete_path(text, lambda name: name.endswith(FILE_KINDS)) \
-        or _first_extending(text, [*BUILTIN, *hub_cached("datasets")])
+    return complete_path(text, lambda name: name.endswith(FILE_KINDS)) or _first_extending(
+        text, [*BUILTIN, *hub_cached("datasets")]
+    )
 
 
 def complete_directory(text: str) -> str | None:
@@ -70,5 +72,7 @@ def complete_directory(text: str) -> str | None:
 
 
 COMPLETERS: dict[str, Callable[[str], str | None]] = {
-    "base_model": complete_model, "dataset": complete_dataset, "output_dir": complete_directory,
+    "base_model": complete_model,
+    "dataset": complete_dataset,
+    "output_dir": complete_directory,
 }

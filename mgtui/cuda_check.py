@@ -85,23 +85,31 @@ def problems(facts: CudaFacts, gpus: str = "") -> list[str]:
     runs = facts.reading.driver_cuda
     torch_v = facts.torch_version or "torch"
     if facts.torch_cuda is None:
-        return [f"torch {torch_v} is a CPU-only build, but this machine has {len(found)} NVIDIA GPU(s) "
-                f"(driver {driver}): install a CUDA build of torch ({TORCH_INSTALL})"]
+        return [
+            f"torch {torch_v} is a CPU-only build, but this machine has {len(found)} NVIDIA GPU(s) "
+            f"(driver {driver}): install a CUDA build of torch ({TORCH_INSTALL})"
+        ]
     built, newest = _major(facts.torch_cuda), _major(runs)
     if built is not None and newest is not None and newest < built:
-        return [f"torch {torch_v} was built for CUDA {facts.torch_cuda}, but NVIDIA driver {driver} runs CUDA "
-                f"{runs} at most: upgrade the driver, or install torch built for CUDA {runs} ({TORCH_INSTALL})"]
+        return [
+            f"torch {torch_v} was built for CUDA {facts.torch_cuda}, but NVIDIA driver {driver} runs CUDA "
+            f"{runs} at most: upgrade the driver, or install torch built for CUDA {runs} ({TORCH_INSTALL})"
+        ]
     if facts.cuda_available is False:
-        return [f"torch {torch_v} (CUDA {facts.torch_cuda}) cannot use this machine's {len(found)} NVIDIA GPU(s) "
-                f"(driver {driver}, CUDA {runs or 'unknown'}): install the torch build for this driver "
-                f"({TORCH_INSTALL})"]
+        return [
+            f"torch {torch_v} (CUDA {facts.torch_cuda}) cannot use this machine's {len(found)} NVIDIA GPU(s) "
+            f"(driver {driver}, CUDA {runs or 'unknown'}): install the torch build for this driver "
+            f"({TORCH_INSTALL})"
+        ]
     used = [g for g in found if not wanted or str(g.index) in wanted]
     if facts.arch_list is not None:
         for g in used:
             if g.capability and not supports_capability(facts.arch_list, g.capability):
                 cap = f"{g.capability[0]}.{g.capability[1]}"
-                return [f"GPU {g.index} {g.name} (compute capability {cap}) is not supported by torch {torch_v}, "
-                        f"built for {' '.join(facts.arch_list)}: install a torch build that supports it ({TORCH_INSTALL})"]
+                return [
+                    f"GPU {g.index} {g.name} (compute capability {cap}) is not supported by torch {torch_v}, "
+                    f"built for {' '.join(facts.arch_list)}: install a torch build that supports it ({TORCH_INSTALL})"
+                ]
     return []
 
 

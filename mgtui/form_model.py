@@ -97,5 +97,8 @@ class FormModel:
 
     def diff(self, other: Resolved) -> list[tuple[str, Any, Any]]:
         """(setting, current, other) for each setting that `other` changes."""
-        return [(s.name, self.value(s.name), other[s.name]) for s in SETTINGS
-                if s.in_preset and self.value(s.name) != other[s.name]]
+        return [
+            (s.name, self.value(s.name), other[s.name])
+            for s in SETTINGS
+            if s.in_preset and self.value(s.name) != other[s.name]
+        ]

@@ -119,7 +119,7 @@ class NvmlSource:
         mem = (get(nv.nvmlDeviceGetMemoryInfo, v2) if v2 else None) or get(nv.nvmlDeviceGetMemoryInfo)
         util = get(nv.nvmlDeviceGetUtilizationRates)
         procs: dict[int, int] = {}
-        for p in (get(nv.nvmlDeviceGetComputeRunningProcesses) or []):
+        for p in get(nv.nvmlDeviceGetComputeRunningProcesses) or []:
             if getattr(p, "usedGpuMemory", None):
                 procs[p.pid] = procs.get(p.pid, 0) + p.usedGpuMemory
         return GpuSample(

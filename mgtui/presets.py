@@ -37,11 +37,7 @@ class Preset:
         """Keys the preset chose, as opposed to defaults it merely recorded. A stored quality
         key under quality mode is a deliberate choice against it, so it counts as explicit."""
         quality = self.values.get("quality_mode", False)
-        return {
-            k
-            for k, v in self.values.items()
-            if v != DEFAULTS[k] or (quality and k in QUALITY_KEYS)
-        }
+        return {k for k, v in self.values.items() if v != DEFAULTS[k] or (quality and k in QUALITY_KEYS)}
 
 
 def builtin_dir() -> Path:
@@ -146,8 +142,9 @@ def dumps(res: Resolved, description: str = "", include_paths: bool = False) -> 
     return text
 
 
-def save(res: Resolved, name_or_path: str, *, force: bool = False, description: str = "",
-         include_paths: bool = True) -> Path:
+def save(
+    res: Resolved, name_or_path: str, *, force: bool = False, description: str = "", include_paths: bool = True
+) -> Path:
     """Write atomically: a temporary file in the same directory, fsync, then rename, so a
     failure leaves the old preset (if any) untouched."""
     path = target_path(name_or_path)

@@ -81,9 +81,7 @@ class Setting:
             try:
                 value: Any = int(text) if self.type is int else float(text)
             except ValueError:
-                raise SettingError(
-                    self.name, f"{self.flag}: {text!r} is not {self.allowed()}"
-                ) from None
+                raise SettingError(self.name, f"{self.flag}: {text!r} is not {self.allowed()}") from None
             return self.check(value)
         return self.check(text)
 
@@ -223,9 +221,7 @@ class Resolved:
         return {
             s.name: self.values[s.name]
             for s in SETTINGS
-            if s.in_preset
-            and s.name not in self.quality_set
-            and (include_paths or not s.path)
+            if s.in_preset and s.name not in self.quality_set and (include_paths or not s.path)
         }
 
     def command_line(self, program: str = "model-garden train") -> list[str]:
@@ -288,7 +284,9 @@ def validate(res: Resolved) -> None:
     """Cross-setting checks (each setting's own range is checked when parsed)."""
     v = res.values
     if v["load_in_8bit"] and v["load_in_16bit"]:
-        raise SettingError("load_in_8bit", "--load-in-8bit and --load-in-16bit exclude each other: pick one (4-bit is the default)")
+        raise SettingError(
+            "load_in_8bit", "--load-in-8bit and --load-in-16bit exclude each other: pick one (4-bit is the default)"
+        )
     if res.precision != 4:
         quant = prequantized_4bit(v["base_model"])
         if quant:

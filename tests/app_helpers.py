@@ -9,9 +9,24 @@ NO_GPU = FixedSource(GpuReading(error="no NVIDIA GPU found"))
 
 
 def one_gpu(total_gib: float = 24.0, used_gib: float = 0.5, util: int = 87) -> FixedSource:
-    return FixedSource(GpuReading((GpuSample(0, "NVIDIA GeForce RTX 4090", int(total_gib * GIB), int(used_gib * GIB),
-                                             utilization=util, temperature=64, power_w=312.0, power_limit_w=450.0,
-                                             sm_clock_mhz=2520, process_memory={}),)))
+    return FixedSource(
+        GpuReading(
+            (
+                GpuSample(
+                    0,
+                    "NVIDIA GeForce RTX 4090",
+                    int(total_gib * GIB),
+                    int(used_gib * GIB),
+                    utilization=util,
+                    temperature=64,
+                    power_w=312.0,
+                    power_limit_w=450.0,
+                    sm_clock_mhz=2520,
+                    process_memory={},
+                ),
+            )
+        )
+    )
 
 
 async def type_into(pilot, name: str, text: str) -> None:

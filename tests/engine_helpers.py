@@ -34,9 +34,22 @@ def write_dataset(path: Path, fmt: str, n: int = 64) -> Path:
 
 
 def settings(model: Path, dataset: Path, out: Path, **overrides: Any):
-    values = dict(base_model=str(model), dataset=str(dataset), output_dir=str(out), max_seq_length=128,
-                  batch_size=8, gradient_accumulation_steps=1, learning_rate=1e-2, warmup_steps=0, max_steps=24,
-                  logging_steps=1, save_steps=1000, lora_r=8, lora_alpha=16, lr_scheduler_type="constant")
+    values = dict(
+        base_model=str(model),
+        dataset=str(dataset),
+        output_dir=str(out),
+        max_seq_length=128,
+        batch_size=8,
+        gradient_accumulation_steps=1,
+        learning_rate=1e-2,
+        warmup_steps=0,
+        max_steps=24,
+        logging_steps=1,
+        save_steps=1000,
+        lora_r=8,
+        lora_alpha=16,
+        lr_scheduler_type="constant",
+    )
     values.update(overrides)
     return resolve([values])
 

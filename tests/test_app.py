@@ -63,8 +63,22 @@ async def test_keys_that_arrive_in_a_burst_are_applied_in_order():
         assert form.focus_chain.index(decay) == form.focus_chain.index(warmup) + 1
         warmup.focus()
         await pilot.pause()
-        burst = ["end", "backspace", "1", "2", "backspace", "0", "tab",  # warm-up 5 -> 10, on to weight decay
-                 "end", *["backspace"] * 4, "1", "e", "-", "1", "tab"]  # 0.01 -> 1e-1, on to the seed
+        burst = [
+            "end",
+            "backspace",
+            "1",
+            "2",
+            "backspace",
+            "0",
+            "tab",  # warm-up 5 -> 10, on to weight decay
+            "end",
+            *["backspace"] * 4,
+            "1",
+            "e",
+            "-",
+            "1",
+            "tab",
+        ]  # 0.01 -> 1e-1, on to the seed
         for key in burst:
             app.post_message(events.Key(key, key if len(key) == 1 else None))
         await pilot.pause(0.3)
@@ -122,8 +136,7 @@ async def test_quality_mode_shows_what_it_sets_and_keeps_explicit_values():
         assert app.screen.query_one("#i-use_gradient_checkpointing").value == "true"
         await pilot.press("ctrl+t")
         await pilot.pause()
-        assert m.value("use_gradient_checkpointing") == "unsloth" and m.resolved.precision == 4 or \
-            m.cross_error is None
+        assert m.value("use_gradient_checkpointing") == "unsloth" and m.resolved.precision == 4 or m.cross_error is None
 
 
 async def test_preset_saved_and_loaded_back_through_the_ui(isolated_home):
@@ -183,10 +196,13 @@ async def test_broken_preset_on_the_command_line_opens_with_a_notice(isolated_ho
         assert any("unknown key 'hf_token'" in n.message for n in app._notifications)
 
 
-@pytest.mark.parametrize("content, expected", [
-    ('{"text": "ok"}\n{"text": oops}\n', ":2: invalid JSON"),
-    ('{"question": "a"}\n', "no recognised fields; found columns ['question']"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ('{"text": "ok"}\n{"text": oops}\n', ":2: invalid JSON"),
+        ('{"question": "a"}\n', "no recognised fields; found columns ['question']"),
+    ],
+)
 async def test_dataset_scan_errors_show_with_their_line(tmp_path, content, expected):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(content)
@@ -201,8 +217,16 @@ async def test_dataset_scan_errors_show_with_their_line(tmp_path, content, expec
 
 async def test_the_side_panel_shows_the_dataset_while_its_field_has_focus():
     """At 80x24 the VRAM panel can fill the side: the dataset report comes up with its field."""
-    app = make_app({"dataset": "builtin:demo-chat", "base_model": "unsloth/llama-3.1-8b", "quality_mode": True,
-                    "lora_r": 64, "batch_size": 8}, ("RTX 4090 24GB (planning)", 24.0))
+    app = make_app(
+        {
+            "dataset": "builtin:demo-chat",
+            "base_model": "unsloth/llama-3.1-8b",
+            "quality_mode": True,
+            "lora_r": 64,
+            "batch_size": 8,
+        },
+        ("RTX 4090 24GB (planning)", 24.0),
+    )
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         side, title = app.screen.query_one("#side"), app.screen.query_one("#dataset-title")
@@ -269,8 +293,15 @@ async def test_every_action_is_bound_and_in_the_palette():
         keys = {b.key for b in FormScreen.BINDINGS}
         assert {"ctrl+r", "ctrl+o", "ctrl+s", "ctrl+y", "ctrl+g", "ctrl+t", "alt+1"} <= keys
         titles = [c.title for c in app.get_system_commands(app.screen)]
-        for title in ("Start the run", "Load preset", "Save preset", "Copy command line", "Choose GPU target",
-                      "Toggle quality mode", "Help"):
+        for title in (
+            "Start the run",
+            "Load preset",
+            "Save preset",
+            "Copy command line",
+            "Choose GPU target",
+            "Toggle quality mode",
+            "Help",
+        ):
             assert title in titles
         await pilot.press("f1")
         await pilot.pause()
@@ -289,8 +320,9 @@ async def test_copy_command_uses_the_clipboard():
 async def test_a_gpu_box_whose_torch_cant_use_its_cards_is_shown_and_start_refused():
     from mgtui.nvml import GpuSample
 
-    old_driver = FixedSource(GpuReading((GpuSample(0, "Tesla T4", 16 * 2**30, 2**30, capability=(7, 5)),), None,
-                                        "535.104.05", "12.2"))
+    old_driver = FixedSource(
+        GpuReading((GpuSample(0, "Tesla T4", 16 * 2**30, 2**30, capability=(7, 5)),), None, "535.104.05", "12.2")
+    )
     app = make_app({"dataset": "builtin:demo-chat"}, gpu=old_driver)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)

@@ -18,8 +18,13 @@ from mgtui.estimate import lookup  # noqa: E402
 from mgtui.estimate.advisor import estimate_settings  # noqa: E402
 from mgtui.settings import resolve  # noqa: E402
 
-MEASURED = [(path, r) for path in sorted((ROOT / "calibration").glob("*.jsonl")) if "nvml_vs_smi" not in path.name
-            for r in records(path) if r["record"] and r["summary"]["peak_nvml_gb"]]
+MEASURED = [
+    (path, r)
+    for path in sorted((ROOT / "calibration").glob("*.jsonl"))
+    if "nvml_vs_smi" not in path.name
+    for r in records(path)
+    if r["record"] and r["summary"]["peak_nvml_gb"]
+]
 
 
 def test_the_gpu_measurements_are_in_the_repository():

@@ -46,8 +46,12 @@ def test_a_tilde_stays_as_typed(tmp_path, monkeypatch):
 
 def test_models_and_datasets_from_the_hub_cache_and_the_built_ins(tmp_path, monkeypatch):
     cache = tmp_path / "hub"
-    for name in ("models--unsloth--llama-3.1-8b-bnb-4bit", "models--Qwen--Qwen2.5-7B", "datasets--tatsu-lab--alpaca",
-                 "version.txt"):
+    for name in (
+        "models--unsloth--llama-3.1-8b-bnb-4bit",
+        "models--Qwen--Qwen2.5-7B",
+        "datasets--tatsu-lab--alpaca",
+        "version.txt",
+    ):
         (cache / name).mkdir(parents=True)
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.chdir(tmp_path)

@@ -26,9 +26,29 @@ def free_port() -> int:
 
 
 def train_args(model: Path, data: Path, out: Path, steps: int) -> list[str]:
-    return ["train", "--base-model", str(model), "--dataset", str(data), "--output-dir", str(out),
-            "--max-steps", str(steps), "--batch-size", "2", "--gradient-accumulation-steps", "1",
-            "--max-seq-length", "64", "--save-steps", "1000", "--learning-rate", "0.01", "--master-port", str(free_port())]
+    return [
+        "train",
+        "--base-model",
+        str(model),
+        "--dataset",
+        str(data),
+        "--output-dir",
+        str(out),
+        "--max-steps",
+        str(steps),
+        "--batch-size",
+        "2",
+        "--gradient-accumulation-steps",
+        "1",
+        "--max-seq-length",
+        "64",
+        "--save-steps",
+        "1000",
+        "--learning-rate",
+        "0.01",
+        "--master-port",
+        str(free_port()),
+    ]
 
 
 def mg(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -59,8 +79,14 @@ def test_two_nodes_on_localhost_rendezvous_and_train(tmp_path, tiny_model):
     for rank, out in ((0, tmp_path / "run"), (1, tmp_path / "node1")):
         args = train_args(tiny_model, data, out, 6)
         args = args[: args.index("--master-port")]
-        node.append(subprocess.Popen([sys.executable, "-m", "mgtui", *args, *common, "--node-rank", str(rank)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        node.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "mgtui", *args, *common, "--node-rank", str(rank)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     outs = [p.communicate(timeout=300) for p in node]
     assert [p.returncode for p in node] == [0, 0], outs
     evs = events(tmp_path / "run")
@@ -120,8 +146,19 @@ def test_a_resume_waits_until_the_previous_run_has_let_go(tmp_path):
 
     out = tmp_path / "run"
     (out / "checkpoint-4").mkdir(parents=True)
-    sup = subprocess.Popen([sys.executable, "-m", "mgtui.runs.supervise", str(out), "--", sys.executable, "-c",
-                            "import time; time.sleep(60)"], start_new_session=True)
+    sup = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mgtui.runs.supervise",
+            str(out),
+            "--",
+            sys.executable,
+            "-c",
+            "import time; time.sleep(60)",
+        ],
+        start_new_session=True,
+    )
     try:
         rundir.write_json_atomic(out / rundir.RUN_FILE, {"state": "stopped", "pid": 1, "launcher_pid": sup.pid})
         wait_for(lambda: rundir.launcher_alive(out) == sup.pid)

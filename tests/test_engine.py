@@ -27,12 +27,16 @@ def run_in_process(res) -> tuple[int, Path]:
         signal.signal(signal.SIGTERM, old[1])
 
 
-@pytest.mark.parametrize("fmt, responses_only", [("text", False), ("messages", False), ("messages", True),
-                                                  ("sharegpt", True), ("alpaca", False), ("alpaca", True)])
+@pytest.mark.parametrize(
+    "fmt, responses_only",
+    [("text", False), ("messages", False), ("messages", True), ("sharegpt", True), ("alpaca", False), ("alpaca", True)],
+)
 def test_each_format_trains_and_the_loss_falls(tmp_path, tiny_model, fmt, responses_only):
     data = write_dataset(tmp_path / f"{fmt}.jsonl", fmt)
     code, run_dir = run_in_process(settings(tiny_model, data, tmp_path / "run", train_on_responses_only=responses_only))
-    assert code == 0, (run_dir / "train.log").read_text()[-2000:] if (run_dir / "train.log").exists() else events(run_dir)[-1]
+    assert code == 0, (
+        (run_dir / "train.log").read_text()[-2000:] if (run_dir / "train.log").exists() else events(run_dir)[-1]
+    )
     ls = losses(run_dir)
     assert len(ls) == 24
     assert sum(ls[-4:]) / 4 < ls[0] - 0.5  # a clear fall (in nats), far above step-to-step noise
@@ -62,12 +66,21 @@ def test_run_directory_adapter_and_event_log(tmp_path, tiny_model, monkeypatch):
     res = settings(tiny_model, data, tmp_path / "run", max_steps=12, save_steps=5, eval_split=0.1)
     code, run_dir = run_in_process(res)
     assert code == 0
-    for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "settings.toml",
-                 "events.jsonl", "summary.json", "checkpoint-5", "checkpoint-10"):
+    for name in (
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "tokenizer.json",
+        "settings.toml",
+        "events.jsonl",
+        "summary.json",
+        "checkpoint-5",
+        "checkpoint-10",
+    ):
         assert (run_dir / name).exists(), name
     # The adapter reloads with PEFT.
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
+
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), run_dir)
     assert any("lora_A" in n for n, _ in model.named_parameters())
     # The event log is complete and ordered.
@@ -79,7 +92,17 @@ def test_run_directory_adapter_and_event_log(tmp_path, tiny_model, monkeypatch):
     assert [e["step"] for e in evs if e["type"] == "log"] == list(range(1, 13))
     assert any(e["type"] == "eval" and "eval_loss" in e for e in evs)
     first_log = next(e for e in evs if e["type"] == "log")
-    for key in ("step", "total_steps", "epoch", "loss", "learning_rate", "grad_norm", "tokens_per_s", "samples_per_s", "eta_s"):
+    for key in (
+        "step",
+        "total_steps",
+        "epoch",
+        "loss",
+        "learning_rate",
+        "grad_norm",
+        "tokens_per_s",
+        "samples_per_s",
+        "eta_s",
+    ):
         assert key in first_log, key
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["steps"] == 12 and summary["final_loss"] == pytest.approx(evs[-1]["final_loss"])
@@ -114,13 +137,34 @@ def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 def test_stop_mid_run_saves_then_resume_continues_the_step_count(tmp_path, tiny_model):
     data = write_dataset(tmp_path / "d.jsonl", "messages", n=240)
-    flags = ["train", "--base-model", str(tiny_model), "--dataset", str(data), "--output-dir", str(tmp_path / "run"),
-             "--max-steps", "120", "--batch-size", "2", "--gradient-accumulation-steps", "1", "--save-steps", "1000",
-             "--max-seq-length", "64"]
+    flags = [
+        "train",
+        "--base-model",
+        str(tiny_model),
+        "--dataset",
+        str(data),
+        "--output-dir",
+        str(tmp_path / "run"),
+        "--max-steps",
+        "120",
+        "--batch-size",
+        "2",
+        "--gradient-accumulation-steps",
+        "1",
+        "--save-steps",
+        "1000",
+        "--max-seq-length",
+        "64",
+    ]
     # Ctrl+C reaches the command as at a terminal, however pytest was started (a shell's background
     # job ignores SIGINT, and its children inherit that)
-    proc = subprocess.Popen([sys.executable, "-m", "mgtui", *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mgtui", *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     run_dir = tmp_path / "run"
     wait_for(lambda: any(e["type"] == "log" and e["step"] >= 3 for e in events(run_dir)) if run_dir.exists() else False)
     proc.send_signal(signal.SIGINT)  # Ctrl+C in the foreground command
@@ -139,7 +183,9 @@ def test_stop_mid_run_saves_then_resume_continues_the_step_count(tmp_path, tiny_
     # machine trains it slowly, and the check is the same at any total).
     done = cli(*flags[:-4], "--max-steps", "120", "--save-steps", "1000", "--max-seq-length", "64", "--resume")
     evs = events(run_dir)
-    new_logs = [e for e in evs if e["type"] == "log" and e["seq"] > [x for x in evs if x["type"] == "stopped"][0]["seq"]]
+    new_logs = [
+        e for e in evs if e["type"] == "log" and e["seq"] > [x for x in evs if x["type"] == "stopped"][0]["seq"]
+    ]
     assert done.returncode == 0, done.stderr
     assert new_logs[0]["step"] == stopped_at + 1 and new_logs[-1]["step"] == 120
     assert new_logs[0]["total_steps"] == 120
@@ -169,6 +215,7 @@ def test_other_file_kinds_are_read(tmp_path):
     import csv
 
     from mgtui.data.scan import scan
+
     with open(tmp_path / "d.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["instruction", "input", "output"])
@@ -177,8 +224,10 @@ def test_other_file_kinds_are_read(tmp_path):
     (tmp_path / "d.json").write_text(json.dumps([{"text": "a"}, {"text": "b"}]))
     assert scan(str(tmp_path / "d.json")).rows == 2
     from datasets import Dataset
-    Dataset.from_list([{"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]}] * 3
-                      ).save_to_disk(str(tmp_path / "saved"))
+
+    Dataset.from_list(
+        [{"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]}] * 3
+    ).save_to_disk(str(tmp_path / "saved"))
     r = scan(str(tmp_path / "saved"))
     assert (r.format, r.rows) == ("sharegpt", 3)
     Dataset.from_list([{"text": "a"}] * 5).to_parquet(str(tmp_path / "d.parquet"))
@@ -200,10 +249,13 @@ def test_occupied_output_directory_is_refused(tmp_path, capsys, tiny_model):
     assert moved and (Path(moved) / "adapter_config.json").read_text() == "{}"
 
 
-@pytest.mark.parametrize("command, expected", [
-    ("import sys; sys.exit(3)", "ended with exit status 3 without a last word"),
-    ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "killed by signal SIGKILL"),
-])
+@pytest.mark.parametrize(
+    "command, expected",
+    [
+        ("import sys; sys.exit(3)", "ended with exit status 3 without a last word"),
+        ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "killed by signal SIGKILL"),
+    ],
+)
 def test_supervisor_gives_a_resumed_run_that_dies_its_last_word(tmp_path, command, expected):
     """The log of a resumed run already ends with the previous stop: that is not this run's end."""
     from mgtui.runs.events import EventWriter
@@ -214,8 +266,9 @@ def test_supervisor_gives_a_resumed_run_that_dies_its_last_word(tmp_path, comman
     w.emit("stopped", steps=4, final_loss=1.0, runtime_s=1.0, adapter=str(run))
     w.close()
     rundir.write_run_file(run, os.getpid())
-    done = subprocess.run([sys.executable, "-m", "mgtui.runs.supervise", str(run), "--", sys.executable, "-c", command],
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "mgtui.runs.supervise", str(run), "--", sys.executable, "-c", command], timeout=60
+    )
     assert done.returncode == 1
     last = events(run)[-1]
     assert last["type"] == "failed" and expected in last["message"] and last["seq"] == 1
@@ -250,8 +303,10 @@ def test_resume_skips_a_torn_checkpoint_keeps_it_and_continues_from_the_last_who
     code, _ = run_in_process(settings(tiny_model, data, run_dir, max_steps=8, save_steps=4, resume=True))
     assert code == 0
     evs = events(run_dir)
-    assert any(e["type"] == "warning" and e["message"].startswith("skipped checkpoint-8: trainer_state.json is missing")
-               for e in evs)
+    assert any(
+        e["type"] == "warning" and e["message"].startswith("skipped checkpoint-8: trainer_state.json is missing")
+        for e in evs
+    )
     assert any(e["type"] == "message" and e["message"] == "resuming from checkpoint-4" for e in evs)
     kept = list(run_dir.glob("torn-checkpoint-8-*"))
     assert len(kept) == 1 and (kept[0] / "optimizer.pt").exists()  # set aside, never deleted
@@ -266,7 +321,8 @@ def test_a_model_directory_without_config_json_is_refused_before_loading(tmp_pat
     done = cli("train", "--base-model", str(model), "--dataset", str(data), "--output-dir", str(tmp_path / "run"))
     assert done.returncode == 2
     assert done.stderr.strip().endswith(
-        f"--base-model {model}: no config.json in this directory (not a Hugging Face model folder)")
+        f"--base-model {model}: no config.json in this directory (not a Hugging Face model folder)"
+    )
     assert "\n" not in done.stderr.strip() and not (tmp_path / "run").exists()
 
 
@@ -276,9 +332,13 @@ def test_a_full_disk_is_its_own_failure_with_free_space_and_advice(tmp_path):
     (tmp_path / "checkpoint-40").mkdir()
     with (tmp_path / "checkpoint-40" / "optimizer.pt").open("wb") as f:
         f.truncate(50 * 2**20)  # sparse: its size counts, not the disk it takes
-    for e in (OSError(errno.ENOSPC, "No space left on device"),
-              RuntimeError("SafetensorError: Error while serializing: IoError(Os { code: 28, kind: StorageFull, "
-                           "message: \"No space left on device\" })")):
+    for e in (
+        OSError(errno.ENOSPC, "No space left on device"),
+        RuntimeError(
+            "SafetensorError: Error while serializing: IoError(Os { code: 28, kind: StorageFull, "
+            'message: "No space left on device" })'
+        ),
+    ):
         assert worker.is_disk_full(e)
         report = worker.disk_full_report(tmp_path, e)
         assert str(tmp_path) in report["message"] and "GB free" in report["message"]

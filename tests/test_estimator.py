@@ -32,13 +32,21 @@ def test_catalog_parameter_counts_match_transformers(label, pattern, cfg):
 
 @pytest.mark.parametrize(
     "name, label",
-    [("unsloth/llama-3.1-8b-bnb-4bit", "llama-3.1-8b"), ("meta-llama/Meta-Llama-3.1-70B-Instruct", "llama-3.x-70b"),
-     ("unsloth/Llama-3.2-1B-Instruct", "llama-3.2-1b"), ("Qwen/Qwen2.5-7B-Instruct", "qwen2.5-7b"),
-     ("unsloth/Qwen3-14B-unsloth-bnb-4bit", "qwen3-14b"), ("mistralai/Mistral-7B-v0.3", "mistral-7b"),
-     ("unsloth/Mistral-Nemo-Instruct-2407", "mistral-nemo-12b"), ("unsloth/gemma-2-9b-it", "gemma-2-9b"),
-     ("google/gemma-3-27b-it", "gemma-3-27b"), ("microsoft/Phi-3.5-mini-instruct", "phi-3.5-mini"),
-     ("unsloth/phi-4", "phi-4"), ("TinyLlama/TinyLlama-1.1B-Chat-v1.0", "tinyllama-1.1b"),
-     ("unsloth/Mistral-Small-Instruct-2409", "mistral-small-22b")],
+    [
+        ("unsloth/llama-3.1-8b-bnb-4bit", "llama-3.1-8b"),
+        ("meta-llama/Meta-Llama-3.1-70B-Instruct", "llama-3.x-70b"),
+        ("unsloth/Llama-3.2-1B-Instruct", "llama-3.2-1b"),
+        ("Qwen/Qwen2.5-7B-Instruct", "qwen2.5-7b"),
+        ("unsloth/Qwen3-14B-unsloth-bnb-4bit", "qwen3-14b"),
+        ("mistralai/Mistral-7B-v0.3", "mistral-7b"),
+        ("unsloth/Mistral-Nemo-Instruct-2407", "mistral-nemo-12b"),
+        ("unsloth/gemma-2-9b-it", "gemma-2-9b"),
+        ("google/gemma-3-27b-it", "gemma-3-27b"),
+        ("microsoft/Phi-3.5-mini-instruct", "phi-3.5-mini"),
+        ("unsloth/phi-4", "phi-4"),
+        ("TinyLlama/TinyLlama-1.1B-Chat-v1.0", "tinyllama-1.1b"),
+        ("unsloth/Mistral-Small-Instruct-2409", "mistral-small-22b"),
+    ],
 )
 def test_catalog_matches_names(name, label):
     assert lookup(name).source == f"catalog: {label}"
@@ -50,8 +58,15 @@ def test_unknown_model_offline_is_not_guessed():
 
 
 def test_local_config_and_hf_cache_win_over_catalog(tmp_path, isolated_home):
-    cfg = {"model_type": "llama", "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 3,
-           "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 1000}
+    cfg = {
+        "model_type": "llama",
+        "hidden_size": 256,
+        "intermediate_size": 512,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "vocab_size": 1000,
+    }
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     found = lookup(str(tmp_path))
     assert found.source == "local config" and found.arch.hidden == 256
@@ -66,13 +81,16 @@ LLAMA8B = lookup("unsloth/llama-3.1-8b").arch
 BASE = Inputs()
 
 
-@pytest.mark.parametrize("field, values", [("batch_size", [1, 2, 4, 8]), ("seq_len", [512, 1024, 2048, 8192]),
-                                           ("lora_r", [8, 16, 64, 256])])
+@pytest.mark.parametrize(
+    "field, values", [("batch_size", [1, 2, 4, 8]), ("seq_len", [512, 1024, 2048, 8192]), ("lora_r", [8, 16, 64, 256])]
+)
 @pytest.mark.parametrize("mode", ["unsloth", "true", "false"])
 @pytest.mark.parametrize("precision", [4, 8, 16])
 def test_every_term_grows_monotonically(field, values, mode, precision):
-    rows = [estimate(LLAMA8B, replace(BASE, checkpointing=mode, precision=precision, eval=True, **{field: v}))
-            for v in values]
+    rows = [
+        estimate(LLAMA8B, replace(BASE, checkpointing=mode, precision=precision, eval=True, **{field: v}))
+        for v in values
+    ]
     for a, b in zip(rows, rows[1:]):
         for term in TERMS:
             assert b.breakdown[term] >= a.breakdown[term] - 1e-12, term
@@ -101,7 +119,9 @@ def test_physics():
     # Unsloth's offload falls back to standard checkpointing below 512 tokens.
     assert estimate(LLAMA8B, replace(BASE, seq_len=384)).checkpointing == "true"
     # Checkpointing order: unsloth < true < false.
-    peaks = [estimate(LLAMA8B, replace(BASE, checkpointing=m)).breakdown["activations"] for m in ("unsloth", "true", "false")]
+    peaks = [
+        estimate(LLAMA8B, replace(BASE, checkpointing=m)).breakdown["activations"] for m in ("unsloth", "true", "false")
+    ]
     assert peaks == sorted(peaks)
     # TRL's SFTTrainer chunks the loss 256 tokens at a time: on the Transformers backend even
     # Gemma's 256k vocabulary costs a fixed chunk, not b*s*vocab.
@@ -133,6 +153,7 @@ def test_advisor_keeps_the_guides_order_and_applies_in_one_call():
     assert steps[4].changes == {"load_in_8bit": False, "load_in_16bit": False}
     assert not steps[0].fits and steps[-1].fits  # batch 1 alone isn't enough; all together is
     from mgtui.estimate.advisor import apply_changes
+
     applied = apply_changes(res, steps[4].changes)
     assert applied.precision == 4 and applied["quality_mode"] and applied["optim"] == "adamw_torch"
 

@@ -47,8 +47,17 @@ def res_(**kw):
 
 
 # --- 1. bf16 only where every card has it in hardware; Unsloth's own dtype on its backend ----
-@pytest.mark.parametrize("caps, bf16", [([(7, 5)], False), ([(7, 0)], False), ([(8, 0)], True),
-                                        ([(9, 0), (8, 6)], True), ([(8, 0), (7, 5)], False), ([], False)])
+@pytest.mark.parametrize(
+    "caps, bf16",
+    [
+        ([(7, 5)], False),
+        ([(7, 0)], False),
+        ([(8, 0)], True),
+        ([(9, 0), (8, 6)], True),
+        ([(8, 0), (7, 5)], False),
+        ([], False),
+    ],
+)
 def test_mixed_precision_follows_every_cards_capability(caps, bf16):
     assert bf16_capable(caps) is bf16
     plan = plan_for(res_(), cuda=True, capabilities=caps)
@@ -65,8 +74,10 @@ def test_unsloth_backend_trains_in_the_dtype_unsloth_loaded():
     adopt_model_dtype(plan, fp16_model)
     kw = sft_kwargs(res_(), plan, "out", False)
     assert kw["fp16"] and not kw["bf16"]
-    embeddings_only = SimpleNamespace(config=SimpleNamespace(), get_input_embeddings=lambda: SimpleNamespace(
-        weight=torch.zeros(1, dtype=torch.bfloat16)))
+    embeddings_only = SimpleNamespace(
+        config=SimpleNamespace(),
+        get_input_embeddings=lambda: SimpleNamespace(weight=torch.zeros(1, dtype=torch.bfloat16)),
+    )
     adopt_model_dtype(plan, embeddings_only)
     assert plan.bf16
 
@@ -118,8 +129,23 @@ def test_start_refuses_before_making_the_run_directory(tmp_path):
 
 
 def test_train_with_a_gpu_that_isnt_here_exits_2_in_one_line(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "mgtui", "train", "--preset", "demo", "--gpus", "7",
-                          "--output-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mgtui",
+            "train",
+            "--preset",
+            "demo",
+            "--gpus",
+            "7",
+            "--output-dir",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "--gpus 7: no NVIDIA GPU here" in out.stderr
     assert "Traceback" not in out.stderr
@@ -180,14 +206,14 @@ def test_no_placement_is_reported_as_out_of_memory():
 
 
 # --- 5. unsloth before transformers, trl, peft and CUDA ---------------------------------------
-STUB = '''
+STUB = """
 import json, os, sys
 torch = sys.modules.get("torch")
 with open(os.environ["STUB_RECORD"], "w") as f:
     json.dump({"before": sorted(m for m in ("transformers", "trl", "peft", "datasets") if m in sys.modules),
                "cuda_initialized": bool(torch and torch.cuda.is_initialized())}, f)
 os.environ.setdefault("PYTORCH_ALLOC_CONF", "expandable_segments:True")
-'''
+"""
 
 
 def test_unsloth_is_imported_first_in_a_fresh_training_process(tmp_path, tiny_model):
@@ -270,8 +296,10 @@ def test_the_engine_numbers_cards_as_nvml_does():
 
 def test_every_rank_of_a_run_counts_as_this_run(tmp_path):
     # A launcher in a session of its own with a child, as torchrun and its ranks are.
-    code = "import subprocess,sys,time; p=subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)']); " \
-           "print(p.pid, flush=True); time.sleep(60)"
+    code = (
+        "import subprocess,sys,time; p=subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)']); "
+        "print(p.pid, flush=True); time.sleep(60)"
+    )
     launcher = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         rank = int(launcher.stdout.readline())
@@ -302,7 +330,6 @@ def test_the_demo_on_cuda_trains_16_bit_on_transformers():
     assert plan_for(demo, cuda=False).precision == 32  # unchanged on the CPU
 
 
-
 class _FakeNvml:
     """pynvml's calls as an H200's driver answers them (figures from the lent H200, driver 580)."""
 
@@ -322,8 +349,9 @@ class _FakeNvml:
         if version:
             if not self.v2:
                 raise RuntimeError("Function Not Found")  # drivers before 510
-            return SimpleNamespace(total=143771 * mib, reserved=615 * mib, used=7000 * mib,
-                                   free=(143771 - 615 - 7000) * mib)
+            return SimpleNamespace(
+                total=143771 * mib, reserved=615 * mib, used=7000 * mib, free=(143771 - 615 - 7000) * mib
+            )
         return SimpleNamespace(total=143771 * mib, used=7615 * mib, free=(143771 - 7615) * mib)
 
     def nvmlDeviceGetUtilizationRates(self, h: int) -> Any:

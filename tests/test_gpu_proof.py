@@ -15,8 +15,12 @@ from gpu_proof import SMOKE, grid  # noqa: E402
 
 
 def proof(out: Path, budget: int) -> list[dict]:
-    done = subprocess.run([sys.executable, str(SCRIPT), "--budget-s", str(budget), "--out", str(out), "--steps", "3"],
-                          capture_output=True, text=True, timeout=budget + 600)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--budget-s", str(budget), "--out", str(out), "--steps", "3"],
+        capture_output=True,
+        text=True,
+        timeout=budget + 600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return [json.loads(line) for line in (out / "cpu.jsonl").read_text().splitlines()]
 

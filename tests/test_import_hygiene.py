@@ -39,9 +39,14 @@ print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}))
     ids=lambda a: " ".join(a) or "import",
 )
 def test_light_paths_import_no_training_library(argv):
-    code = PROBE.format(argv=argv, heavy=set(HEAVY)) if argv else (
-        "import sys, json, mgtui, mgtui.settings, mgtui.presets, mgtui.cli\n"
-        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {set(HEAVY)!r})))")
+    code = (
+        PROBE.format(argv=argv, heavy=set(HEAVY))
+        if argv
+        else (
+            "import sys, json, mgtui, mgtui.settings, mgtui.presets, mgtui.cli\n"
+            f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {set(HEAVY)!r})))"
+        )
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
@@ -49,12 +54,14 @@ def test_light_paths_import_no_training_library(argv):
 
 def test_domain_modules_import_no_textual():
     """Every module outside tui/ (and train/, which runs in its own process) is importable without Textual."""
-    code = ("import importlib, json, pkgutil, sys, mgtui\n"
-            "names = [m.name for m in pkgutil.walk_packages(mgtui.__path__, 'mgtui.')\n"
-            "         if not m.name.startswith(('mgtui.tui', 'mgtui.train')) and not m.name.endswith('__main__')]\n"
-            "for name in names: importlib.import_module(name)\n"
-            "assert 'mgtui.completion' in names and 'mgtui.form_model' in names\n"
-            "print(json.dumps([m for m in sys.modules if m.split('.')[0] == 'textual']))")
+    code = (
+        "import importlib, json, pkgutil, sys, mgtui\n"
+        "names = [m.name for m in pkgutil.walk_packages(mgtui.__path__, 'mgtui.')\n"
+        "         if not m.name.startswith(('mgtui.tui', 'mgtui.train')) and not m.name.endswith('__main__')]\n"
+        "for name in names: importlib.import_module(name)\n"
+        "assert 'mgtui.completion' in names and 'mgtui.form_model' in names\n"
+        "print(json.dumps([m for m in sys.modules if m.split('.')[0] == 'textual']))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == []

@@ -25,12 +25,58 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
     "name, guide_flags",
     [
         ("default", ["--base-model", "unsloth/llama-3.1-8b-bnb-4bit", "--epochs", "3"]),
-        ("budget", ["--base-model", "unsloth/llama-3.1-8b-bnb-4bit", "--lora-r", "16", "--batch-size", "2",
-                    "--gradient-accumulation-steps", "4", "--epochs", "3"]),
-        ("mid-range", ["--base-model", "unsloth/llama-3.1-8b", "--load-in-8bit", "--lora-r", "32", "--use-rslora",
-                       "--optim", "adamw_torch", "--batch-size", "4", "--gradient-accumulation-steps", "4", "--epochs", "3"]),
-        ("high-end", ["--base-model", "unsloth/llama-3.1-8b", "--quality-mode", "--lora-r", "64", "--batch-size", "4",
-                      "--gradient-accumulation-steps", "4", "--lr-scheduler-type", "cosine", "--epochs", "3"]),
+        (
+            "budget",
+            [
+                "--base-model",
+                "unsloth/llama-3.1-8b-bnb-4bit",
+                "--lora-r",
+                "16",
+                "--batch-size",
+                "2",
+                "--gradient-accumulation-steps",
+                "4",
+                "--epochs",
+                "3",
+            ],
+        ),
+        (
+            "mid-range",
+            [
+                "--base-model",
+                "unsloth/llama-3.1-8b",
+                "--load-in-8bit",
+                "--lora-r",
+                "32",
+                "--use-rslora",
+                "--optim",
+                "adamw_torch",
+                "--batch-size",
+                "4",
+                "--gradient-accumulation-steps",
+                "4",
+                "--epochs",
+                "3",
+            ],
+        ),
+        (
+            "high-end",
+            [
+                "--base-model",
+                "unsloth/llama-3.1-8b",
+                "--quality-mode",
+                "--lora-r",
+                "64",
+                "--batch-size",
+                "4",
+                "--gradient-accumulation-steps",
+                "4",
+                "--lr-scheduler-type",
+                "cosine",
+                "--epochs",
+                "3",
+            ],
+        ),
         ("quality", ["--base-model", "unsloth/llama-3.1-8b", "--quality-mode", "--lora-r", "64", "--epochs", "3"]),
     ],
 )
@@ -57,8 +103,21 @@ def test_list_and_show(capsys):
 
 
 def test_round_trip_is_identical(capsys, tmp_path):
-    args = ["--base-model", "unsloth/llama-3.1-8b", "--quality-mode", "--lora-r", "64", "--optim", "adamw_8bit",
-            "--dataset", "data/x.jsonl", "--lr-scheduler-type", "cosine", "--learning-rate", "1e-4"]
+    args = [
+        "--base-model",
+        "unsloth/llama-3.1-8b",
+        "--quality-mode",
+        "--lora-r",
+        "64",
+        "--optim",
+        "adamw_8bit",
+        "--dataset",
+        "data/x.jsonl",
+        "--lr-scheduler-type",
+        "cosine",
+        "--learning-rate",
+        "1e-4",
+    ]
     target = tmp_path / "mine.toml"
     code, first, _ = run(capsys, "train", *args, "--save-preset", str(target), "--dry-run")
     assert code == 0 and target.is_file()
@@ -142,6 +201,7 @@ def test_builtin_presets_ship_in_the_wheel():
     import re
 
     from conftest import ROOT
+
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert re.search(r'"presets" = "mgtui/_builtin_presets"', pyproject)
     assert presets.builtin_dir() == ROOT / "presets" or presets.builtin_dir().name == "_builtin_presets"

@@ -29,8 +29,18 @@ DATA = ROOT / "tests" / "data"
 
 
 def tiny_settings(model: Path, data: Path, out: Path, steps: int) -> dict:
-    return dict(base_model=str(model), dataset=str(data), output_dir=str(out), max_seq_length=64, batch_size=2,
-                gradient_accumulation_steps=1, max_steps=steps, save_steps=1000, learning_rate=1e-2, warmup_steps=0)
+    return dict(
+        base_model=str(model),
+        dataset=str(data),
+        output_dir=str(out),
+        max_seq_length=64,
+        batch_size=2,
+        gradient_accumulation_steps=1,
+        max_steps=steps,
+        save_steps=1000,
+        learning_rate=1e-2,
+        warmup_steps=0,
+    )
 
 
 async def wait_until(pilot, predicate, timeout: float = 180.0) -> None:
@@ -85,6 +95,7 @@ async def test_killed_app_leaves_the_run_training_then_reattach_and_stop(tmp_pat
     run = tmp_path / "run"
     preset = tmp_path / "p.toml"
     import tomli_w
+
     preset.write_text(tomli_w.dumps({"schema": 1, **tiny_settings(tiny_model, data, run, 2000)}))
     app_proc, master, screen = spawn_in_pty([sys.executable, "-m", "mgtui", "--preset", str(preset)])
     try:
@@ -105,6 +116,7 @@ async def test_killed_app_leaves_the_run_training_then_reattach_and_stop(tmp_pat
 
     # A later mgtui lists it and reattaches: history first, then live; and it can stop it.
     from mgtui.runs.registry import list_runs
+
     assert [r.output_dir for r in list_runs()] == [str(run.resolve())]
     app = MgApp({}, None, NO_GPU, attach=run, offer_runs=False)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -145,6 +157,7 @@ async def test_no_gpu_panel_says_why_and_the_rest_works(tmp_path):
 
 async def test_real_nvml_source_never_raises_here():
     from mgtui.nvml import NvmlSource
+
     reading = NvmlSource().read()
     assert reading.gpus or reading.error  # on this machine: no driver, a reason instead of a crash
 

@@ -58,9 +58,7 @@ def test_defaults_are_the_guides():
     assert (d["learning_rate"], d["max_seq_length"], d["warmup_steps"], d["seed"]) == (2e-4, 2048, 5, 3407)
 
 
-@pytest.mark.parametrize(
-    "rank, rslora", [(16, False), (31, False), (32, True), (64, True)]
-)
+@pytest.mark.parametrize("rank, rslora", [(16, False), (31, False), (32, True), (64, True)])
 def test_quality_mode_table(rank, rslora):
     res = resolve([{"quality_mode": True, "lora_r": rank, "base_model": "unsloth/llama-3.1-8b"}])
     assert res.precision == 16
@@ -68,13 +66,25 @@ def test_quality_mode_table(rank, rslora):
     assert res["optim"] == "adamw_torch"
     assert res["use_rslora"] is rslora
     assert set(res.quality_set) == {"load_in_16bit", "use_gradient_checkpointing", "optim"} | (
-        {"use_rslora"} if rslora else set())
+        {"use_rslora"} if rslora else set()
+    )
 
 
 def test_explicit_flags_win_over_quality_mode(capsys):
-    out = dry_run(capsys, "--base-model", "unsloth/llama-3.1-8b", "--quality-mode", "--lora-r", "64",
-                  "--optim", "adamw_8bit", "--use-gradient-checkpointing", "unsloth", "--load-in-8bit",
-                  "--no-use-rslora")
+    out = dry_run(
+        capsys,
+        "--base-model",
+        "unsloth/llama-3.1-8b",
+        "--quality-mode",
+        "--lora-r",
+        "64",
+        "--optim",
+        "adamw_8bit",
+        "--use-gradient-checkpointing",
+        "unsloth",
+        "--load-in-8bit",
+        "--no-use-rslora",
+    )
     assert out["optim"] == "adamw_8bit"
     assert out["use_gradient_checkpointing"] == "unsloth"
     assert out["load_in_8bit"] is True and out["load_in_16bit"] is False
@@ -91,8 +101,10 @@ def test_quality_mode_without_explicit_flags_is_reported():
     [
         (["--load-in-8bit", "--load-in-16bit"], "--load-in-8bit and --load-in-16bit exclude each other"),
         (["--load-in-16bit"], "pre-quantized 4-bit checkpoint; use 'unsloth/llama-3.1-8b' instead"),
-        (["--load-in-8bit", "--base-model", "unsloth/Qwen2.5-7B-Instruct-unsloth-bnb-4bit"],
-         "use 'unsloth/Qwen2.5-7B-Instruct' instead"),
+        (
+            ["--load-in-8bit", "--base-model", "unsloth/Qwen2.5-7B-Instruct-unsloth-bnb-4bit"],
+            "use 'unsloth/Qwen2.5-7B-Instruct' instead",
+        ),
         (["--quality-mode"], "--load-in-16bit (set by --quality-mode)"),
         (["--lora-r", "0"], "argument --lora-r: 0 is not an integer from 1 to 1024"),
         (["--learning-rate", "fast"], "argument --learning-rate: 'fast' is not a number"),
@@ -114,7 +126,9 @@ def test_bad_input_is_one_line_and_exit_2(capsys, args, message):
 
 
 def test_local_4bit_config_is_refused(tmp_path):
-    (tmp_path / "config.json").write_text('{"quantization_config": {"load_in_4bit": true, "quant_method": "bitsandbytes"}}')
+    (tmp_path / "config.json").write_text(
+        '{"quantization_config": {"load_in_4bit": true, "quant_method": "bitsandbytes"}}'
+    )
     with pytest.raises(SettingError, match="pre-quantized 4-bit"):
         resolve([{"base_model": str(tmp_path), "load_in_16bit": True}])
 
@@ -126,6 +140,7 @@ def test_high_rank_without_rslora_warns(capsys):
 
 def test_every_setting_has_a_flag_help_and_group():
     from mgtui.cli import build_parser
+
     helptext = build_parser("model-garden")._subparsers._group_actions[0].choices["train"].format_help()
     for s in SETTINGS:
         assert s.flag in helptext and s.help and s.group

@@ -54,8 +54,16 @@ def test_form_default(snap_compare, size):
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_form_over_with_advice(snap_compare, size):
-    app = form_app({"dataset": "builtin:demo-chat", "base_model": "unsloth/llama-3.1-8b", "quality_mode": True,
-                    "lora_r": 64, "batch_size": 8}, ("RTX 4090 24GB (planning)", 24.0))
+    app = form_app(
+        {
+            "dataset": "builtin:demo-chat",
+            "base_model": "unsloth/llama-3.1-8b",
+            "quality_mode": True,
+            "lora_r": 64,
+            "batch_size": 8,
+        },
+        ("RTX 4090 24GB (planning)", 24.0),
+    )
 
     async def run_before(pilot):
         await _settle(pilot)
@@ -90,9 +98,11 @@ def replay(tmp_path: Path, log: str, alive: bool) -> Path:
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-@pytest.mark.parametrize("log, alive, gpu", [("run_running.jsonl", True, "one"), ("run_done.jsonl", False, "none"),
-                                             ("run_failed_oom.jsonl", False, "one")],
-                         ids=["running", "finished", "failed"])
+@pytest.mark.parametrize(
+    "log, alive, gpu",
+    [("run_running.jsonl", True, "one"), ("run_done.jsonl", False, "none"), ("run_failed_oom.jsonl", False, "one")],
+    ids=["running", "finished", "failed"],
+)
 def test_run_screen_replayed(snap_compare, tmp_path, monkeypatch, size, log, alive, gpu):
     monkeypatch.chdir(tmp_path)  # the screen shows the run's path: keep it the same on every machine
     replay(tmp_path, log, alive)
@@ -110,8 +120,10 @@ def test_run_screen_replayed(snap_compare, tmp_path, monkeypatch, size, log, ali
             screen.poll_gpus()
             await wait_until(pilot, lambda: len(panel.history.get(0, ())) >= 2)
         # every event applied and the log drawn: states, not a guess at the time
-        await wait_until(pilot, lambda: screen.view.last_seq == last
-                         and len(screen.query_one("#log").lines) >= len(screen.view.log) > 0)
+        await wait_until(
+            pilot,
+            lambda: screen.view.last_seq == last and len(screen.query_one("#log").lines) >= len(screen.view.log) > 0,
+        )
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)

@@ -60,8 +60,9 @@ def test_chat_data_without_a_template_is_flagged_before_the_run(tiny_model, tmp_
     shutil.copytree(tiny_model, model)
     (model / "chat_template.jinja").unlink()  # a base model whose tokenizer has no chat template
     counter = counter_for(str(model), "messages")
-    assert counter.problem == (f"{model}: its tokenizer has no chat template; pass --chat-template "
-                               "(chatml, llama-3, gemma, zephyr)")
+    assert counter.problem == (
+        f"{model}: its tokenizer has no chat template; pass --chat-template (chatml, llama-3, gemma, zephyr)"
+    )
     assert counter_for(str(model), "messages", "chatml").problem is None  # a named one fixes it
     assert "unknown template 'nope'" in counter_for(str(model), "messages", "nope").problem
 
@@ -85,8 +86,10 @@ async def test_the_form_warns_of_truncation_as_max_seq_length_changes(tiny_model
         assert "truncated" not in panel() and "truncated" not in note()
 
 
-NO_SYSTEM = ("{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
-             "{% endif %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}")
+NO_SYSTEM = (
+    "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+    "{% endif %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"
+)
 
 
 async def test_a_row_the_chat_template_refuses_is_named_before_the_run(tiny_model, tmp_path, isolated_home):
@@ -111,8 +114,12 @@ async def test_a_row_the_chat_template_refuses_is_named_before_the_run(tiny_mode
         tokenize_rows(res, "messages", rows, AutoTokenizer.from_pretrained(model))
     assert str(e.value) == f"{data}: row 1: the chat template refused this row: System role not supported"
     # The form says so, and Start is refused rather than loading the model to fail.
-    app = MgApp({"base_model": str(model), "dataset": str(data), "output_dir": str(tmp_path / "out")}, None, NO_GPU,
-                offer_runs=False)
+    app = MgApp(
+        {"base_model": str(model), "dataset": str(data), "output_dir": str(tmp_path / "out")},
+        None,
+        NO_GPU,
+        offer_runs=False,
+    )
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         assert said in str(app.screen.query_one("#dataset").render())
@@ -131,6 +138,7 @@ def test_model_garden_train_names_the_refused_row_before_it_starts(tiny_model, t
     data = write_dataset(tmp_path / "train.jsonl", "messages")
     code = main(["train", "--base-model", str(model), "--dataset", str(data), "--output-dir", str(tmp_path / "run")])
     assert code == 2
-    assert capsys.readouterr().err == (f"model-garden train: error: {data}:1: the chat template refused this row: "
-                                       "System role not supported\n")
+    assert capsys.readouterr().err == (
+        f"model-garden train: error: {data}:1: the chat template refused this row: System role not supported\n"
+    )
     assert not (tmp_path / "run").exists()  # nothing started, nothing written

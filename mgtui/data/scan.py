@@ -14,12 +14,26 @@ from typing import Any, Callable, Iterator
 
 FORMATS = ("text", "messages", "sharegpt", "alpaca")
 FILE_KINDS = (".jsonl", ".json", ".csv", ".parquet")
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                  "system": "system", "chatgpt": "assistant", "bing": "assistant", "bard": "assistant"}
-ACCEPTED = ("text (a 'text' column); messages (OpenAI-style role/content list); "
-            "sharegpt ('conversations' with from/value); alpaca (instruction, optional input, output)")
-REQUIRED = {"text": {"text"}, "messages": {"messages"}, "sharegpt": {"conversations"},
-            "alpaca": {"instruction", "output"}}
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+    "chatgpt": "assistant",
+    "bing": "assistant",
+    "bard": "assistant",
+}
+ACCEPTED = (
+    "text (a 'text' column); messages (OpenAI-style role/content list); "
+    "sharegpt ('conversations' with from/value); alpaca (instruction, optional input, output)"
+)
+REQUIRED = {
+    "text": {"text"},
+    "messages": {"messages"},
+    "sharegpt": {"conversations"},
+    "alpaca": {"instruction", "output"},
+}
 BUILTIN = {"builtin:demo-chat": Path(__file__).with_name("demo_chat.jsonl")}
 
 
@@ -128,7 +142,9 @@ def to_messages(fmt: str, row: dict[str, Any], where: str) -> list[dict[str, str
         try:
             turns = json.loads(turns)  # CSV cells hold JSON text
         except ValueError:
-            raise DatasetError(f"{where}: '{'messages' if fmt == 'messages' else 'conversations'}' is not a list") from None
+            raise DatasetError(
+                f"{where}: '{'messages' if fmt == 'messages' else 'conversations'}' is not a list"
+            ) from None
     if not isinstance(turns, list):
         raise DatasetError(f"{where}: '{'messages' if fmt == 'messages' else 'conversations'}' is not a list")
     out = []
@@ -150,8 +166,10 @@ def to_messages(fmt: str, row: dict[str, Any], where: str) -> list[dict[str, str
     return out
 
 
-ALPACA_PROMPT = ("Below is an instruction that describes a task{ctx}. Write a response that appropriately "
-                 "completes the request.\n\n### Instruction:\n{instruction}\n\n{input}### Response:\n")
+ALPACA_PROMPT = (
+    "Below is an instruction that describes a task{ctx}. Write a response that appropriately "
+    "completes the request.\n\n### Instruction:\n{instruction}\n\n{input}### Response:\n"
+)
 
 
 def alpaca_parts(row: dict[str, Any], where: str) -> tuple[str, str] | None:
@@ -164,7 +182,9 @@ def alpaca_parts(row: dict[str, Any], where: str) -> tuple[str, str] | None:
         return None
     prompt = ALPACA_PROMPT.format(
         ctx=", paired with an input that provides further context" if inp else "",
-        instruction=instr, input=f"### Input:\n{inp}\n\n" if inp else "")
+        instruction=instr,
+        input=f"### Input:\n{inp}\n\n" if inp else "",
+    )
     return prompt, output
 
 
@@ -195,9 +215,13 @@ class ScanReport:
     hub: bool = False
 
 
-def scan(source: str, fmt: str = "auto", limit: int | None = None,
-         count: Callable[[list[str]], list[int]] | None = None,
-         render: Callable[[str, dict[str, Any], str], str | None] | None = None) -> ScanReport:
+def scan(
+    source: str,
+    fmt: str = "auto",
+    limit: int | None = None,
+    count: Callable[[list[str]], list[int]] | None = None,
+    render: Callable[[str, dict[str, Any], str], str | None] | None = None,
+) -> ScanReport:
     """Read and check every row (or the first `limit`). `count` measures rows in tokens, a batch at a
     time, as `render` writes them out (default: plainly, as the sample is). Raises DatasetError."""
     if not source:
@@ -216,12 +240,15 @@ def scan(source: str, fmt: str = "auto", limit: int | None = None,
                 if fmt == "auto":
                     detected = detect_format(columns)
                     if detected is None:
-                        raise DatasetError(f"{where}: no recognised fields; found columns {sorted(columns)}; "
-                                           f"accepted formats: {ACCEPTED}")
+                        raise DatasetError(
+                            f"{where}: no recognised fields; found columns {sorted(columns)}; "
+                            f"accepted formats: {ACCEPTED}"
+                        )
                     report.format = detected
                 elif not REQUIRED[fmt] <= columns:
-                    raise DatasetError(f"{where}: format {fmt} needs {sorted(REQUIRED[fmt])}; found columns "
-                                       f"{sorted(columns)}")
+                    raise DatasetError(
+                        f"{where}: format {fmt} needs {sorted(REQUIRED[fmt])}; found columns {sorted(columns)}"
+                    )
             report.rows += 1
             text = plain_render(report.format, row, where)
             if text is None:

@@ -52,8 +52,9 @@ def pick_template(setting: str, own: str | None, base_model: str) -> str:
         return NAMED_TEMPLATES.get(setting, setting)
     if own:
         return own
-    raise DatasetError(f"{base_model}: its tokenizer has no chat template; pass --chat-template "
-                       f"({', '.join(NAMED_TEMPLATES)})")
+    raise DatasetError(
+        f"{base_model}: its tokenizer has no chat template; pass --chat-template ({', '.join(NAMED_TEMPLATES)})"
+    )
 
 
 def _config(directory: Path) -> dict[str, Any]:
@@ -106,7 +107,8 @@ def _compiled(template: str):
 
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[Generation, loopcontrols])
     env.filters["tojson"] = lambda x, ensure_ascii=False, indent=None, separators=None, sort_keys=False: json.dumps(
-        x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+        x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+    )
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
     return env.from_string(template)

@@ -26,8 +26,12 @@ def length_stats(lengths: list[int], max_len: int) -> dict[str, Any]:
     """min/mean/p95/max of the lengths, and how many exceed max_len (they will be truncated)."""
     ordered = sorted(lengths)
     return {
-        "tokens": {"min": ordered[0], "mean": round(sum(ordered) / len(ordered), 1),
-                   "p95": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], "max": ordered[-1]},
+        "tokens": {
+            "min": ordered[0],
+            "mean": round(sum(ordered) / len(ordered), 1),
+            "p95": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))],
+            "max": ordered[-1],
+        },
         "max_seq_length": max_len,
         "truncated": len(ordered) - bisect_right(ordered, max_len),
     }
@@ -55,8 +59,11 @@ class TokenCounter:
 
 
 def _estimate(problem: str | None = None) -> TokenCounter:
-    return TokenCounter(f"estimated: {CHARS_PER_TOKEN:g} chars per token",
-                        lambda texts: [math.ceil(len(t) / CHARS_PER_TOKEN) for t in texts], problem=problem)
+    return TokenCounter(
+        f"estimated: {CHARS_PER_TOKEN:g} chars per token",
+        lambda texts: [math.ceil(len(t) / CHARS_PER_TOKEN) for t in texts],
+        problem=problem,
+    )
 
 
 def counter_for(base_model: str, fmt: str = "text", chat_template: str = "") -> TokenCounter:
@@ -88,17 +95,23 @@ def counter_for(base_model: str, fmt: str = "text", chat_template: str = "") -> 
             except Exception as e:  # the template's own raise_exception, or any error inside it
                 raise refused(where, e) from None
     elif fmt == "alpaca":
+
         def render(fmt: str, row: dict[str, Any], where: str) -> str | None:
             parts = alpaca_parts(row, where)
             return None if parts is None else parts[0] + parts[1] + eos
     else:
+
         def render(fmt: str, row: dict[str, Any], where: str) -> str | None:
             text = plain_render(fmt, row, where)
             return None if text is None else text + eos
+
     encode = getattr(tok, "encode_batch_fast", tok.encode_batch)  # fast: no offsets (tokenizers >= 0.21)
     special = fmt not in ("messages", "sharegpt")  # a chat template writes its own special tokens
-    return TokenCounter("counted by the model's tokenizer",
-                        lambda texts: [len(e) for e in encode(texts, add_special_tokens=special)], render)
+    return TokenCounter(
+        "counted by the model's tokenizer",
+        lambda texts: [len(e) for e in encode(texts, add_special_tokens=special)],
+        render,
+    )
 
 
 def check_chat_rows(source: str, fmt: str, base_model: str, chat_template: str, rows: int = 1000) -> None:
@@ -117,8 +130,14 @@ def check_chat_rows(source: str, fmt: str, base_model: str, chat_template: str, 
         counter.render(fmt, row, where)
 
 
-def count_dataset(source: str, fmt: str, limit: int, base_model: str, chat_template: str,
-                  progress: Callable[[float], None] = lambda done: None) -> tuple[list[int], str, str | None]:
+def count_dataset(
+    source: str,
+    fmt: str,
+    limit: int,
+    base_model: str,
+    chat_template: str,
+    progress: Callable[[float], None] = lambda done: None,
+) -> tuple[list[int], str, str | None]:
     """(tokens per usable row, how they were counted, what the engine would refuse) for the first
     `limit` rows of a dataset whose format is known. Raises DatasetError for a row the template refuses."""
     counter = counter_for(base_model, fmt, chat_template)
@@ -144,6 +163,7 @@ def main(argv: list[str]) -> None:
     """`python -m mgtui.data.tokens '<json args>'`: count_dataset in a process of its own, so the app's
     interpreter stays free for keys. Writes JSON lines: {"progress": f} while it works, then
     {"tokens": [...], "how": ..., "problem": ...} or {"refused": message}."""
+
     def say(message: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(message) + "\n")
         sys.stdout.flush()

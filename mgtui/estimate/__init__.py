@@ -28,8 +28,15 @@ class MemoryPlan:
     backend: str = "unsloth"
 
 
-def plan(res: Resolved, found: Lookup, gpu_gib: float | None, gpu_label: str = "",
-         backend: str = "unsloth", c: Coefficients = DEFAULT, gpu_count: int = 1) -> MemoryPlan:
+def plan(
+    res: Resolved,
+    found: Lookup,
+    gpu_gib: float | None,
+    gpu_label: str = "",
+    backend: str = "unsloth",
+    c: Coefficients = DEFAULT,
+    gpu_count: int = 1,
+) -> MemoryPlan:
     world = res.world_size(gpu_count)
     common = dict(world_size=world, effective_batch=res.effective_batch * world, backend=backend)
     if found.arch is None:
@@ -40,5 +47,13 @@ def plan(res: Resolved, found: Lookup, gpu_gib: float | None, gpu_label: str = "
     inp = inputs_for(res, backend, gpu_count)
     steps = tuple(advise(res, found.arch, gpu_gib, backend, c, gpu_count)) if est.state == "over" else ()
     limit = found.max_positions or 131072
-    return MemoryPlan(found, gpu_gib, gpu_label, est, steps, max_batch_size(found.arch, inp, gpu_gib, c),
-                max_seq_length(found.arch, inp, gpu_gib, c, limit), **common)
+    return MemoryPlan(
+        found,
+        gpu_gib,
+        gpu_label,
+        est,
+        steps,
+        max_batch_size(found.arch, inp, gpu_gib, c),
+        max_seq_length(found.arch, inp, gpu_gib, c, limit),
+        **common,
+    )

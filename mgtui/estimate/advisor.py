@@ -15,8 +15,14 @@ def inputs_for(res: Resolved, backend: str = "unsloth", gpu_count: int = 1) -> I
     return Inputs.from_settings(res.values, res.precision, backend, res.world_size(gpu_count))
 
 
-def estimate_settings(res: Resolved, arch: Arch, gpu_gib: float | None, backend: str = "unsloth",
-                      c: Coefficients = DEFAULT, gpu_count: int = 1) -> Estimate:
+def estimate_settings(
+    res: Resolved,
+    arch: Arch,
+    gpu_gib: float | None,
+    backend: str = "unsloth",
+    c: Coefficients = DEFAULT,
+    gpu_count: int = 1,
+) -> Estimate:
     return estimate(arch, inputs_for(res, backend, gpu_count), gpu_gib, c)
 
 
@@ -34,7 +40,9 @@ def max_batch_size(arch: Arch, inp: Inputs, gpu_gib: float, c: Coefficients = DE
     return _largest(lambda b: estimate(arch, replace(inp, batch_size=b), gpu_gib, c).fits, 1, limit)
 
 
-def max_seq_length(arch: Arch, inp: Inputs, gpu_gib: float, c: Coefficients = DEFAULT, limit: int = 131072) -> int | None:
+def max_seq_length(
+    arch: Arch, inp: Inputs, gpu_gib: float, c: Coefficients = DEFAULT, limit: int = 131072
+) -> int | None:
     return _largest(lambda s: estimate(arch, replace(inp, seq_len=s), gpu_gib, c).fits, 16, limit)
 
 
@@ -52,8 +60,13 @@ class Step:
 
     def as_dict(self) -> dict[str, Any]:
         """The step as `estimate --json` and the engine's OOM event carry it."""
-        return {"step": self.number, "title": self.title, "changes": self.changes,
-                "peak_gb": round(self.estimate.peak_gib, 3), "fits": self.fits}
+        return {
+            "step": self.number,
+            "title": self.title,
+            "changes": self.changes,
+            "peak_gb": round(self.estimate.peak_gib, 3),
+            "fits": self.fits,
+        }
 
 
 def _guide_steps(res: Resolved) -> list[tuple[int, str, str, dict[str, Any]]]:
@@ -64,18 +77,42 @@ def _guide_steps(res: Resolved) -> list[tuple[int, str, str, dict[str, Any]]]:
     b, ga = v["batch_size"], v["gradient_accumulation_steps"]
     if b > 1:
         steps.append((1, f"Reduce batch size {b} → 1", f"batch {b} → 1", {"batch_size": 1}))
-        steps.append((2, f"Batch 1 × accumulation {ga} → {b * ga} (keeps the effective batch {b * ga})",
-                      f"batch 1 × accum {b * ga}", {"batch_size": 1, "gradient_accumulation_steps": b * ga}))
+        steps.append(
+            (
+                2,
+                f"Batch 1 × accumulation {ga} → {b * ga} (keeps the effective batch {b * ga})",
+                f"batch 1 × accum {b * ga}",
+                {"batch_size": 1, "gradient_accumulation_steps": b * ga},
+            )
+        )
     if v["use_gradient_checkpointing"] != "unsloth":
-        steps.append((3, f"Checkpointing {v['use_gradient_checkpointing']} → unsloth (offload to RAM)",
-                      "checkpointing unsloth", {"use_gradient_checkpointing": "unsloth"}))
+        steps.append(
+            (
+                3,
+                f"Checkpointing {v['use_gradient_checkpointing']} → unsloth (offload to RAM)",
+                "checkpointing unsloth",
+                {"use_gradient_checkpointing": "unsloth"},
+            )
+        )
     if v["lora_r"] > 8:
         r = 16 if v["lora_r"] > 16 else 8
-        steps.append((4, f"Reduce LoRA rank {v['lora_r']} → {r}", f"lora rank {v['lora_r']} → {r}",
-                      {"lora_r": r} | ({"lora_alpha": r} if v["lora_alpha"] == v["lora_r"] else {})))
+        steps.append(
+            (
+                4,
+                f"Reduce LoRA rank {v['lora_r']} → {r}",
+                f"lora rank {v['lora_r']} → {r}",
+                {"lora_r": r} | ({"lora_alpha": r} if v["lora_alpha"] == v["lora_r"] else {}),
+            )
+        )
     if res.precision != 4:
-        steps.append((5, f"Load in 4-bit instead of {res.precision}-bit", f"{res.precision}-bit → 4-bit",
-                      {"load_in_8bit": False, "load_in_16bit": False}))
+        steps.append(
+            (
+                5,
+                f"Load in 4-bit instead of {res.precision}-bit",
+                f"{res.precision}-bit → 4-bit",
+                {"load_in_8bit": False, "load_in_16bit": False},
+            )
+        )
     return steps
 
 
@@ -85,8 +122,14 @@ def apply_changes(res: Resolved, changes: dict[str, Any]) -> Resolved:
     return resolve([base, changes], res.explicit | set(changes))
 
 
-def advise(res: Resolved, arch: Arch, gpu_gib: float | None, backend: str = "unsloth",
-           c: Coefficients = DEFAULT, gpu_count: int = 1) -> list[Step]:
+def advise(
+    res: Resolved,
+    arch: Arch,
+    gpu_gib: float | None,
+    backend: str = "unsloth",
+    c: Coefficients = DEFAULT,
+    gpu_count: int = 1,
+) -> list[Step]:
     """Each applicable step of the guide, in its order, with the estimate it alone gives;
     then, when more than one applies, all of them together."""
     out: list[Step] = []
@@ -96,10 +139,19 @@ def advise(res: Resolved, arch: Arch, gpu_gib: float | None, backend: str = "uns
             changed = apply_changes(res, changes)
         except SettingError:  # e.g. 4-bit of a model only a 16-bit name is known for
             continue
-        out.append(Step(number, title, changes, estimate_settings(changed, arch, gpu_gib, backend, c, gpu_count), short))
+        out.append(
+            Step(number, title, changes, estimate_settings(changed, arch, gpu_gib, backend, c, gpu_count), short)
+        )
         combined.update(changes)
     if len(out) > 1:
         changed = apply_changes(res, combined)
-        out.append(Step(0, "All of the above", combined, estimate_settings(changed, arch, gpu_gib, backend, c, gpu_count),
-                        "all of the above"))
+        out.append(
+            Step(
+                0,
+                "All of the above",
+                combined,
+                estimate_settings(changed, arch, gpu_gib, backend, c, gpu_count),
+                "all of the above",
+            )
+        )
     return out

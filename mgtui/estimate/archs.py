@@ -45,10 +45,21 @@ class Arch:
         """Per-layer linear modules: name -> (d_in, d_out), named as PEFT targets them."""
         h, i = self.hidden, self.intermediate
         if self.model_type == "phi3":  # fused projections
-            return {"qkv_proj": (h, self.q_dim + 2 * self.kv_dim), "o_proj": (self.q_dim, h),
-                    "gate_up_proj": (h, 2 * i), "down_proj": (i, h)}
-        return {"q_proj": (h, self.q_dim), "k_proj": (h, self.kv_dim), "v_proj": (h, self.kv_dim),
-                "o_proj": (self.q_dim, h), "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+            return {
+                "qkv_proj": (h, self.q_dim + 2 * self.kv_dim),
+                "o_proj": (self.q_dim, h),
+                "gate_up_proj": (h, 2 * i),
+                "down_proj": (i, h),
+            }
+        return {
+            "q_proj": (h, self.q_dim),
+            "k_proj": (h, self.kv_dim),
+            "v_proj": (h, self.kv_dim),
+            "o_proj": (self.q_dim, h),
+            "gate_proj": (h, i),
+            "up_proj": (h, i),
+            "down_proj": (i, h),
+        }
 
     def targeted(self, targets: list[str]) -> dict[str, tuple[int, int]]:
         """The per-layer linears that LoRA targets; q/k/v and gate/up map onto Phi-3's fused ones."""
@@ -107,10 +118,28 @@ def from_config(cfg: dict[str, Any], name: str = "") -> Arch:
     )
 
 
-def _c(model_type: str, h: int, i: int, layers: int, heads: int, kv: int, vocab: int, tied: bool,
-       head_dim: int | None = None, **extra: Any) -> dict[str, Any]:
-    cfg = dict(model_type=model_type, hidden_size=h, intermediate_size=i, num_hidden_layers=layers,
-               num_attention_heads=heads, num_key_value_heads=kv, vocab_size=vocab, tie_word_embeddings=tied)
+def _c(
+    model_type: str,
+    h: int,
+    i: int,
+    layers: int,
+    heads: int,
+    kv: int,
+    vocab: int,
+    tied: bool,
+    head_dim: int | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    cfg = dict(
+        model_type=model_type,
+        hidden_size=h,
+        intermediate_size=i,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        vocab_size=vocab,
+        tie_word_embeddings=tied,
+    )
     if head_dim:
         cfg["head_dim"] = head_dim
     return cfg | extra
@@ -180,8 +209,10 @@ def from_catalog(name: str) -> tuple[str, dict[str, Any]] | None:
 
 def hub_cache_dir() -> Path:
     """The local Hugging Face hub cache, found as huggingface_hub finds it (without importing it)."""
-    return Path(os.environ.get("HF_HUB_CACHE") or os.path.join(
-        os.environ.get("HF_HOME") or os.path.join(Path.home(), ".cache", "huggingface"), "hub"))
+    return Path(
+        os.environ.get("HF_HUB_CACHE")
+        or os.path.join(os.environ.get("HF_HOME") or os.path.join(Path.home(), ".cache", "huggingface"), "hub")
+    )
 
 
 def hf_cache_file(repo_id: str, filename: str) -> Path | None:

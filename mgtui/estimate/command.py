@@ -29,7 +29,9 @@ class EstimateInputError(ValueError):
     pass
 
 
-def gpu_target(gpu_memory: float | None, gpu_name: str | None, source: GpuSource | None = None) -> tuple[float | None, str]:
+def gpu_target(
+    gpu_memory: float | None, gpu_name: str | None, source: GpuSource | None = None
+) -> tuple[float | None, str]:
     """The GPU memory to plan for: --gpu-memory, then --gpu-name, then NVML's first GPU."""
     if gpu_memory is not None:
         if not 0 < gpu_memory <= 4096:
@@ -89,8 +91,10 @@ def run_estimate(res: Resolved, gpu_memory: float | None, gpu_name: str | None, 
     if e is None:
         out(f"{p.lookup.source}\n")
         return 0
-    out(f"{res.precision}-bit, r{res['lora_r']}, batch {res['batch_size']} × {res['max_seq_length']} tokens, "
-        f"checkpointing {e.checkpointing}, {res['optim']}\n\n")
+    out(
+        f"{res.precision}-bit, r{res['lora_r']}, batch {res['batch_size']} × {res['max_seq_length']} tokens, "
+        f"checkpointing {e.checkpointing}, {res['optim']}\n\n"
+    )
     for key, value in e.breakdown.items():
         out(f"  {LABELS[key]:<20} {value:8.2f} GB\n")
     out(f"  {'-' * 20} {'-' * 8}\n  {'Peak':<20} {e.peak_gib:8.2f} GB\n")
@@ -101,8 +105,10 @@ def run_estimate(res: Resolved, gpu_memory: float | None, gpu_name: str | None, 
     else:
         verdict = {"fits": "fits", "tight": "fits, tight (≥ 90%)", "over": "DOES NOT FIT"}[e.state]
         out(f"\nGPU: {label}, {gpu_gib:.1f} GB available: {verdict} ({e.peak_gib / gpu_gib:.0%})\n")
-        out(f"Largest batch size that fits: {p.max_batch_size or 'none'}; "
-            f"longest max_seq_length: {p.max_seq_length or 'none'}\n")
+        out(
+            f"Largest batch size that fits: {p.max_batch_size or 'none'}; "
+            f"longest max_seq_length: {p.max_seq_length or 'none'}\n"
+        )
     for note in e.notes:
         out(f"note: {note}\n")
     if p.steps:

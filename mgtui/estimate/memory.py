@@ -15,8 +15,17 @@ from typing import Mapping
 from .archs import Arch
 
 GIB = 1024**3
-TERMS = ("cuda_context", "base_weights", "lora_weights", "gradients", "optimizer_states",
-         "activations", "logits_and_loss", "evaluation", "allocator_overhead")
+TERMS = (
+    "cuda_context",
+    "base_weights",
+    "lora_weights",
+    "gradients",
+    "optimizer_states",
+    "activations",
+    "logits_and_loss",
+    "evaluation",
+    "allocator_overhead",
+)
 
 
 @dataclass(frozen=True)
@@ -202,8 +211,10 @@ def estimate(arch: Arch, inp: Inputs, gpu_gib: float | None = None, c: Coefficie
         # them; the term stays until a GPU run has measured that.
         held = tokens * (8 * h + 2 * arch.q_dim + 4 * arch.intermediate)
         acts += L * held * c.int8_saved_inputs_factor
-        notes.append("8-bit on Transformers + PEFT: counted as measured before the reentrant-checkpointing "
-                     "fix (bitsandbytes keeps every layer's inputs); expect less")
+        notes.append(
+            "8-bit on Transformers + PEFT: counted as measured before the reentrant-checkpointing "
+            "fix (bitsandbytes keeps every layer's inputs); expect less"
+        )
 
     # Logits and loss.
     logit_bytes = c.ce_bytes_softcap if arch.softcap else c.ce_bytes_per_logit

@@ -27,8 +27,10 @@ def progress_line(e: dict[str, Any], width: int = 20) -> str:
     frac = min(e["step"] / total, 1.0) if total else 0.0
     bar = "█" * int(frac * width) + "░" * (width - int(frac * width))
     loss = f"{e['loss']:.4f}" if isinstance(e.get("loss"), (int, float)) else "-"
-    return (f"[{bar}] {e['step']}/{total} {frac:4.0%}  loss {loss}  lr {e.get('learning_rate') or 0:.2e}  "
-            f"{e.get('tokens_per_s') or 0:,.0f} tok/s  ETA {fmt_duration(e.get('eta_s'))}")
+    return (
+        f"[{bar}] {e['step']}/{total} {frac:4.0%}  loss {loss}  lr {e.get('learning_rate') or 0:.2e}  "
+        f"{e.get('tokens_per_s') or 0:,.0f} tok/s  ETA {fmt_duration(e.get('eta_s'))}"
+    )
 
 
 class Display:
@@ -66,8 +68,10 @@ def follow(run_dir: Path, proc, display: Display, offset: int = 0, poll: float =
                     display.show(e)
                     if e["type"] in EXIT_FOR_STATE:
                         return EXIT_USAGE if e.get("kind") in INPUT_KINDS else EXIT_FOR_STATE[e["type"]]
-                display.out.write(f"\nfailed: the engine ended with {how_it_ended(code)} without a last word; "
-                                  f"see {run_dir / LOG_FILE}\n")
+                display.out.write(
+                    f"\nfailed: the engine ended with {how_it_ended(code)} without a last word; "
+                    f"see {run_dir / LOG_FILE}\n"
+                )
                 return EXIT_FAILED
             time.sleep(poll)
         except KeyboardInterrupt:
@@ -95,8 +99,10 @@ def train_headless(res: Resolved, force: bool = False, detach: bool = False) -> 
         print(f"started pid {proc.pid}; follow with: mgtui attach {run_dir}")
         return EXIT_OK
     if res["node_rank"] > 0:
-        print(f"node {res['node_rank']} of {res['nnodes']}: joined the run at {res['master_addr']}:{res['master_port']}; "
-              "its progress and files are on node 0")
+        print(
+            f"node {res['node_rank']} of {res['nnodes']}: joined the run at {res['master_addr']}:{res['master_port']}; "
+            "its progress and files are on node 0"
+        )
         try:
             return EXIT_OK if proc.wait() == 0 else EXIT_FAILED
         except KeyboardInterrupt:

@@ -53,8 +53,9 @@ def prepare(res: Resolved, force: bool = False) -> tuple[Path, str | None]:
         reason = rundir.occupied(out)
         if reason:
             if not force or rundir.run_state(out).state == "running":
-                raise LaunchError(f"{reason}; use --resume to continue it, --force to move it aside, "
-                                  "or choose another --output-dir")
+                raise LaunchError(
+                    f"{reason}; use --resume to continue it, --force to move it aside, or choose another --output-dir"
+                )
             moved = str(rundir.move_aside(out))
     out.mkdir(parents=True, exist_ok=True)
     (out / rundir.SETTINGS_FILE).write_text(presets.dumps(res, include_paths=True), encoding="utf-8")
@@ -66,9 +67,16 @@ def engine_command(run_dir: Path, res: Resolved, nproc: int) -> list[str]:
     process or node."""
     worker = ["-m", "mgtui.train.worker", str(run_dir)] + (["--resume"] if res["resume"] else [])
     if nproc > 1 or res["nnodes"] > 1:
-        worker = ["-m", "torch.distributed.run", f"--nproc-per-node={nproc}", f"--nnodes={res['nnodes']}",
-                  f"--node-rank={res['node_rank']}", f"--master-addr={res['master_addr']}",
-                  f"--master-port={res['master_port']}", *worker]
+        worker = [
+            "-m",
+            "torch.distributed.run",
+            f"--nproc-per-node={nproc}",
+            f"--nnodes={res['nnodes']}",
+            f"--node-rank={res['node_rank']}",
+            f"--master-addr={res['master_addr']}",
+            f"--master-port={res['master_port']}",
+            *worker,
+        ]
     return [sys.executable, "-m", "mgtui.runs.supervise", str(run_dir), "--", sys.executable, *worker]
 
 
@@ -83,7 +91,9 @@ def engine_env(res: Resolved, base: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def start(res: Resolved, force: bool = False, source: GpuSource | None = None) -> tuple[Path, subprocess.Popen, str | None]:
+def start(
+    res: Resolved, force: bool = False, source: GpuSource | None = None
+) -> tuple[Path, subprocess.Popen, str | None]:
     """Start the engine detached, once this machine's GPUs are known to be usable by its torch.
     The GPUs visible here set the default number of processes, for the app and the headless
     command alike."""
@@ -98,8 +108,15 @@ def start(res: Resolved, force: bool = False, source: GpuSource | None = None) -
     nproc = res.world_size(gpu_count) // res["nnodes"]
     env = engine_env(res, os.environ)
     log = open(run_dir / rundir.LOG_FILE, "ab")
-    proc = subprocess.Popen(engine_command(run_dir, res, nproc), stdin=subprocess.DEVNULL, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True, env=env, close_fds=True)
+    proc = subprocess.Popen(
+        engine_command(run_dir, res, nproc),
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=env,
+        close_fds=True,
+    )
     log.close()
     if res["node_rank"] > 0:  # a helper node: the run, its log and its record live on node 0
         return run_dir, proc, moved

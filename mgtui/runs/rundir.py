@@ -1,13 +1,13 @@
 """The run directory: what a run leaves behind, and how anyone tells its state.
 
-    <output_dir>/
-      settings.toml        the resolved settings, in the preset format
-      run.json             pid, user, host, start time, and the final state once known
-      events.jsonl         the event log (schema: runs/events.py)
-      train.log            the engine's own stdout/stderr
-      summary.json         final loss, steps, runtime, peak memory vs estimate, library versions
-      adapter_config.json, adapter_model.safetensors, tokenizer files   (PEFT format)
-      checkpoint-N/        trainer checkpoints every save_steps
+<output_dir>/
+  settings.toml        the resolved settings, in the preset format
+  run.json             pid, user, host, start time, and the final state once known
+  events.jsonl         the event log (schema: runs/events.py)
+  train.log            the engine's own stdout/stderr
+  summary.json         final loss, steps, runtime, peak memory vs estimate, library versions
+  adapter_config.json, adapter_model.safetensors, tokenizer files   (PEFT format)
+  checkpoint-N/        trainer checkpoints every save_steps
 """
 
 from __future__ import annotations
@@ -199,8 +199,14 @@ def write_run_file(path: Path, pid: int, launcher: bool = False, **extra: Any) -
         info = read_json(path / RUN_FILE)
         if not (launcher and info.get("worker_started")):
             info["pid"] = pid
-        info.update(uid=os.getuid(), user=os.environ.get("USER", ""), host=socket.gethostname(),
-                    started=info.get("started") or time.time(), state="running", **extra)
+        info.update(
+            uid=os.getuid(),
+            user=os.environ.get("USER", ""),
+            host=socket.gethostname(),
+            started=info.get("started") or time.time(),
+            state="running",
+            **extra,
+        )
         write_json_atomic(path / RUN_FILE, info)
 
 
@@ -233,8 +239,7 @@ def launcher_alive(path: Path) -> int | None:
         return pid if not cmdline.parent.parent.exists() else None  # no /proc: trust the pid
 
 
-def run_pids(info: dict[str, Any], candidates: Iterable[int],
-             getsid: Callable[[int], int] = os.getsid) -> set[int]:
+def run_pids(info: dict[str, Any], candidates: Iterable[int], getsid: Callable[[int], int] = os.getsid) -> set[int]:
     """The run's own processes among `candidates` (the PIDs using a GPU). Every rank of a run
     lives in the session its launcher started (launch.start: start_new_session), so a DDP run
     counts all its ranks, not rank 0 alone."""

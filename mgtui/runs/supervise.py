@@ -52,7 +52,7 @@ def cause(run_dir: Path, code: int, log_offset: int = 0) -> str:
         with path.open("rb") as f:
             f.seek(log_offset)
             log = f.read().decode(errors="replace")
-    root = log[log.rfind("Root Cause"):] if "Root Cause" in log else ""
+    root = log[log.rfind("Root Cause") :] if "Root Cause" in log else ""
     m = re.search(r"rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", root, re.S)
     if m:
         rank, exitcode = int(m.group(1)), int(m.group(2))
@@ -71,7 +71,7 @@ def cause(run_dir: Path, code: int, log_offset: int = 0) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    run_dir, command = Path(argv[0]), argv[argv.index("--") + 1:]
+    run_dir, command = Path(argv[0]), argv[argv.index("--") + 1 :]
     for sig in (signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)  # stops go to rank 0; a hang-up changes nothing
     log = run_dir / EVENTS_FILE
@@ -84,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     code = proc.wait()
     if (run_dir / rundir.RUN_FILE).exists() and not last_word(run_dir, offset):  # node 0 only keeps the record
         writer = EventWriter(run_dir / EVENTS_FILE)
-        writer.emit("failed", kind="crash", message=cause(run_dir, code, log_offset), exit_code=code, step=last_step(run_dir))
+        writer.emit(
+            "failed", kind="crash", message=cause(run_dir, code, log_offset), exit_code=code, step=last_step(run_dir)
+        )
         writer.close()
         rundir.mark_state(run_dir, "failed")
     return 0 if code == 0 else 1

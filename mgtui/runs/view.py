@@ -30,8 +30,10 @@ def describe(e: dict[str, Any]) -> str | None:
         return f"engine: {e['backend']} on {e['device']} ({e.get('precision')}-bit), estimate {e.get('estimate_gb')} GB"
     if t == "dataset":
         tok = e["tokens"]
-        return (f"dataset: {e['rows']} rows, {e['format']}, tokens min {tok['min']} mean {tok['mean']} max {tok['max']}"
-                f" (max_seq_length {e['max_seq_length']}, {e['truncated']} truncated)")
+        return (
+            f"dataset: {e['rows']} rows, {e['format']}, tokens min {tok['min']} mean {tok['mean']} max {tok['max']}"
+            f" (max_seq_length {e['max_seq_length']}, {e['truncated']} truncated)"
+        )
     if t in ("warning", "message"):
         return f"{t}: {e['message']}"
     if t == "eval":

@@ -31,8 +31,13 @@ class RuntimePlan:
     bf16: bool = False
 
 
-def plan_for(res: Resolved, cuda: bool, world_size: int = 1,
-             capabilities: list[tuple[int, int]] | None = None, unsloth_broken: str | None = None) -> RuntimePlan:
+def plan_for(
+    res: Resolved,
+    cuda: bool,
+    world_size: int = 1,
+    capabilities: list[tuple[int, int]] | None = None,
+    unsloth_broken: str | None = None,
+) -> RuntimePlan:
     """`capabilities`: the compute capability of every GPU the run uses (CUDA only);
     `unsloth_broken`: why importing Unsloth failed, if it did."""
     subs: list[str] = []
@@ -59,8 +64,16 @@ def plan_for(res: Resolved, cuda: bool, world_size: int = 1,
     if gc == "unsloth" and backend != "unsloth":
         subs.append("use_gradient_checkpointing: unsloth → true (offloaded checkpointing needs the Unsloth backend)")
         gc = True
-    return RuntimePlan(backend, "cuda" if cuda else "cpu", precision, gc, optim, world_size, subs,
-                bf16=cuda and bf16_capable(list(capabilities or [])))
+    return RuntimePlan(
+        backend,
+        "cuda" if cuda else "cpu",
+        precision,
+        gc,
+        optim,
+        world_size,
+        subs,
+        bf16=cuda and bf16_capable(list(capabilities or [])),
+    )
 
 
 def adopt_model_dtype(plan: RuntimePlan, model: Any) -> None:
@@ -88,9 +101,15 @@ def model_kwargs(res: Resolved, plan: RuntimePlan, device_map: Any) -> dict[str,
         from transformers import BitsAndBytesConfig
 
         kw["quantization_config"] = (
-            BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                               bnb_4bit_compute_dtype=dtype)
-            if plan.precision == 4 else BitsAndBytesConfig(load_in_8bit=True))
+            BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=dtype,
+            )
+            if plan.precision == 4
+            else BitsAndBytesConfig(load_in_8bit=True)
+        )
     return kw
 
 
@@ -176,7 +195,8 @@ def load_model(res: Resolved, plan: RuntimePlan, local_rank: int):
         model, tokenizer = FastLanguageModel.from_pretrained(**unsloth_kwargs(res, plan, local_rank))
         adopt_model_dtype(plan, model)
         model = FastLanguageModel.get_peft_model(
-            model, **lora_kwargs(res), use_gradient_checkpointing=plan.checkpointing, random_state=res["seed"])
+            model, **lora_kwargs(res), use_gradient_checkpointing=plan.checkpointing, random_state=res["seed"]
+        )
         return model, tokenizer
 
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training

@@ -14,10 +14,17 @@ from transformers import TrainerCallback
 
 
 class EventCallback(TrainerCallback):
-    def __init__(self, emit: Callable[..., Any], stop: threading.Event, tokens_per_sample: float,
-                 samples_per_step: int, cuda: bool, sync_stop: Callable[[bool], bool] = lambda s: s,
-                 gpu_bytes: Callable[[], int | None] = lambda: None,
-                 on_step: Callable[[int], Any] = lambda step: None) -> None:
+    def __init__(
+        self,
+        emit: Callable[..., Any],
+        stop: threading.Event,
+        tokens_per_sample: float,
+        samples_per_step: int,
+        cuda: bool,
+        sync_stop: Callable[[bool], bool] = lambda s: s,
+        gpu_bytes: Callable[[], int | None] = lambda: None,
+        on_step: Callable[[int], Any] = lambda step: None,
+    ) -> None:
         self.emit = emit
         self.stop = stop
         self.sync_stop = sync_stop  # under DDP every rank must agree to stop at the same step
@@ -45,8 +52,9 @@ class EventCallback(TrainerCallback):
         self.t0 = self.t_last = time.time()
         self.step_at_start = self.step_last = state.global_step
         self.tokens_last = state.num_input_tokens_seen or 0
-        self.emit("phase", phase="training", progress=state.global_step / max(state.max_steps, 1),
-                  total_steps=state.max_steps)
+        self.emit(
+            "phase", phase="training", progress=state.global_step / max(state.max_steps, 1), total_steps=state.max_steps
+        )
 
     def on_step_end(self, args, state, control, **kw):
         self.on_step(state.global_step)
@@ -110,9 +118,11 @@ class EventCallback(TrainerCallback):
         now = self.gpu_bytes()
         if now is not None:
             self.peak_nvml = max(self.peak_nvml or 0, now)
-        return {"peak_reserved_gb": round(torch.cuda.max_memory_reserved() / 2**30, 3),
-                "peak_allocated_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3),
-                "peak_nvml_gb": None if self.peak_nvml is None else round(self.peak_nvml / 2**30, 3)}
+        return {
+            "peak_reserved_gb": round(torch.cuda.max_memory_reserved() / 2**30, 3),
+            "peak_allocated_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3),
+            "peak_nvml_gb": None if self.peak_nvml is None else round(self.peak_nvml / 2**30, 3),
+        }
 
     def on_prediction_step(self, args, state, control, **kw):
         if not self._evaluating:

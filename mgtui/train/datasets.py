@@ -63,8 +63,9 @@ def _chat_spans(msgs: list[dict[str, str]], render: Callable[..., str]) -> tuple
     return full, spans
 
 
-def tokenize_rows(res: Resolved, fmt: str, rows: list[dict[str, Any]], tokenizer,
-                  progress: Callable[[float], None] = lambda p: None) -> tuple[list[dict[str, list[int]]], int]:
+def tokenize_rows(
+    res: Resolved, fmt: str, rows: list[dict[str, Any]], tokenizer, progress: Callable[[float], None] = lambda p: None
+) -> tuple[list[dict[str, list[int]]], int]:
     """Tokenized examples and how many rows were empty after formatting."""
     masks = res["train_on_responses_only"]
     template = chat_template(res, tokenizer) if fmt in ("messages", "sharegpt") else None
@@ -97,8 +98,8 @@ def tokenize_rows(res: Resolved, fmt: str, rows: list[dict[str, Any]], tokenizer
         example = {"input_ids": enc["input_ids"]}
         if masks:
             example["assistant_masks"] = [
-                int(any(a <= start < b for a, b in spans)) if end > start else 0
-                for start, end in enc["offset_mapping"]]
+                int(any(a <= start < b for a, b in spans)) if end > start else 0 for start, end in enc["offset_mapping"]
+            ]
         out.append(example)
         if n % step == 0:
             progress(n / len(rows))
@@ -116,11 +117,17 @@ def build_datasets(res: Resolved, tokenizer, progress: Callable[[float], None]):
     if res["train_on_responses_only"] and fmt == "text":
         warnings.append("train_on_responses_only: plain text has no prompt to mask; training on every token")
     examples, skipped = tokenize_rows(res, fmt, rows, tokenizer, progress)
-    report = {"rows": len(rows), "format": fmt, "skipped_empty": skipped,
-              **length_stats([len(e["input_ids"]) for e in examples], res["max_seq_length"])}
+    report = {
+        "rows": len(rows),
+        "format": fmt,
+        "skipped_empty": skipped,
+        **length_stats([len(e["input_ids"]) for e in examples], res["max_seq_length"]),
+    }
     if report["truncated"]:
-        warnings.append(f"{report['truncated']} of {len(examples)} rows are longer than max_seq_length "
-                        f"{res['max_seq_length']} and will be truncated")
+        warnings.append(
+            f"{report['truncated']} of {len(examples)} rows are longer than max_seq_length "
+            f"{res['max_seq_length']} and will be truncated"
+        )
     ds = Dataset.from_list(examples)
     eval_ds = None
     if res["eval_split"] > 0:

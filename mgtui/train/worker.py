@@ -101,12 +101,19 @@ def disk_full_report(run_dir: Path, e: BaseException) -> dict[str, Any]:
     free = shutil.disk_usage(run_dir).free
     sizes = [sum(f.stat().st_size for f in c.rglob("*") if f.is_file()) for c in rundir.checkpoints(run_dir)]
     need = max(sizes, default=0)
-    return {"message": f"no space left on device in {run_dir}: {free / 2**30:.2f} GB free"
-                       + (f", a checkpoint takes {need / 2**30:.2f} GB" if need else ""),
-            "path": str(run_dir), "free_gb": round(free / 2**30, 3), "checkpoint_gb": round(need / 2**30, 3) or None,
-            "advice_text": ["free space on that disk", "save checkpoints less often (--save-steps) or delete old ones",
-                            "choose an --output-dir on a larger disk"],
-            "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
+    return {
+        "message": f"no space left on device in {run_dir}: {free / 2**30:.2f} GB free"
+        + (f", a checkpoint takes {need / 2**30:.2f} GB" if need else ""),
+        "path": str(run_dir),
+        "free_gb": round(free / 2**30, 3),
+        "checkpoint_gb": round(need / 2**30, 3) or None,
+        "advice_text": [
+            "free space on that disk",
+            "save checkpoints less often (--save-steps) or delete old ones",
+            "choose an --output-dir on a larger disk",
+        ],
+        "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}",
+    }
 
 
 def single_gpu_visible(visible: str | None, gpu_count: int) -> str | None:
@@ -207,15 +214,25 @@ def run(run_dir: Path, resume: bool = False) -> int:
         if is_oom(e):
             total = state["total_gib"] or 0
             cuda = torch.cuda.is_available()
-            ev.emit("failed", kind="oom", message=str(e).splitlines()[0][:300], step=state["step"],
-                    reserved_gb=round(torch.cuda.max_memory_reserved() / 2**30, 3) if cuda else None,
-                    allocated_gb=round(torch.cuda.max_memory_allocated() / 2**30, 3) if cuda else None,
-                    total_gb=total, advice=oom_advice(res, state["backend"], total, world) if total else [])
+            ev.emit(
+                "failed",
+                kind="oom",
+                message=str(e).splitlines()[0][:300],
+                step=state["step"],
+                reserved_gb=round(torch.cuda.max_memory_reserved() / 2**30, 3) if cuda else None,
+                allocated_gb=round(torch.cuda.max_memory_allocated() / 2**30, 3) if cuda else None,
+                total_gb=total,
+                advice=oom_advice(res, state["backend"], total, world) if total else [],
+            )
         elif is_disk_full(e) and rank == 0:
             ev.emit("failed", kind="disk_full", step=state["step"], **disk_full_report(run_dir, e))
         elif world == 1:
-            ev.emit("failed", kind="error", message=f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}",
-                    step=state["step"])
+            ev.emit(
+                "failed",
+                kind="error",
+                message=f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}",
+                step=state["step"],
+            )
         # Under torchrun an error here is often the echo of another rank's death (a broken
         # collective): the supervisor names the first failure, with this rank's error if it was it.
         _rank_error(run_dir, rank, world, f"{type(e).__name__}: {e}")
@@ -236,8 +253,18 @@ def _rank_error(run_dir: Path, rank: int, world: int, message: str) -> None:
         (run_dir / RANK_ERROR.format(rank=rank)).write_text(message.splitlines()[0] if message else "error")
 
 
-def _train(res: Resolved, run_dir: Path, resume: bool, ev, stop: threading.Event, state: dict[str, Any],
-           rank: int, local_rank: int, world: int, t0: float) -> int:
+def _train(
+    res: Resolved,
+    run_dir: Path,
+    resume: bool,
+    ev,
+    stop: threading.Event,
+    state: dict[str, Any],
+    rank: int,
+    local_rank: int,
+    world: int,
+    t0: float,
+) -> int:
     ev.emit("phase", phase="preparing_data", progress=0.0, detail="checking rows")
     scan(res["dataset"], res["dataset_format"])  # bad data fails here, before the model loads
 
@@ -258,8 +285,17 @@ def _train(res: Resolved, run_dir: Path, resume: bool, ev, stop: threading.Event
         torch.cuda.set_device(local_rank)
         state["total_gib"] = torch.cuda.mem_get_info()[1] / 2**30
     estimate = estimate_gb(res, plan.backend, state["total_gib"], world)
-    ev.emit("start", pid=os.getpid(), backend=plan.backend, device=plan.device, world_size=world,
-            precision=plan.precision, estimate_gb=estimate, settings=res.values, resume=resume)
+    ev.emit(
+        "start",
+        pid=os.getpid(),
+        backend=plan.backend,
+        device=plan.device,
+        world_size=world,
+        precision=plan.precision,
+        estimate_gb=estimate,
+        settings=res.values,
+        resume=resume,
+    )
     for sub in plan.substitutions:
         ev.emit("warning", message=f"replaced {sub}")
     for w in res.warnings:
@@ -275,7 +311,8 @@ def _train(res: Resolved, run_dir: Path, resume: bool, ev, stop: threading.Event
     from .datasets import build_datasets
 
     train_ds, eval_ds, report, warnings = build_datasets(
-        res, tokenizer, lambda p: ev.emit("phase", phase="preparing_data", progress=round(p, 3), detail="tokenizing"))
+        res, tokenizer, lambda p: ev.emit("phase", phase="preparing_data", progress=round(p, 3), detail="tokenizing")
+    )
     ev.emit("dataset", **report)
     for w in warnings:
         ev.emit("warning", message=w)
@@ -288,14 +325,22 @@ def _train(res: Resolved, run_dir: Path, resume: bool, ev, stop: threading.Event
 
     sync = _ddp_stop_sync() if world > 1 else (lambda s: s)
     nvml = NvmlSource()
-    cb = EventCallback(ev.emit, stop, tokens_per_sample=report["tokens"]["mean"],
-                       samples_per_step=res["batch_size"] * res["gradient_accumulation_steps"] * world,
-                       cuda=cuda, sync_stop=sync,
-                       gpu_bytes=lambda: process_gpu_bytes(nvml.read(), {os.getpid()}) if cuda else None,
-                       on_step=lambda step: state.__setitem__("step", step))
-    args = SFTConfig(**{k: v for k, v in sft_kwargs(res, plan, str(run_dir), eval_ds is not None).items() if v is not None})
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tokenizer, callbacks=[cb])
+    cb = EventCallback(
+        ev.emit,
+        stop,
+        tokens_per_sample=report["tokens"]["mean"],
+        samples_per_step=res["batch_size"] * res["gradient_accumulation_steps"] * world,
+        cuda=cuda,
+        sync_stop=sync,
+        gpu_bytes=lambda: process_gpu_bytes(nvml.read(), {os.getpid()}) if cuda else None,
+        on_step=lambda step: state.__setitem__("step", step),
+    )
+    args = SFTConfig(
+        **{k: v for k, v in sft_kwargs(res, plan, str(run_dir), eval_ds is not None).items() if v is not None}
+    )
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer, callbacks=[cb]
+    )
     checkpoint = None
     if resume:
         checkpoint, skipped = rundir.resumable_checkpoint(run_dir)
@@ -357,8 +402,10 @@ def _restore_cpu_n_storages() -> None:
     import torch.serialization as ser
 
     ser.register_package(
-        9, lambda obj: None,
-        lambda obj, location: obj.cpu() if isinstance(location, str) and location.startswith("cpu:") else None)
+        9,
+        lambda obj: None,
+        lambda obj, location: obj.cpu() if isinstance(location, str) and location.startswith("cpu:") else None,
+    )
 
 
 def _ddp_stop_sync():

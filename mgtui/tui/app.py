@@ -62,9 +62,16 @@ class MgApp(App):
         Binding("ctrl+q", "quit_app", "Quit", priority=True),
     ]
 
-    def __init__(self, chosen: dict[str, Any] | None = None, target: tuple[str, float] | None = None,
-                 gpu_source: GpuSource | None = None, attach: Path | None = None, notice: str | None = None,
-                 scan_limit: int = 20000, offer_runs: bool = True) -> None:
+    def __init__(
+        self,
+        chosen: dict[str, Any] | None = None,
+        target: tuple[str, float] | None = None,
+        gpu_source: GpuSource | None = None,
+        attach: Path | None = None,
+        notice: str | None = None,
+        scan_limit: int = 20000,
+        offer_runs: bool = True,
+    ) -> None:
         super().__init__()
         self.chosen = chosen or {}
         self.target = target
@@ -105,9 +112,15 @@ class MgApp(App):
             r = by_dir[key]
             return f"started {r.started}, pid {r.pid}: {'still training' if r.state == 'running' else r.state}"
 
-        self.push_screen(PickOne("Your runs: still going, or finished since you last looked", options, details,
-                                 "enter: attach · escape: go to the form"),
-                         lambda d: self.attach(Path(d)) if d else None)
+        self.push_screen(
+            PickOne(
+                "Your runs: still going, or finished since you last looked",
+                options,
+                details,
+                "enter: attach · escape: go to the form",
+            ),
+            lambda d: self.attach(Path(d)) if d else None,
+        )
 
     # --- runs --------------------------------------------------------------------------------
     def start_run(self, res: Resolved, estimate_gb: float | None) -> None:
@@ -154,25 +167,34 @@ class MgApp(App):
             yield SystemCommand("Start the run", "Validate and start training (ctrl+r)", screen.action_start)
             yield SystemCommand("Load preset", "Apply a built-in or user preset (ctrl+o)", screen.action_load_preset)
             yield SystemCommand("Save preset", "Save the form as a preset (ctrl+s)", screen.action_save_preset)
-            yield SystemCommand("Copy command line", "model-garden train … to the clipboard (ctrl+y)",
-                                screen.action_copy_command)
-            yield SystemCommand("Choose GPU target", "Plan for a detected or common GPU (ctrl+g)", screen.action_pick_planning_card)
-            yield SystemCommand("Choose GPUs to train on", "Tick detected GPUs (enter on the gpus field)",
-                                screen.action_pick_training_gpus)
-            yield SystemCommand("Toggle quality mode", "16-bit, checkpointing true, adamw_torch (ctrl+t)",
-                                screen.action_toggle_quality)
+            yield SystemCommand(
+                "Copy command line", "model-garden train … to the clipboard (ctrl+y)", screen.action_copy_command
+            )
+            yield SystemCommand(
+                "Choose GPU target", "Plan for a detected or common GPU (ctrl+g)", screen.action_pick_planning_card
+            )
+            yield SystemCommand(
+                "Choose GPUs to train on",
+                "Tick detected GPUs (enter on the gpus field)",
+                screen.action_pick_training_gpus,
+            )
+            yield SystemCommand(
+                "Toggle quality mode", "16-bit, checkpointing true, adamw_torch (ctrl+t)", screen.action_toggle_quality
+            )
             if screen.plan:
                 for i, step in enumerate(screen.plan.steps, 1):
-                    yield SystemCommand(f"Apply: {step.title}", f"OOM step (alt+{i})",
-                                        lambda i=i: screen.action_advise(i))
+                    yield SystemCommand(
+                        f"Apply: {step.title}", f"OOM step (alt+{i})", lambda i=i: screen.action_advise(i)
+                    )
         if hasattr(screen, "action_copy_snippet"):  # the run screen
             yield SystemCommand("Stop the run", "Finish the step, save, stop (s)", screen.action_stop)
             yield SystemCommand("Copy adapter loading code", "Python lines (ctrl+y)", screen.action_copy_snippet)
         yield SystemCommand("Help", "Keys and what the panels mean (f1)", self.action_help)
 
 
-def run_app(preset: str | None = None, gpu_memory: float | None = None, gpu_name: str | None = None,
-            attach: str | None = None) -> int:
+def run_app(
+    preset: str | None = None, gpu_memory: float | None = None, gpu_name: str | None = None, attach: str | None = None
+) -> int:
     from ..estimate.command import EstimateInputError, gpu_target
 
     chosen: dict[str, Any] = {}

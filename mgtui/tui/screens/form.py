@@ -47,7 +47,9 @@ class FormScreen(Screen):
         *[Binding(f"alt+{i}", f"advise({i})", f"Apply step {i}", show=False) for i in range(1, 7)],
     ]
 
-    def __init__(self, chosen: dict[str, Any], target: tuple[str, float] | None = None, scan_limit: int = 20000) -> None:
+    def __init__(
+        self, chosen: dict[str, Any], target: tuple[str, float] | None = None, scan_limit: int = 20000
+    ) -> None:
         super().__init__()
         self.model = FormModel(chosen)
         self.target = target  # (label, GiB) chosen by flag or picker; None = the detected GPU
@@ -139,8 +141,14 @@ class FormScreen(Screen):
 
     def follow_dataset(self, delay: float = 0.4) -> None:
         m = self.model
-        self.dataset_panel.follow(m.value("dataset"), m.value("dataset_format"), m.value("base_model"),
-                                  m.value("chat_template"), m.value("max_seq_length"), delay)
+        self.dataset_panel.follow(
+            m.value("dataset"),
+            m.value("dataset_format"),
+            m.value("base_model"),
+            m.value("chat_template"),
+            m.value("max_seq_length"),
+            delay,
+        )
 
     def on_dataset_panel_changed(self, event: DatasetPanel.Changed) -> None:
         self.refresh_all_fields()  # the truncation note under max-seq-length
@@ -204,8 +212,7 @@ class FormScreen(Screen):
     @property
     def ready(self) -> bool:
         """Every group mounted and the background lookups settled (tests and snapshots wait on it)."""
-        return (len(self.mounted_groups) == len(self.groups) and self.found is not None
-                and self.dataset_panel.settled)
+        return len(self.mounted_groups) == len(self.groups) and self.found is not None and self.dataset_panel.settled
 
     def _mount_next_group(self) -> None:
         if self._deferred:
@@ -239,19 +246,28 @@ class FormScreen(Screen):
             if s.name == "max_seq_length":
                 note = self.dataset_panel.truncation(m.value("max_seq_length"))
             if s.name == "gpus" and self.gpus is not None:
-                note = "detected: " + ", ".join(f"{g.index}: {g.name} {g.memory_total / 2**30:.0f} GB"
-                                                for g in self.gpus.gpus) if self.gpus.gpus else f"no GPU: {self.gpus.error}"
+                note = (
+                    "detected: "
+                    + ", ".join(f"{g.index}: {g.name} {g.memory_total / 2**30:.0f} GB" for g in self.gpus.gpus)
+                    if self.gpus.gpus
+                    else f"no GPU: {self.gpus.error}"
+                )
             if s.name == "nproc_per_node" and m.resolved is not None:
                 world = m.resolved.world_size(len(self.detected))
                 backend, why = self.backend(m.resolved)
-                note = f"{world} process{'es' if world > 1 else ''} · {backend}" + (f" ({why})" if why else "") \
+                note = (
+                    f"{world} process{'es' if world > 1 else ''} · {backend}"
+                    + (f" ({why})" if why else "")
                     + f" · effective batch {m.resolved.effective_batch * world}"
+                )
             if s.name == "quality_mode" and m.value("quality_mode") and m.resolved is not None:
-                note = "sets " + ", ".join(f"{label_of(k)}={v}" for k, v in m.resolved.quality_set.items()) \
-                    if m.resolved.quality_set else "nothing left to set: you chose those fields"
+                note = (
+                    "sets " + ", ".join(f"{label_of(k)}={v}" for k, v in m.resolved.quality_set.items())
+                    if m.resolved.quality_set
+                    else "nothing left to set: you chose those fields"
+                )
             error = errors.get(s.name) or (self.device_problem() if s.name == "gpus" else None)
-            group.show(s, m.display(s.name), m.value(s.name), error, note, s.name in m.chosen,
-                       s.name in m.texts)
+            group.show(s, m.display(s.name), m.value(s.name), error, note, s.name in m.chosen, s.name in m.texts)
 
     def refresh_command(self) -> None:
         res = self.model.resolved
@@ -300,13 +316,21 @@ class FormScreen(Screen):
         found = self.detected
         if not found:
             why = self.gpus.error if self.gpus else "still reading the GPUs"
-            self.notify(f"No GPU detected here ({why}): type the indices for the machine the run will use",
-                        severity="warning")
+            self.notify(
+                f"No GPU detected here ({why}): type the indices for the machine the run will use", severity="warning"
+            )
             return
         chosen = {p.strip() for p in self.model.value("gpus").split(",") if p.strip()}
-        options = [(str(g.index), f"GPU {g.index}: {g.name} · {g.memory_used / 2**30:.1f} of "
-                    f"{g.memory_total / 2**30:.0f} GB used" + (f" · {g.utilization}% busy" if g.utilization is not None else ""),
-                    not chosen or str(g.index) in chosen) for g in found]
+        options = [
+            (
+                str(g.index),
+                f"GPU {g.index}: {g.name} · {g.memory_used / 2**30:.1f} of "
+                f"{g.memory_total / 2**30:.0f} GB used"
+                + (f" · {g.utilization}% busy" if g.utilization is not None else ""),
+                not chosen or str(g.index) in chosen,
+            )
+            for g in found
+        ]
 
         def picked(keys: list[str] | None) -> None:
             if keys is None:
@@ -349,8 +373,13 @@ class FormScreen(Screen):
         options.append((NO_TARGET, "No target: show the estimate only"))
 
         def details(key: str) -> str:
-            return "The detected GPU's total minus what other processes hold" if key.startswith("gpu:") else \
-                "Plan a run for a GPU you don't have here" if key.startswith("plan:") else ""
+            return (
+                "The detected GPU's total minus what other processes hold"
+                if key.startswith("gpu:")
+                else "Plan a run for a GPU you don't have here"
+                if key.startswith("plan:")
+                else ""
+            )
 
         def chosen(key: str | None) -> None:
             if key is None:
@@ -374,8 +403,10 @@ class FormScreen(Screen):
                 loaded[name] = presets.load_path(path, builtin)
             except presets.PresetError as e:
                 loaded[name] = str(e)
-        options = [(n, f"{n}  ({'built-in' if listing[n][1] else 'user'})" + ("  BROKEN" if isinstance(p, str) else ""))
-                   for n, p in loaded.items()]
+        options = [
+            (n, f"{n}  ({'built-in' if listing[n][1] else 'user'})" + ("  BROKEN" if isinstance(p, str) else ""))
+            for n, p in loaded.items()
+        ]
 
         def details(name: str) -> Text:
             p = loaded.get(name)
@@ -409,8 +440,11 @@ class FormScreen(Screen):
             self.notify(str(e), title="Preset not loaded", severity="error", timeout=10)
             return False
         # A preset without paths keeps the user's dataset and output directory.
-        kept = {s.name: self.model.chosen[s.name] for s in SETTINGS
-                if s.path and s.name not in p.values and s.name in self.model.chosen}
+        kept = {
+            s.name: self.model.chosen[s.name]
+            for s in SETTINGS
+            if s.path and s.name not in p.values and s.name in self.model.chosen
+        }
         self.model.replace({**kept, **{k: p.values[k] for k in p.explicit_keys()}})
         self.follow_dataset(0)
         self.refresh_form()
@@ -439,13 +473,17 @@ class FormScreen(Screen):
                 return
             path = presets.target_path(name)
             if path.exists():
-                self.app.push_screen(confirm("Overwrite preset?", f"{path} exists. Replace it?", "Overwrite", "Keep"),
-                                     lambda answer: self._save(res, name, answer == "yes"))
+                self.app.push_screen(
+                    confirm("Overwrite preset?", f"{path} exists. Replace it?", "Overwrite", "Keep"),
+                    lambda answer: self._save(res, name, answer == "yes"),
+                )
             else:
                 self._save(res, name, False)
 
-        self.app.push_screen(AskName("Save preset as", f"saved in {presets.user_dir()} (or give a path ending .toml)",
-                                     validate=check), named)
+        self.app.push_screen(
+            AskName("Save preset as", f"saved in {presets.user_dir()} (or give a path ending .toml)", validate=check),
+            named,
+        )
 
     def _save(self, res: Resolved, name: str, force: bool) -> None:
         if presets.target_path(name).exists() and not force:
@@ -482,8 +520,9 @@ class FormScreen(Screen):
                 answers.insert(0, ("resume", "Resume it", "r"))
             if running:
                 answers.insert(0, ("attach", "Attach to it", "a"))
-            self.app.push_screen(Choice("Output directory in use", reason, answers),
-                                 lambda a: self._occupied_answer(a, res))
+            self.app.push_screen(
+                Choice("Output directory in use", reason, answers), lambda a: self._occupied_answer(a, res)
+            )
             return
         self.app.start_run(res, self.plan.estimate.peak_gib if self.plan and self.plan.estimate else None)
 
@@ -491,7 +530,9 @@ class FormScreen(Screen):
         if answer == "resume":
             self.model.apply({"resume": True})
             self.refresh_form()
-            self.app.start_run(self.model.resolved, self.plan.estimate.peak_gib if self.plan and self.plan.estimate else None)
+            self.app.start_run(
+                self.model.resolved, self.plan.estimate.peak_gib if self.plan and self.plan.estimate else None
+            )
         elif answer == "new":
             self.model.apply({"output_dir": free_directory(res["output_dir"])})
             self.refresh_form()

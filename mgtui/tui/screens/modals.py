@@ -31,7 +31,11 @@ class Choice(ModalScreen[str | None]):
             yield Static(self.body)
             with Horizontal(classes="buttons"):
                 for value, label, key in self.answers:
-                    yield Button(f"{label} [{key}]", id=f"a-{value}", variant="primary" if value == self.answers[0][0] else "default")
+                    yield Button(
+                        f"{label} [{key}]",
+                        id=f"a-{value}",
+                        variant="primary" if value == self.answers[0][0] else "default",
+                    )
 
     def on_mount(self) -> None:
         for value, _, key in self.answers:
@@ -51,7 +55,9 @@ def confirm(title: str, body: str, yes: str = "Yes", no: str = "No") -> Choice:
 class AskName(ModalScreen[str | None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
-    def __init__(self, title: str, hint: str, value: str = "", validate: Callable[[str], str | None] = lambda s: None) -> None:
+    def __init__(
+        self, title: str, hint: str, value: str = "", validate: Callable[[str], str | None] = lambda s: None
+    ) -> None:
         super().__init__()
         self.title_text, self.hint, self.value, self.validate = title, hint, value, validate
 
@@ -74,8 +80,13 @@ class PickOne(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
-    def __init__(self, title: str, options: list[tuple[str, str]], details: Callable[[str], Text | str],
-                 hint: str = "enter: choose · escape: cancel") -> None:
+    def __init__(
+        self,
+        title: str,
+        options: list[tuple[str, str]],
+        details: Callable[[str], Text | str],
+        hint: str = "enter: choose · escape: cancel",
+    ) -> None:
         super().__init__()
         self.title_text, self.options, self.details, self.hint = title, options, details, hint
 
@@ -96,11 +107,17 @@ class PickOne(ModalScreen[str | None]):
 class PickMany(ModalScreen["list[str] | None"]):
     """A list to tick several from (space), confirmed with enter."""
 
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"),
-                Binding("enter", "done", "Use these", priority=True)]  # before the list's own enter (it ticks)
+    BINDINGS = [
+        Binding("escape", "dismiss(None)", "Cancel"),
+        Binding("enter", "done", "Use these", priority=True),
+    ]  # before the list's own enter (it ticks)
 
-    def __init__(self, title: str, options: list[tuple[str, str, bool]],
-                 hint: str = "space: tick · enter: use these · escape: cancel") -> None:
+    def __init__(
+        self,
+        title: str,
+        options: list[tuple[str, str, bool]],
+        hint: str = "space: tick · enter: use these · escape: cancel",
+    ) -> None:
         super().__init__()
         self.title_text, self.options, self.hint = title, options, hint
 

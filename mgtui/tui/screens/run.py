@@ -30,8 +30,9 @@ LOG_STYLE = {"warning": "yellow", "error": "bold red", "phase": "cyan", "info": 
 
 
 def load_snippet(run_dir: Path) -> str:
-    return ("from peft import AutoPeftModelForCausalLM\n"
-            f"model = AutoPeftModelForCausalLM.from_pretrained({str(run_dir)!r})")
+    return (
+        f"from peft import AutoPeftModelForCausalLM\nmodel = AutoPeftModelForCausalLM.from_pretrained({str(run_dir)!r})"
+    )
 
 
 class RunScreen(Screen):
@@ -42,8 +43,9 @@ class RunScreen(Screen):
         *[Binding(f"alt+{i}", f"advise({i})", f"Back with step {i}", show=False) for i in range(1, 7)],
     ]
 
-    def __init__(self, run_dir: Path, estimate_gb: float | None = None, proc: subprocess.Popen | None = None,
-                 poll_s: float = 0.1) -> None:
+    def __init__(
+        self, run_dir: Path, estimate_gb: float | None = None, proc: subprocess.Popen | None = None, poll_s: float = 0.1
+    ) -> None:
         super().__init__()
         self.run_dir = Path(run_dir)
         self.proc = proc
@@ -118,7 +120,7 @@ class RunScreen(Screen):
         self.query_one("#chart", LossChart).set_data(v.losses, v.smoothed, v.eval_losses)
         self.query_one("#spark", Sparkline).data = [y for _, y in v.losses[-200:]]
         log = self.query_one("#log", RichLog)
-        for kind, text in v.log[self._log_shown:]:
+        for kind, text in v.log[self._log_shown :]:
             log.write(Text(text, style=LOG_STYLE.get(kind, "")))
         self._log_shown = len(v.log)
         end = self.query_one("#end", Static)
@@ -190,8 +192,11 @@ class RunScreen(Screen):
             t.append("esc: back to the form", style="dim")
             return t
         style = "bold green" if kind == "done" else "bold yellow"
-        t.append(f"{'Done' if kind == 'done' else 'Stopped'}: {e.get('steps')} steps in {fmt_duration(e.get('runtime_s'))}, "
-                 f"final loss {e.get('final_loss') or 0:.4f}\n", style=style)
+        t.append(
+            f"{'Done' if kind == 'done' else 'Stopped'}: {e.get('steps')} steps in {fmt_duration(e.get('runtime_s'))}, "
+            f"final loss {e.get('final_loss') or 0:.4f}\n",
+            style=style,
+        )
         peak = "n/a (CPU)" if v.measured_gb is None else f"{v.measured_gb:.2f} GB"
         if v.peak_nvml_gb is not None and v.peak_gb is not None:
             peak += f" (nvidia-smi; torch reserved {v.peak_gb:.2f})"
@@ -223,8 +228,16 @@ class RunScreen(Screen):
             if a == "yes":
                 self.stop_run()
 
-        self.app.push_screen(confirm("Stop the run?", "It finishes the current step, saves the adapter and a "
-                                     "checkpoint, then stops. You can resume it later.", "Stop", "Keep training"), answer)
+        self.app.push_screen(
+            confirm(
+                "Stop the run?",
+                "It finishes the current step, saves the adapter and a "
+                "checkpoint, then stops. You can resume it later.",
+                "Stop",
+                "Keep training",
+            ),
+            answer,
+        )
 
     def stop_run(self) -> None:
         if request_stop(self.run_dir):
@@ -241,6 +254,7 @@ class RunScreen(Screen):
 
     def ask_leave(self, then) -> None:
         """Leaving a live run: detach (it keeps training) or stop it."""
+
         def answer(a: str | None) -> None:
             if a == "stop":
                 self.stop_run()
@@ -249,10 +263,14 @@ class RunScreen(Screen):
                 self.notify(f"Still training; reattach with: mgtui attach {self.run_dir}")
                 then()
 
-        self.app.push_screen(Choice("The run is still training", f"Detach and let it train on, or stop it?\n"
-                                    f"Reattach later with: mgtui attach {self.run_dir}",
-                                    [("detach", "Detach", "d"), ("stop", "Stop", "s"), ("cancel", "Cancel", "escape")]),
-                             answer)
+        self.app.push_screen(
+            Choice(
+                "The run is still training",
+                f"Detach and let it train on, or stop it?\nReattach later with: mgtui attach {self.run_dir}",
+                [("detach", "Detach", "d"), ("stop", "Stop", "s"), ("cancel", "Cancel", "escape")],
+            ),
+            answer,
+        )
 
     def action_copy_snippet(self) -> None:
         self.app.copy_to_clipboard(load_snippet(self.run_dir))

@@ -77,11 +77,15 @@ class LossChart(Widget):
 
         self.smoothed: list[tuple[float, float]] = []
 
-    def set_data(self, train: list[tuple[float, float]], smoothed: list[tuple[float, float]],
-                 eval_: list[tuple[float, float]]) -> None:
+    def set_data(
+        self, train: list[tuple[float, float]], smoothed: list[tuple[float, float]], eval_: list[tuple[float, float]]
+    ) -> None:
         self.train, self.smoothed, self.eval = train, smoothed, eval_
         self.refresh()
 
     def render(self) -> Text:
-        return render_chart([(self.train, "grey50"), (self.smoothed, "bold cyan"), (self.eval, "bold yellow")],
-                            self.size.width, self.size.height)
+        return render_chart(
+            [(self.train, "grey50"), (self.smoothed, "bold cyan"), (self.eval, "bold yellow")],
+            self.size.width,
+            self.size.height,
+        )

@@ -36,8 +36,9 @@ class DatasetPanel(Static):
         self.progress = 0.0
         self._wait: Timer | None = None
 
-    def follow(self, dataset: str, fmt: str, base_model: str, chat_template: str, max_seq_length: int,
-               delay: float = 0.4) -> None:
+    def follow(
+        self, dataset: str, fmt: str, base_model: str, chat_template: str, max_seq_length: int, delay: float = 0.4
+    ) -> None:
         """Show what the form now names. A change of data, model or template is scanned once typing
         pauses for `delay` seconds; a new max-seq-length only redraws."""
         key = (dataset, fmt, base_model, chat_template)
@@ -78,10 +79,16 @@ class DatasetPanel(Static):
         # here would hold the interpreter that answers keys (echo went from ~10 to ~25 ms, up to 130).
         # A newer scan (this worker is exclusive) kills it rather than waiting for it.
         worker = get_current_worker()
-        argv, env = count_command(source=source, fmt=report.format, limit=min(self.scan_limit, report.rows),
-                                  base_model=base, chat_template=template)
-        child = subprocess.Popen(argv, env=env, text=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                 stderr=subprocess.DEVNULL)  # never onto the app's terminal
+        argv, env = count_command(
+            source=source,
+            fmt=report.format,
+            limit=min(self.scan_limit, report.rows),
+            base_model=base,
+            chat_template=template,
+        )
+        child = subprocess.Popen(
+            argv, env=env, text=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )  # never onto the app's terminal
         try:
             for line in child.stdout:  # type: ignore[union-attr]
                 if worker.is_cancelled:
@@ -93,8 +100,9 @@ class DatasetPanel(Static):
                 if "refused" in message:  # a row the chat template refuses: the engine would stop on it too
                     self.app.call_from_thread(self._got_tokens, asked, [], "tokens not counted", message["refused"])
                 else:
-                    self.app.call_from_thread(self._got_tokens, asked, message["tokens"], message["how"],
-                                              message["problem"])
+                    self.app.call_from_thread(
+                        self._got_tokens, asked, message["tokens"], message["how"], message["problem"]
+                    )
                 return
             if not worker.is_cancelled:  # it died without a word (killed, out of memory)
                 self.app.call_from_thread(self._got_tokens, asked, [], "tokens not counted: the count stopped", None)
@@ -152,8 +160,11 @@ class DatasetPanel(Static):
             t.append(f"tokens mean {tok['mean']:.0f} · p95 {tok['p95']} · max {tok['max']}\n")
             t.append(f"{self.counted}\n", style="dim")
             if stats["truncated"]:
-                t.append(f"{stats['truncated']} rows longer than max-seq-length {self.max_seq_length}: "
-                         "they will be truncated\n", style="yellow")
+                t.append(
+                    f"{stats['truncated']} rows longer than max-seq-length {self.max_seq_length}: "
+                    "they will be truncated\n",
+                    style="yellow",
+                )
         if self.problem:
             t.append(self.problem + "\n", style="bold yellow")
         t.append(r.sample[:300], style="italic")

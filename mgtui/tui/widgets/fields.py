@@ -27,8 +27,7 @@ def label_of(name: str) -> str:
     return name.replace("_", "-")
 
 
-PLACEHOLDERS = {"dataset": "path/to/train.jsonl or org/name", "chat_template": "tokenizer's own",
-                "gpus": "all visible"}
+PLACEHOLDERS = {"dataset": "path/to/train.jsonl or org/name", "chat_template": "tokenizer's own", "gpus": "all visible"}
 
 
 class KeysInOrder:
@@ -95,10 +94,19 @@ def editor_for(s: Setting, value: Any) -> Widget:
     if s.type is bool:
         return FieldCheckbox("on" if value else "off", value=bool(value), id=eid, tooltip=s.help, compact=True)
     if s.choices:
-        return FieldSelect([(c, c) for c in s.choices], value=value, allow_blank=False, id=eid, compact=True, tooltip=s.help)
+        return FieldSelect(
+            [(c, c) for c in s.choices], value=value, allow_blank=False, id=eid, compact=True, tooltip=s.help
+        )
     complete = COMPLETERS.get(s.name)
-    return FieldInput(str(value), id=eid, compact=True, placeholder=PLACEHOLDERS.get(s.name, ""), tooltip=s.help,
-                      select_on_focus=False, suggester=Completion(complete) if complete else None)
+    return FieldInput(
+        str(value),
+        id=eid,
+        compact=True,
+        placeholder=PLACEHOLDERS.get(s.name, ""),
+        tooltip=s.help,
+        select_on_focus=False,
+        suggester=Completion(complete) if complete else None,
+    )
 
 
 class FieldGroup(Grid):
@@ -117,8 +125,9 @@ class FieldGroup(Grid):
     FieldGroup Input, FieldGroup Select, FieldGroup Checkbox { width: 1fr; height: 1; }
     """
 
-    def __init__(self, settings: list[Setting], value: Callable[[str], Any],
-                 on_ready: Callable[["FieldGroup"], None]) -> None:
+    def __init__(
+        self, settings: list[Setting], value: Callable[[str], Any], on_ready: Callable[["FieldGroup"], None]
+    ) -> None:
         super().__init__()
         self.settings = settings
         self.value = value
@@ -128,16 +137,20 @@ class FieldGroup(Grid):
 
     def compose(self) -> ComposeResult:
         for s in self.settings:
-            row = (Label(label_of(s.name), classes="name", id=f"f-{s.name}"), editor_for(s, self.value(s.name)),
-                   Label("", classes="note", id=f"n-{s.name}"))
+            row = (
+                Label(label_of(s.name), classes="name", id=f"f-{s.name}"),
+                editor_for(s, self.value(s.name)),
+                Label("", classes="note", id=f"n-{s.name}"),
+            )
             self.rows[s.name] = row
             yield from row
 
     def on_mount(self) -> None:
         self.on_ready(self)  # a lazily mounted group catches up with what changed meanwhile
 
-    def show(self, s: Setting, text: str, value: Any, error: str | None, note: str | None, explicit: bool,
-             typed: bool) -> None:
+    def show(
+        self, s: Setting, text: str, value: Any, error: str | None, note: str | None, explicit: bool, typed: bool
+    ) -> None:
         """Bring a row up to date without echoing a change message back to the form. A text field
         is left alone while it holds edits the form has not heard of yet, and while it has focus
         and its text is what the user typed (it is shown as the value once they leave it)."""
@@ -150,8 +163,12 @@ class FieldGroup(Grid):
             elif isinstance(ed, Select):
                 if ed.value != value:
                     ed.value = value
-            elif (isinstance(ed, FieldInput) and ed.value != text and ed.value == ed.synced
-                  and not (ed.has_focus and typed)):
+            elif (
+                isinstance(ed, FieldInput)
+                and ed.value != text
+                and ed.value == ed.synced
+                and not (ed.has_focus and typed)
+            ):
                 ed.value = ed.synced = text
         # Only touch what changed: every class change restyles the widget.
         message = error or note or ""

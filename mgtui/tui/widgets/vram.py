@@ -9,8 +9,14 @@ from textual.widget import Widget
 from ...estimate import MemoryPlan
 
 SHORT = {
-    "cuda_context": "context", "base_weights": "weights", "lora_weights": "lora", "gradients": "grads",
-    "optimizer_states": "optim", "activations": "activ", "logits_and_loss": "logits", "evaluation": "eval",
+    "cuda_context": "context",
+    "base_weights": "weights",
+    "lora_weights": "lora",
+    "gradients": "grads",
+    "optimizer_states": "optim",
+    "activations": "activ",
+    "logits_and_loss": "logits",
+    "evaluation": "eval",
     "allocator_overhead": "alloc",
 }
 STYLE = {"fits": "green", "tight": "yellow", "over": "bold red", "unknown": "cyan"}
@@ -43,7 +49,7 @@ def render_plan(p: MemoryPlan | None, width: int = 32, pending: str = "") -> Tex
         t.append("no GPU here: pick a target (ctrl+g)\n", style="dim")
     items = [(SHORT[k], v) for k, v in e.breakdown.items()]
     for i in range(0, len(items), 2):
-        row = "  ".join(f"{name:<7}{value:6.2f}" for name, value in items[i:i + 2])
+        row = "  ".join(f"{name:<7}{value:6.2f}" for name, value in items[i : i + 2])
         t.append(row + "\n", style="dim" if i else "")
     if e.cpu_ram_gib:
         t.append(f"host RAM (offload) {e.cpu_ram_gib:.1f} GB\n")
@@ -59,8 +65,10 @@ def render_plan(p: MemoryPlan | None, width: int = 32, pending: str = "") -> Tex
         for i, s in enumerate(p.steps, 1):
             mark = "✓" if s.fits else "✗"
             t.append(f"alt+{i} ", style="bold")
-            t.append(f"{s.short[:width - 15]:<{width - 15}} {s.estimate.peak_gib:5.1f} {mark}\n",
-                     style="green" if s.fits else "")
+            t.append(
+                f"{s.short[: width - 15]:<{width - 15}} {s.estimate.peak_gib:5.1f} {mark}\n",
+                style="green" if s.fits else "",
+            )
     return t
 
 
