@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -34,7 +35,7 @@ class GpuSample:
     def used_by(self, pids: set[int]) -> int:
         return sum(v for pid, v in self.process_memory.items() if pid in pids)
 
-    def available_gib(self, own_pids: set[int] = frozenset()) -> float:
+    def available_gib(self, own_pids: Collection[int] = frozenset()) -> float:
         """Total minus what other processes hold: what a new run can plan on."""
         return (self.memory_total - self.memory_reserved - (self.memory_used - self.used_by(set(own_pids)))) / GIB
 

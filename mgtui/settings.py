@@ -95,11 +95,11 @@ class Setting:
             value = float(value)
         if not isinstance(value, self.type) or isinstance(value, bool):
             raise SettingError(self.name, f"{self.name}: expected {self.allowed()}, got {value!r}")
-        if self.type is float and not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             raise SettingError(self.name, f"{self.flag}: {value!r} is not {self.allowed()}")
         if self.choices and value not in self.choices:
             raise SettingError(self.name, f"{self.flag}: {value!r} is not {self.allowed()}")
-        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):  # type: ignore[operator]
             raise SettingError(self.name, f"{self.flag}: {value!r} is not {self.allowed()}")
         return value
 

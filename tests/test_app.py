@@ -334,3 +334,16 @@ async def test_a_gpu_box_whose_torch_cant_use_its_cards_is_shown_and_start_refus
         await pilot.pause()
         assert isinstance(app.screen, FormScreen)
         assert any(n.message.startswith("Start refused: torch") for n in app._notifications)
+
+
+def test_help_is_generated_from_every_screens_bindings():
+    from mgtui.tui.app import help_text
+    from mgtui.tui.screens.run import RunScreen
+
+    text = help_text()
+    for owner in (FormScreen, RunScreen, MgApp):
+        for b in owner.BINDINGS:
+            assert b.tooltip and b.tooltip in text, (owner.__name__, b.key)
+            if "(" not in b.action:  # a numbered family is one line: alt+1..6
+                assert f"  {b.key} " in text, b.key
+    assert text.count("alt+1..6") == 2

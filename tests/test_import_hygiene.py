@@ -103,3 +103,24 @@ def test_the_app_process_never_imports_the_training_stack(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_nothing_imports_the_cli_module():
+    """The CLI is the top: errors and exit codes live in mgtui.errors, so no module reaches up."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "mgtui"
+    offenders = []
+    for path in root.rglob("*.py"):
+        if path.name in ("cli.py", "__main__.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [f"{node.module or ''}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            if any(n.split(".")[-1] == "cli" or n.endswith(".cli") or n == "mgtui.cli" for n in names):
+                offenders.append(str(path.relative_to(root)))
+    assert offenders == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..settings import Resolved
 from .advisor import Step, advise, estimate_settings, inputs_for, max_batch_size, max_seq_length
@@ -38,7 +39,7 @@ def plan(
     gpu_count: int = 1,
 ) -> MemoryPlan:
     world = res.world_size(gpu_count)
-    common = dict(world_size=world, effective_batch=res.effective_batch * world, backend=backend)
+    common: dict[str, Any] = dict(world_size=world, effective_batch=res.effective_batch * world, backend=backend)
     if found.arch is None:
         return MemoryPlan(found, gpu_gib, gpu_label, None, **common)
     est = estimate_settings(res, found.arch, gpu_gib, backend, c, gpu_count)

@@ -63,53 +63,53 @@ def run_estimate(res: Resolved, gpu_memory: float | None, gpu_name: str | None, 
     gpus = visible_gpu_count(nvml)
     backend = planned_backend(res["base_model"], res.world_size(gpus), gpus)[0]
     p = plan(res, lookup(res["base_model"]), gpu_gib, label, backend, gpu_count=gpus)
-    e = p.estimate
+    est = p.estimate
     if as_json:
         doc = {
             "base_model": res["base_model"],
             "architecture": p.lookup.source,
-            "peak_gb": round(e.peak_gib, 3) if e else None,
-            "breakdown": {k: round(v, 3) for k, v in e.breakdown.items()} if e else None,
+            "peak_gb": round(est.peak_gib, 3) if est else None,
+            "breakdown": {k: round(v, 3) for k, v in est.breakdown.items()} if est else None,
             "gpu_memory_gb": gpu_gib,
             "gpu": label,
-            "fits": e.fits if e else None,
-            "state": e.state if e else "unknown architecture",
+            "fits": est.fits if est else None,
+            "state": est.state if est else "unknown architecture",
             "max_batch_size": p.max_batch_size,
             "max_seq_length": p.max_seq_length,
-            "cpu_ram_gb": round(e.cpu_ram_gib, 3) if e else None,
-            "checkpointing": e.checkpointing if e else None,
+            "cpu_ram_gb": round(est.cpu_ram_gib, 3) if est else None,
+            "checkpointing": est.checkpointing if est else None,
             "backend": backend,
             "world_size": p.world_size,
-            "trainable_params": e.trainable_params if e else None,
+            "trainable_params": est.trainable_params if est else None,
             "advice": [s.as_dict() for s in p.steps],
-            "notes": list(e.notes) if e else [p.lookup.source],
+            "notes": list(est.notes) if est else [p.lookup.source],
         }
         print(json.dumps(doc, indent=2))
         return 0
     out = sys.stdout.write
     out(f"{res['base_model']}  ({p.lookup.source})\n")
-    if e is None:
+    if est is None:
         out(f"{p.lookup.source}\n")
         return 0
     out(
         f"{res.precision}-bit, r{res['lora_r']}, batch {res['batch_size']} × {res['max_seq_length']} tokens, "
-        f"checkpointing {e.checkpointing}, {res['optim']}\n\n"
+        f"checkpointing {est.checkpointing}, {res['optim']}\n\n"
     )
-    for key, value in e.breakdown.items():
+    for key, value in est.breakdown.items():
         out(f"  {LABELS[key]:<20} {value:8.2f} GB\n")
-    out(f"  {'-' * 20} {'-' * 8}\n  {'Peak':<20} {e.peak_gib:8.2f} GB\n")
-    if e.cpu_ram_gib:
-        out(f"  {'Host RAM (offload)':<20} {e.cpu_ram_gib:8.2f} GB\n")
+    out(f"  {'-' * 20} {'-' * 8}\n  {'Peak':<20} {est.peak_gib:8.2f} GB\n")
+    if est.cpu_ram_gib:
+        out(f"  {'Host RAM (offload)':<20} {est.cpu_ram_gib:8.2f} GB\n")
     if gpu_gib is None:
         out(f"\nGPU: {label}; fits: unknown (give --gpu-memory GB or --gpu-name to plan)\n")
     else:
-        verdict = {"fits": "fits", "tight": "fits, tight (≥ 90%)", "over": "DOES NOT FIT"}[e.state]
-        out(f"\nGPU: {label}, {gpu_gib:.1f} GB available: {verdict} ({e.peak_gib / gpu_gib:.0%})\n")
+        verdict = {"fits": "fits", "tight": "fits, tight (≥ 90%)", "over": "DOES NOT FIT"}[est.state]
+        out(f"\nGPU: {label}, {gpu_gib:.1f} GB available: {verdict} ({est.peak_gib / gpu_gib:.0%})\n")
         out(
             f"Largest batch size that fits: {p.max_batch_size or 'none'}; "
             f"longest max_seq_length: {p.max_seq_length or 'none'}\n"
         )
-    for note in e.notes:
+    for note in est.notes:
         out(f"note: {note}\n")
     if p.steps:
         out("\nOut of memory: try in order (the guide's steps)\n")

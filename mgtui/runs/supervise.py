@@ -62,8 +62,8 @@ def cause(run_dir: Path, code: int, log_offset: int = 0) -> str:
         return f"rank {rank} died ({how_it_ended(exitcode)})"
     errors = sorted(run_dir.glob("rank-*.error"))
     if errors:
-        rank = errors[0].name.split("-")[1].split(".")[0]
-        return f"rank {rank} failed: {errors[0].read_text(errors='replace').strip()[:300]}"
+        failed_rank = errors[0].name.split("-")[1].split(".")[0]
+        return f"rank {failed_rank} failed: {errors[0].read_text(errors='replace').strip()[:300]}"
     if code < 0:
         return f"the engine was killed by {how_it_ended(code)}"
     return f"the engine ended with {how_it_ended(code)} without a last word"

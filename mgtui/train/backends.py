@@ -51,7 +51,8 @@ def plan_for(
         subs.append(f"precision: {precision}-bit → 16-bit ({DEMO_ON_CUDA})")
         precision = 16
     optim = res["optim"]
-    gc = {"unsloth": "unsloth", "true": True, "false": False}[res["use_gradient_checkpointing"]]
+    modes: dict[str, str | bool] = {"unsloth": "unsloth", "true": True, "false": False}
+    gc = modes[res["use_gradient_checkpointing"]]
     if not cuda:
         if precision in (4, 8):
             subs.append(f"precision: {precision}-bit → 32-bit (bitsandbytes {precision}-bit loading needs a CUDA GPU)")

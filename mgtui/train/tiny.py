@@ -48,7 +48,7 @@ def build_tiny_llama(target: Path | None = None, seed: int = 0) -> Path:
     cfg.pop("model_type")
     config = LlamaConfig(
         **cfg,
-        bos_token_id=fast.convert_tokens_to_ids("<|endoftext|>"),
+        bos_token_id=int(fast.convert_tokens_to_ids("<|endoftext|>")),  # type: ignore[arg-type]
         eos_token_id=fast.eos_token_id,
         pad_token_id=fast.pad_token_id,
     )

@@ -16,56 +16,81 @@ from ..errors import UsageError
 from ..nvml import GpuSource, NvmlSource
 from ..runs import launch, rundir
 from ..runs.registry import list_runs
-from ..settings import Resolved
+from .messages import AdviceChosen, AttachRequested, StartRequested
+from .screens.base import AppScreen
 from .screens.form import FormScreen
 from .screens.modals import HelpScreen, PickOne
 
-HELP = """\
-mgtui sets up and runs LoRA/QLoRA fine-tuning, all from the keyboard.
-
-Form
-  tab / shift+tab   next / previous field
-  ctrl+r            start the run
-  ctrl+o / ctrl+s   load a preset / save the form as one
-  ctrl+t            toggle quality mode
-  ctrl+g            choose the GPU to plan for
-  ctrl+y            copy the command line (OSC 52: works over SSH)
-  alt+1..6          apply the VRAM panel's out-of-memory step N
-  →                 at a field's end: take its grey completion (paths,
-                    the demo, models and datasets in your HF cache)
-  enter on gpus     tick the GPUs to train on (space ticks, enter
-                    confirms)
-  ctrl+p            command palette: every action by name
-
-Run
-  s                 stop: asks first, saves adapter and checkpoint
-  escape            back to the form (a live run asks: detach or stop)
-  ctrl+y            copy the Python lines that load the adapter
-  alt+1..6          after an out-of-memory failure: back to the form
-                    with step N applied
-
+# Keys that are not bindings of their own: said once here, beside those generated from the bindings.
+FORM_KEYS = [
+    ("tab / shift+tab", "next / previous field"),
+    ("→", "at a field's end: take its grey completion (paths, the demo, models and datasets in your HF cache)"),
+    ("enter on gpus", "tick the GPUs to train on (space ticks, enter confirms)"),
+]
+NOTES = """\
 Runs keep training when the terminal closes or SSH drops. `mgtui`
 lists the runs still going or finished since you last looked;
 `mgtui attach OUTPUT_DIR` opens one directly.
 
 The VRAM panel: fits (green), tight at 90% or more (yellow), over
 (red) with the guide's "Out of Memory" steps, each with its new
-estimate. Figures are GiB, labelled GB.
-"""
+estimate. Figures are GiB, labelled GB."""
+
+
+def binding_lines(bindings: Iterable[Binding | tuple[str, ...]]) -> list[tuple[str, str]]:
+    """(keys, what they do) for each binding, from its tooltip (else its description); a numbered
+    family (alt+1 … alt+6) is one line."""
+    lines: list[tuple[str, str]] = []
+    family: dict[str, list[str]] = {}
+    for b in bindings:
+        if not isinstance(b, Binding):
+            continue
+        what = b.tooltip or b.description
+        base = b.action.split("(")[0]
+        if "(" in b.action:
+            if base in family:
+                family[base].append(b.key)
+                continue
+            family[base] = [b.key]
+        lines.append((b.key, what))
+    for keys in family.values():
+        if len(keys) > 1:
+            first = keys[0]
+            i = next(n for n, (k, _) in enumerate(lines) if k == first)
+            lines[i] = (f"{first}..{keys[-1].split('+')[-1]}", lines[i][1])
+    return lines
+
+
+def help_text() -> str:
+    from .screens.run import RunScreen  # the run screen's module loads when first needed
+
+    def section(title: str, rows: list[tuple[str, str]]) -> str:
+        return title + "\n" + "\n".join(f"  {k:<17} {w}" for k, w in rows)
+
+    app_rows = [*binding_lines(MgApp.BINDINGS), ("ctrl+p", "command palette: every action by name")]
+    return "\n\n".join(
+        [
+            "mgtui sets up and runs LoRA/QLoRA fine-tuning, all from the keyboard.",
+            section("Form", [*FORM_KEYS, *binding_lines(FormScreen.BINDINGS)]),
+            section("Run", binding_lines(RunScreen.BINDINGS)),
+            section("Anywhere", app_rows),
+            NOTES,
+        ]
+    )
 
 
 class MgApp(App):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute, so subclasses elsewhere find it
     TITLE = "mgtui"
     BINDINGS = [
-        Binding("f1", "help", "Help"),
-        Binding("ctrl+q", "quit_app", "Quit", priority=True),
+        Binding("f1", "help", "Help", tooltip="this help"),
+        Binding("ctrl+q", "quit_app", "Quit", priority=True, tooltip="quit (a live run asks: detach or stop)"),
     ]
 
     def __init__(
         self,
         chosen: dict[str, Any] | None = None,
-        target: tuple[str, float] | None = None,
+        target: tuple[str, float | None] | None = None,
         gpu_source: GpuSource | None = None,
         attach: Path | None = None,
         notice: str | None = None,
@@ -86,7 +111,7 @@ class MgApp(App):
             self._hangup = select.poll()
             self._hangup.register(sys.__stdin__.fileno(), select.POLLIN)
             self.set_interval(1.0, self._leave_if_terminal_gone)
-        self.push_screen(FormScreen(self.chosen, self.target, self.scan_limit))
+        self.push_screen(FormScreen(self.chosen, self.gpu_source, self.target, self.scan_limit))
         if self.notice:
             self.notify(self.notice, title="Preset not loaded", severity="error", timeout=10)
         if self.attach_to is not None:
@@ -122,16 +147,19 @@ class MgApp(App):
             lambda d: self.attach(Path(d)) if d else None,
         )
 
-    # --- runs --------------------------------------------------------------------------------
-    def start_run(self, res: Resolved, estimate_gb: float | None) -> None:
+    # --- what screens ask for ------------------------------------------------------------------
+    def on_start_requested(self, message: StartRequested) -> None:
         try:
-            run_dir, proc, _ = launch.start(res, source=self.gpu_source)
+            run_dir, proc, _ = launch.start(message.res, source=self.gpu_source)
         except launch.LaunchError as e:
             self.notify(str(e), severity="error", timeout=10)
             return
         from .screens.run import RunScreen  # imported when first needed: the form opens faster
 
-        self.push_screen(RunScreen(run_dir, estimate_gb, proc))
+        self.push_screen(RunScreen(run_dir, self.gpu_source, message.estimate_gb, proc))
+
+    def on_attach_requested(self, message: AttachRequested) -> None:
+        self.attach(message.run_dir)
 
     def attach(self, run_dir: Path) -> None:
         if not rundir.is_run_dir(run_dir):
@@ -139,56 +167,32 @@ class MgApp(App):
             return
         from .screens.run import RunScreen
 
-        self.push_screen(RunScreen(run_dir))
+        self.push_screen(RunScreen(run_dir, self.gpu_source))
 
-    def back_to_form_with(self, changes: dict[str, Any], title: str) -> None:
+    def on_advice_chosen(self, message: AdviceChosen) -> None:
         while not isinstance(self.screen, FormScreen) and len(self.screen_stack) > 1:
             self.pop_screen()
         form = self.screen
         if isinstance(form, FormScreen):
-            form.model.apply({**changes, "resume": False})
+            form.model.apply({**message.changes, "resume": False})
             form.refresh_form()
-            self.notify(f"Applied: {title}")
+            self.notify(f"Applied: {message.title}")
 
     # --- app-wide actions --------------------------------------------------------------------
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(HELP))
+        self.push_screen(HelpScreen(help_text()))
 
     def action_quit_app(self) -> None:
         screen = self.screen
-        if getattr(screen, "running", False):  # a run screen with a live run
-            screen.ask_leave(self.exit)
+        if isinstance(screen, AppScreen):  # a live run asks first: detach or stop
+            screen.leave_then(self.exit)
         else:
             self.exit()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        if isinstance(screen, FormScreen):
-            yield SystemCommand("Start the run", "Validate and start training (ctrl+r)", screen.action_start)
-            yield SystemCommand("Load preset", "Apply a built-in or user preset (ctrl+o)", screen.action_load_preset)
-            yield SystemCommand("Save preset", "Save the form as a preset (ctrl+s)", screen.action_save_preset)
-            yield SystemCommand(
-                "Copy command line", "model-garden train … to the clipboard (ctrl+y)", screen.action_copy_command
-            )
-            yield SystemCommand(
-                "Choose GPU target", "Plan for a detected or common GPU (ctrl+g)", screen.action_pick_planning_card
-            )
-            yield SystemCommand(
-                "Choose GPUs to train on",
-                "Tick detected GPUs (enter on the gpus field)",
-                screen.action_pick_training_gpus,
-            )
-            yield SystemCommand(
-                "Toggle quality mode", "16-bit, checkpointing true, adamw_torch (ctrl+t)", screen.action_toggle_quality
-            )
-            if screen.plan:
-                for i, step in enumerate(screen.plan.steps, 1):
-                    yield SystemCommand(
-                        f"Apply: {step.title}", f"OOM step (alt+{i})", lambda i=i: screen.action_advise(i)
-                    )
-        if hasattr(screen, "action_copy_snippet"):  # the run screen
-            yield SystemCommand("Stop the run", "Finish the step, save, stop (s)", screen.action_stop)
-            yield SystemCommand("Copy adapter loading code", "Python lines (ctrl+y)", screen.action_copy_snippet)
+        if isinstance(screen, AppScreen):
+            yield from screen.palette_commands()
         yield SystemCommand("Help", "Keys and what the panels mean (f1)", self.action_help)
 
 

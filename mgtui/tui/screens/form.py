@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from rich.text import Text
 from textual import on, work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Checkbox, Footer, Header, Input, Label, Select, Static
 
@@ -22,35 +21,50 @@ from ...cuda_check import problems_here, torch_build
 from ...estimate import Lookup, MemoryPlan, lookup, plan
 from ...estimate.gpu_catalog import COMMON_GPUS
 from ...form_model import FormModel
-from ...nvml import GpuReading, GpuSample
+from ...nvml import GpuReading, GpuSample, GpuSource
 from ...runs import rundir
 from ...settings import BY_NAME, GROUPS, SETTINGS, Resolved
+from ..messages import AttachRequested, StartRequested
 from ..widgets.dataset import DatasetPanel
 from ..widgets.fields import FieldGroup, FieldInput, label_of
 from ..widgets.vram import VramPanel
+from .base import AppScreen
 from .modals import AskName, Choice, PickMany, PickOne, confirm
 
 QUALITY_HELP = "quality mode sets: 16-bit, checkpointing true, adamw_torch, RSLoRA when r >= 32"
 NO_TARGET = "__none__"
 
 
-class FormScreen(Screen):
+class FormScreen(AppScreen):
     # Focused as the screen activates, before the first frame: a later focus() repaints once more.
     AUTO_FOCUS = "#i-base_model"
     BINDINGS = [
-        Binding("ctrl+r", "start", "Start", priority=True),
-        Binding("ctrl+o", "load_preset", "Load"),
-        Binding("ctrl+s", "save_preset", "Save"),
-        Binding("ctrl+y", "copy_command", "Copy"),
-        Binding("ctrl+g", "pick_planning_card", "GPU"),
-        Binding("ctrl+t", "toggle_quality", "Quality"),
-        *[Binding(f"alt+{i}", f"advise({i})", f"Apply step {i}", show=False) for i in range(1, 7)],
+        Binding("ctrl+r", "start", "Start", priority=True, tooltip="start the run"),
+        Binding("ctrl+o", "load_preset", "Load", tooltip="load a preset"),
+        Binding("ctrl+s", "save_preset", "Save", tooltip="save the form as a preset"),
+        Binding("ctrl+y", "copy_command", "Copy", tooltip="copy the command line (OSC 52: works over SSH)"),
+        Binding("ctrl+g", "pick_planning_card", "GPU", tooltip="choose the GPU to plan for"),
+        Binding("ctrl+t", "toggle_quality", "Quality", tooltip="toggle quality mode"),
+        *[
+            Binding(
+                f"alt+{i}",
+                f"advise({i})",
+                f"Apply step {i}",
+                show=False,
+                tooltip="apply the VRAM panel's out-of-memory step N",
+            )
+            for i in range(1, 7)
+        ],
     ]
 
     def __init__(
-        self, chosen: dict[str, Any], target: tuple[str, float] | None = None, scan_limit: int = 20000
+        self,
+        chosen: dict[str, Any],
+        gpu_source: GpuSource,
+        target: tuple[str, float | None] | None = None,
+        scan_limit: int = 20000,
     ) -> None:
-        super().__init__()
+        super().__init__(gpu_source)
         self.model = FormModel(chosen)
         self.target = target  # (label, GiB) chosen by flag or picker; None = the detected GPU
         self.gpus: GpuReading | None = None
@@ -101,7 +115,7 @@ class FormScreen(Screen):
     # --- background work: never in the way of the first frame or of a keystroke --------------
     @work(thread=True, exclusive=True, group="gpus")
     def read_gpus(self) -> None:
-        reading = self.app.gpu_source.read()
+        reading = self.gpu_source.read()
         torch_build()  # read torch/version.py here, off the UI thread (cached; torch is never imported)
         self.app.call_from_thread(self._got_gpus, reading)
 
@@ -524,21 +538,42 @@ class FormScreen(Screen):
                 Choice("Output directory in use", reason, answers), lambda a: self._occupied_answer(a, res)
             )
             return
-        self.app.start_run(res, self.plan.estimate.peak_gib if self.plan and self.plan.estimate else None)
+        self.post_message(StartRequested(res, self.estimate_gb()))
+
+    def palette_commands(self) -> Iterable[SystemCommand]:
+        yield SystemCommand("Start the run", "Validate and start training (ctrl+r)", self.action_start)
+        yield SystemCommand("Load preset", "Apply a built-in or user preset (ctrl+o)", self.action_load_preset)
+        yield SystemCommand("Save preset", "Save the form as a preset (ctrl+s)", self.action_save_preset)
+        yield SystemCommand(
+            "Copy command line", "model-garden train … to the clipboard (ctrl+y)", self.action_copy_command
+        )
+        yield SystemCommand(
+            "Choose GPU target", "Plan for a detected or common GPU (ctrl+g)", self.action_pick_planning_card
+        )
+        yield SystemCommand(
+            "Choose GPUs to train on", "Tick detected GPUs (enter on the gpus field)", self.action_pick_training_gpus
+        )
+        yield SystemCommand(
+            "Toggle quality mode", "16-bit, checkpointing true, adamw_torch (ctrl+t)", self.action_toggle_quality
+        )
+        for i, step in enumerate(self.plan.steps if self.plan else (), 1):
+            yield SystemCommand(f"Apply: {step.title}", f"OOM step (alt+{i})", lambda i=i: self.action_advise(i))
+
+    def estimate_gb(self) -> float | None:
+        return self.plan.estimate.peak_gib if self.plan and self.plan.estimate else None
 
     def _occupied_answer(self, answer: str | None, res: Resolved) -> None:
         if answer == "resume":
             self.model.apply({"resume": True})
             self.refresh_form()
-            self.app.start_run(
-                self.model.resolved, self.plan.estimate.peak_gib if self.plan and self.plan.estimate else None
-            )
+            if self.model.resolved is not None:
+                self.post_message(StartRequested(self.model.resolved, self.estimate_gb()))
         elif answer == "new":
             self.model.apply({"output_dir": free_directory(res["output_dir"])})
             self.refresh_form()
             self.notify(f"Output directory set to {self.model.value('output_dir')}: press ctrl+r to start")
         elif answer == "attach":
-            self.app.attach(Path(res["output_dir"]).expanduser())
+            self.post_message(AttachRequested(Path(res["output_dir"]).expanduser()))
 
 
 def _resolve_preset(p: presets.Preset) -> Resolved:

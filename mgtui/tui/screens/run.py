@@ -6,24 +6,27 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Callable, Iterable
 
 from rich.text import Text
 from textual import work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Header, RichLog, Sparkline, Static
 
 from ...errors import how_it_ended
+from ...nvml import GpuSource
 from ...runs import rundir
 from ...runs.events import EVENTS_FILE, EventFollower
 from ...runs.launch import request_stop
 from ...runs.registry import mark_seen
 from ...runs.view import RunView, fmt_duration
+from ..messages import AdviceChosen
 from ..widgets.charts import LossChart
 from ..widgets.gpu_gauges import GpuPanel
 from ..widgets.vram import bar
+from .base import AppScreen
 from .modals import Choice, confirm
 
 LOG_STYLE = {"warning": "yellow", "error": "bold red", "phase": "cyan", "info": ""}
@@ -35,18 +38,32 @@ def load_snippet(run_dir: Path) -> str:
     )
 
 
-class RunScreen(Screen):
+class RunScreen(AppScreen):
     BINDINGS = [
-        Binding("s", "stop", "Stop"),
-        Binding("escape", "back", "Form"),
-        Binding("ctrl+y", "copy_snippet", "Copy load code"),
-        *[Binding(f"alt+{i}", f"advise({i})", f"Back with step {i}", show=False) for i in range(1, 7)],
+        Binding("s", "stop", "Stop", tooltip="stop: asks first, saves adapter and checkpoint"),
+        Binding("escape", "back", "Form", tooltip="back to the form (a live run asks: detach or stop)"),
+        Binding("ctrl+y", "copy_snippet", "Copy load code", tooltip="copy the Python lines that load the adapter"),
+        *[
+            Binding(
+                f"alt+{i}",
+                f"advise({i})",
+                f"Back with step {i}",
+                show=False,
+                tooltip="after an out-of-memory failure: back to the form with step N applied",
+            )
+            for i in range(1, 7)
+        ],
     ]
 
     def __init__(
-        self, run_dir: Path, estimate_gb: float | None = None, proc: subprocess.Popen | None = None, poll_s: float = 0.1
+        self,
+        run_dir: Path,
+        gpu_source: GpuSource,
+        estimate_gb: float | None = None,
+        proc: subprocess.Popen | None = None,
+        poll_s: float = 0.1,
     ) -> None:
-        super().__init__()
+        super().__init__(gpu_source)
         self.run_dir = Path(run_dir)
         self.proc = proc
         self.view = RunView(estimate_gb=estimate_gb)
@@ -209,7 +226,7 @@ class RunScreen(Screen):
 
     @work(thread=True, exclusive=True, group="gpu-poll")
     def poll_gpus(self) -> None:
-        reading = self.app.gpu_source.read()
+        reading = self.gpu_source.read()
         info = rundir.read_json(self.run_dir / rundir.RUN_FILE)
         own = rundir.run_pids(info, {pid for g in reading.gpus for pid in g.process_memory})
         self.app.call_from_thread(self.query_one("#gpus", GpuPanel).show, reading, own)
@@ -246,13 +263,16 @@ class RunScreen(Screen):
         else:
             self.notify("Could not signal the engine (is it still running?)", severity="error")
 
+    def dismiss_to_form(self) -> None:
+        self.app.pop_screen()
+
     def action_back(self) -> None:
         if self.running:
-            self.ask_leave(lambda: self.app.pop_screen())
+            self.ask_leave(self.dismiss_to_form)
         else:
             self.app.pop_screen()
 
-    def ask_leave(self, then) -> None:
+    def ask_leave(self, then: Callable[[], None]) -> None:
         """Leaving a live run: detach (it keeps training) or stop it."""
 
         def answer(a: str | None) -> None:
@@ -280,4 +300,14 @@ class RunScreen(Screen):
         advice = (self.view.end or {}).get("advice") or []
         if not 0 < index <= len(advice):
             return
-        self.app.back_to_form_with(advice[index - 1]["changes"], advice[index - 1]["title"])
+        self.post_message(AdviceChosen(advice[index - 1]["changes"], advice[index - 1]["title"]))
+
+    def leave_then(self, then: Callable[[], None]) -> None:
+        if self.running:
+            self.ask_leave(then)
+        else:
+            then()
+
+    def palette_commands(self) -> Iterable[SystemCommand]:
+        yield SystemCommand("Stop the run", "Finish the step, save, stop (s)", self.action_stop)
+        yield SystemCommand("Copy adapter loading code", "Python lines (ctrl+y)", self.action_copy_snippet)

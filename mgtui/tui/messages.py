@@ -1,0 +1,36 @@
+"""What screens ask of the app. A screen posts one; it bubbles to MgApp, which acts on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from textual.message import Message
+
+from ..settings import Resolved
+
+
+class StartRequested(Message):
+    """Start training with these settings (the form has checked them)."""
+
+    def __init__(self, res: Resolved, estimate_gb: float | None) -> None:
+        super().__init__()
+        self.res = res
+        self.estimate_gb = estimate_gb
+
+
+class AttachRequested(Message):
+    """Follow the run in this directory."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+
+
+class AdviceChosen(Message):
+    """Back to the form with an out-of-memory step's changes applied."""
+
+    def __init__(self, changes: dict[str, Any], title: str) -> None:
+        super().__init__()
+        self.changes = changes
+        self.title = title
