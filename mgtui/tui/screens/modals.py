@@ -12,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, SelectionList, Static
 from textual.widgets.option_list import Option
 
+from ..textual_private import bind_key
 from ..widgets.fields import FieldInput
 
 
@@ -39,7 +40,7 @@ class Choice(ModalScreen[str | None]):
 
     def on_mount(self) -> None:
         for value, _, key in self.answers:
-            self._bindings.bind(key, f"answer('{value}')", show=False)
+            bind_key(self, key, f"answer('{value}')")
 
     def action_answer(self, value: str) -> None:
         self.dismiss(value)

@@ -20,6 +20,7 @@ from textual.widgets import Checkbox, Input, Label, Select
 
 from ...completion import COMPLETERS
 from ...settings import Setting
+from ..textual_private import forward_key, restart_blink, run_bindings
 
 
 def label_of(name: str) -> str:
@@ -47,14 +48,13 @@ class KeysInOrder:
         if app.focused is not self:
             event.stop()
             event.prevent_default()  # ends Textual's walk over the class's other key handlers
-            (app.focused or app.screen)._forward_event(events.Key(event.key, event.character))
-        elif not (self.types_text and event.is_printable) and await app._check_bindings(event.key):
-            # _check_bindings is what the app runs for a key that bubbled up unhandled (non-priority
-            # bindings, from the focused widget out); stopping the event keeps it from running twice.
+            forward_key(app.focused or app.screen, events.Key(event.key, event.character))
+        elif not (self.types_text and event.is_printable) and await run_bindings(app, event.key):
+            # stopping the event keeps the binding from running twice
             event.stop()
             event.prevent_default()
             if isinstance(self, Input):
-                self._restart_blink()  # as Input's own key handler would: the cursor shows as it moves
+                restart_blink(self)  # as Input's own key handler would: the cursor shows as it moves
 
 
 class FieldInput(KeysInOrder, Input):
