@@ -76,7 +76,7 @@ class FormModel:
 
     def value(self, name: str) -> Any:
         if self.resolved is not None:
-            return self.resolved[name]
+            return self.resolved.by_name(name)
         return self.chosen.get(name, DEFAULTS[name])
 
     def display(self, name: str) -> str:
@@ -98,7 +98,7 @@ class FormModel:
     def diff(self, other: Resolved) -> list[tuple[str, Any, Any]]:
         """(setting, current, other) for each setting that `other` changes."""
         return [
-            (s.name, self.value(s.name), other[s.name])
+            (s.name, self.value(s.name), other.by_name(s.name))
             for s in SETTINGS
-            if s.in_preset and self.value(s.name) != other[s.name]
+            if s.in_preset and self.value(s.name) != other.by_name(s.name)
         ]

@@ -11,9 +11,10 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, cast
 
 from .data.templates import unknown_template
+from .setting_types import SettingName, SettingValues
 
 GROUPS = (
     "Model and data",
@@ -188,13 +189,18 @@ def quality_values(values: Mapping[str, Any]) -> dict[str, Any]:
 class Resolved:
     """Settings after defaults ← preset ← flags ← quality mode."""
 
-    values: dict[str, Any]
+    values: SettingValues
     explicit: set[str] = field(default_factory=set)
     quality_set: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
-    def __getitem__(self, name: str) -> Any:
+    def __getitem__(self, name: SettingName) -> Any:
         return self.values[name]
+
+    def by_name(self, name: str) -> Any:
+        """For code that walks the table (names as data): a literal name reads `res["name"]`,
+        which the type checker holds to the table."""
+        return cast(dict[str, Any], self.values)[name]
 
     @property
     def precision(self) -> int:
@@ -219,7 +225,7 @@ class Resolved:
         """What a preset stores: every setting except per-run actions and what quality mode
         derives (quality_mode = true re-derives them). Paths only when the user asks."""
         return {
-            s.name: self.values[s.name]
+            s.name: self.by_name(s.name)
             for s in SETTINGS
             if s.in_preset and s.name not in self.quality_set and (include_paths or not s.path)
         }
@@ -229,7 +235,7 @@ class Resolved:
         explicit choices that quality mode would otherwise change."""
         args = program.split()
         for s in SETTINGS:
-            v = self.values[s.name]
+            v = self.by_name(s.name)
             pinned = self.values["quality_mode"] and s.name in QUALITY_KEYS and s.name in self.explicit
             if s.name in self.quality_set or (v == s.default and not pinned):
                 continue
@@ -266,7 +272,7 @@ def resolve(layers: Iterable[Mapping[str, Any]] = (), explicit: Iterable[str] | 
         apply_layer(values, layer)
         keys.update(layer)
     chosen = set(keys if explicit is None else explicit)
-    res = Resolved(values=values, explicit=chosen)
+    res = Resolved(values=cast(SettingValues, values), explicit=chosen)
     if values["quality_mode"]:
         for name, v in quality_values(values).items():
             # An explicit precision choice of either kind is the user's, so 16-bit yields to 8-bit.

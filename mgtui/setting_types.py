@@ -1,0 +1,90 @@
+"""The settings' names and types, for the type checker: generated from the table in
+mgtui/settings.py (tests/test_settings.py fails, printing this file anew, when they differ)."""
+
+from __future__ import annotations
+
+from typing import Literal, TypedDict
+
+SettingName = Literal[
+    "base_model",
+    "dataset",
+    "dataset_format",
+    "chat_template",
+    "max_seq_length",
+    "eval_split",
+    "packing",
+    "train_on_responses_only",
+    "trust_remote_code",
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "use_rslora",
+    "target_modules",
+    "quality_mode",
+    "load_in_8bit",
+    "load_in_16bit",
+    "use_gradient_checkpointing",
+    "batch_size",
+    "gradient_accumulation_steps",
+    "epochs",
+    "max_steps",
+    "learning_rate",
+    "optim",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "weight_decay",
+    "seed",
+    "output_dir",
+    "logging_steps",
+    "save_steps",
+    "report_to",
+    "resume",
+    "gpus",
+    "nproc_per_node",
+    "nnodes",
+    "node_rank",
+    "master_addr",
+    "master_port",
+]
+
+
+class SettingValues(TypedDict):
+    base_model: str
+    dataset: str
+    dataset_format: str
+    chat_template: str
+    max_seq_length: int
+    eval_split: float
+    packing: bool
+    train_on_responses_only: bool
+    trust_remote_code: bool
+    lora_r: int
+    lora_alpha: int
+    lora_dropout: float
+    use_rslora: bool
+    target_modules: str
+    quality_mode: bool
+    load_in_8bit: bool
+    load_in_16bit: bool
+    use_gradient_checkpointing: str
+    batch_size: int
+    gradient_accumulation_steps: int
+    epochs: float
+    max_steps: int
+    learning_rate: float
+    optim: str
+    lr_scheduler_type: str
+    warmup_steps: int
+    weight_decay: float
+    seed: int
+    output_dir: str
+    logging_steps: int
+    save_steps: int
+    report_to: str
+    resume: bool
+    gpus: str
+    nproc_per_node: int
+    nnodes: int
+    node_rank: int
+    master_addr: str
+    master_port: int
