@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from .nvml import GpuReading
+from .units import comma_list
 
 TORCH_INSTALL = "https://pytorch.org/get-started/locally/"
 
@@ -51,7 +52,7 @@ def torch_build() -> tuple[str | None, str | None]:
 
 
 def requested_indices(gpus: str) -> list[str]:
-    return [g.strip() for g in gpus.split(",") if g.strip()]
+    return comma_list(gpus)
 
 
 def _major(version: str | None) -> int | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .settings import BY_NAME, DEFAULTS, SETTINGS, Resolved, SettingError, resolve
+from .settings import BY_NAME, DEFAULTS, SETTINGS, Resolved, SettingError, apply_layer, resolve
 
 
 class FormModel:
@@ -34,10 +34,8 @@ class FormModel:
     def set_value(self, name: str, value: Any) -> None:
         """A picked choice or a toggled switch."""
         self.field_errors.pop(name, None)
-        self.chosen[name] = BY_NAME[name].check(value)
-        if name in ("load_in_8bit", "load_in_16bit") and value:
-            other = "load_in_16bit" if name == "load_in_8bit" else "load_in_8bit"
-            self.chosen[other] = False  # picking one precision unpicks the other, as a radio would
+        # picking one precision unpicks the other, as a radio would, and as a later flag does
+        apply_layer(self.chosen, {name: BY_NAME[name].check(value)})
         self.recompute()
 
     def apply(self, changes: Mapping[str, Any]) -> None:

@@ -13,8 +13,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Protocol
 
-MIB = 1024**2
-GIB = 1024**3
+from .units import GIB
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, cast
 
+from .data.scan import FORMATS
 from .data.templates import unknown_template
 from .setting_types import SettingName, SettingValues
+from .units import comma_list
 
 GROUPS = (
     "Model and data",
@@ -116,7 +118,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("base_model", str, "unsloth/llama-3.1-8b-bnb-4bit", "Hub name or local directory of the base model", M),
     S("dataset", str, "", "Training data: a .jsonl/.json/.csv/.parquet file, a saved dataset directory, or a Hub name", M, path=True),
     S("dataset_format", str, "auto", "How rows are read; auto detects text, messages, sharegpt or alpaca", M,
-      choices=("auto", "text", "messages", "sharegpt", "alpaca")),
+      choices=("auto", *FORMATS)),
     S("chat_template", str, "", "Chat template for chat data when the tokenizer has none (chatml, llama-3, ...); empty uses the tokenizer's", M),
     S("max_seq_length", int, 2048, "Longest sequence in tokens; longer rows are truncated", M, min=16, max=1_048_576),
     S("eval_split", float, 0.0, "Fraction of rows held out for evaluation (0 = none)", M, min=0.0, max=0.5),
@@ -215,11 +217,11 @@ class Resolved:
         times the number of nodes."""
         per_node = self.values["nproc_per_node"]
         if not per_node:
-            per_node = len(self.values["gpus"].split(",")) if self.values["gpus"] else gpu_count
+            per_node = len(comma_list(self.values["gpus"])) or gpu_count
         return max(1, per_node) * self.values["nnodes"]
 
     def target_modules(self) -> list[str]:
-        return [m.strip() for m in self.values["target_modules"].split(",") if m.strip()]
+        return comma_list(self.values["target_modules"])
 
     def preset_values(self, include_paths: bool = False) -> dict[str, Any]:
         """What a preset stores: every setting except per-run actions and what quality mode

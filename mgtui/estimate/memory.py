@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Mapping
 
+from ..units import GIB, comma_list
 from .archs import Arch
 
-GIB = 1024**3
 TERMS = (
     "cuda_context",
     "base_weights",
@@ -115,7 +115,7 @@ class Inputs:
             batch_size=values["batch_size"],
             seq_len=values["max_seq_length"],
             lora_r=values["lora_r"],
-            targets=tuple(m.strip() for m in values["target_modules"].split(",") if m.strip()),
+            targets=tuple(comma_list(values["target_modules"])),
             checkpointing=values["use_gradient_checkpointing"],
             optim=values["optim"],
             backend=backend,

@@ -47,7 +47,6 @@ from typing import Any, Iterator
 SCHEMA_VERSION = 1
 TERMINAL = ("done", "stopped", "failed")
 INPUT_KINDS = ("input", "device")  # failures that exit 2: bad input, or GPUs this torch can't use
-PHASES = ("loading_model", "preparing_data", "training", "evaluating", "saving")
 EVENTS_FILE = "events.jsonl"
 
 

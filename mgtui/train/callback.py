@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 from transformers import TrainerCallback
 
+from ..units import gib3
+
 
 class EventCallback(TrainerCallback):
     def __init__(
@@ -119,9 +121,9 @@ class EventCallback(TrainerCallback):
         if now is not None:
             self.peak_nvml = max(self.peak_nvml or 0, now)
         return {
-            "peak_reserved_gb": round(torch.cuda.max_memory_reserved() / 2**30, 3),
-            "peak_allocated_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3),
-            "peak_nvml_gb": None if self.peak_nvml is None else round(self.peak_nvml / 2**30, 3),
+            "peak_reserved_gb": gib3(torch.cuda.max_memory_reserved()),
+            "peak_allocated_gb": gib3(torch.cuda.max_memory_allocated()),
+            "peak_nvml_gb": gib3(self.peak_nvml),
         }
 
     def on_prediction_step(self, args, state, control, **kw):

@@ -29,6 +29,7 @@ from ..nvml import GpuSource, NvmlSource, process_gpu_bytes
 from ..runs import rundir
 from ..runs.events import EVENTS_FILE, EventWriter
 from ..settings import Resolved, resolve
+from ..units import gib, gib3
 
 LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "unsloth", "datasets")
 
@@ -102,11 +103,11 @@ def disk_full_report(run_dir: Path, e: BaseException) -> dict[str, Any]:
     sizes = [sum(f.stat().st_size for f in c.rglob("*") if f.is_file()) for c in rundir.checkpoints(run_dir)]
     need = max(sizes, default=0)
     return {
-        "message": f"no space left on device in {run_dir}: {free / 2**30:.2f} GB free"
-        + (f", a checkpoint takes {need / 2**30:.2f} GB" if need else ""),
+        "message": f"no space left on device in {run_dir}: {gib(free):.2f} GB free"
+        + (f", a checkpoint takes {gib(need):.2f} GB" if need else ""),
         "path": str(run_dir),
-        "free_gb": round(free / 2**30, 3),
-        "checkpoint_gb": round(need / 2**30, 3) or None,
+        "free_gb": gib3(free),
+        "checkpoint_gb": gib3(need) or None,
         "advice_text": [
             "free space on that disk",
             "save checkpoints less often (--save-steps) or delete old ones",
@@ -219,8 +220,8 @@ def run(run_dir: Path, resume: bool = False) -> int:
                 kind="oom",
                 message=str(e).splitlines()[0][:300],
                 step=state["step"],
-                reserved_gb=round(torch.cuda.max_memory_reserved() / 2**30, 3) if cuda else None,
-                allocated_gb=round(torch.cuda.max_memory_allocated() / 2**30, 3) if cuda else None,
+                reserved_gb=gib3(torch.cuda.max_memory_reserved()) if cuda else None,
+                allocated_gb=gib3(torch.cuda.max_memory_allocated()) if cuda else None,
                 total_gb=total,
                 advice=oom_advice(res, state["backend"], total, world) if total else [],
             )
@@ -283,7 +284,7 @@ def _train(
     state["backend"] = plan.backend
     if cuda:
         torch.cuda.set_device(local_rank)
-        state["total_gib"] = torch.cuda.mem_get_info()[1] / 2**30
+        state["total_gib"] = gib(torch.cuda.mem_get_info()[1])
     estimate = estimate_gb(res, plan.backend, state["total_gib"], world)
     ev.emit(
         "start",

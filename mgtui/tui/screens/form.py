@@ -24,6 +24,7 @@ from ...form_model import FormModel
 from ...nvml import GpuReading, GpuSample, GpuSource
 from ...runs import rundir
 from ...settings import BY_NAME, GROUPS, SETTINGS, Resolved
+from ...units import comma_list, gib
 from ..messages import AttachRequested, StartRequested
 from ..widgets.dataset import DatasetPanel
 from ..widgets.fields import FieldGroup, FieldInput, label_of
@@ -262,7 +263,7 @@ class FormScreen(AppScreen):
             if s.name == "gpus" and self.gpus is not None:
                 note = (
                     "detected: "
-                    + ", ".join(f"{g.index}: {g.name} {g.memory_total / 2**30:.0f} GB" for g in self.gpus.gpus)
+                    + ", ".join(f"{g.index}: {g.name} {gib(g.memory_total):.0f} GB" for g in self.gpus.gpus)
                     if self.gpus.gpus
                     else f"no GPU: {self.gpus.error}"
                 )
@@ -334,12 +335,11 @@ class FormScreen(AppScreen):
                 f"No GPU detected here ({why}): type the indices for the machine the run will use", severity="warning"
             )
             return
-        chosen = {p.strip() for p in self.model.value("gpus").split(",") if p.strip()}
+        chosen = set(comma_list(self.model.value("gpus")))
         options = [
             (
                 str(g.index),
-                f"GPU {g.index}: {g.name} · {g.memory_used / 2**30:.1f} of "
-                f"{g.memory_total / 2**30:.0f} GB used"
+                f"GPU {g.index}: {g.name} · {gib(g.memory_used):.1f} of {gib(g.memory_total):.0f} GB used"
                 + (f" · {g.utilization}% busy" if g.utilization is not None else ""),
                 not chosen or str(g.index) in chosen,
             )

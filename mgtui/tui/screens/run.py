@@ -22,6 +22,7 @@ from ...runs.events import EVENTS_FILE, EventFollower
 from ...runs.launch import request_stop
 from ...runs.registry import mark_seen
 from ...runs.view import RunView, fmt_duration
+from ...units import comma_list
 from ..messages import AdviceChosen
 from ..widgets.charts import LossChart
 from ..widgets.gpu_gauges import GpuPanel
@@ -90,7 +91,7 @@ class RunScreen(AppScreen):
     def on_mount(self) -> None:
         gpus = rundir.read_json(self.run_dir / rundir.RUN_FILE).get("gpus") or ""
         if gpus:  # the GPUs the run was given; all of them otherwise
-            self.query_one("#gpus", GpuPanel).selected = {int(g) for g in str(gpus).split(",") if g.strip().isdigit()}
+            self.query_one("#gpus", GpuPanel).selected = {int(g) for g in comma_list(str(gpus)) if g.isdigit()}
         self.title = "mgtui"
         self.sub_title = f"run · {self.run_dir}"
         self.drain()
