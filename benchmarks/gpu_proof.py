@@ -113,7 +113,8 @@ def build_model(key: str, dest: Path, tokenizer_dir: Path) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from mgtui.estimate.archs import CATALOG, TINY_LLAMA_CONFIG
+    from mgtui.demo_model import TINY_LLAMA_CONFIG
+    from mgtui.estimate.archs import CATALOG
 
     cfg = dict(TINY_LLAMA_CONFIG) if key == "tiny" else dict(next(c for k, _, c in CATALOG if k == key))
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from .cuda_check import c_compiler
-from .estimate.archs import BUILTIN_MODEL
+from .demo_model import BUILTIN_MODEL
 
 
 def unsloth_available() -> bool:

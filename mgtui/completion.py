@@ -10,7 +10,8 @@ import os
 from typing import Callable
 
 from .data.scan import BUILTIN, FILE_KINDS
-from .estimate.archs import BUILTIN_MODEL, hub_cache_dir
+from .demo_model import BUILTIN_MODEL
+from .hub_cache import hub_cache_dir
 
 
 def complete_path(text: str, want_file: Callable[[str], bool] = lambda name: True) -> str | None:

@@ -19,8 +19,8 @@ from engine_helpers import events, settings, write_dataset
 
 from mgtui import backend_choice
 from mgtui.cuda_check import CudaFacts, bf16_capable, c_compiler, problems
+from mgtui.demo_model import BUILTIN_MODEL
 from mgtui.estimate import lookup
-from mgtui.estimate.archs import BUILTIN_MODEL
 from mgtui.estimate.memory import Inputs, estimate
 from mgtui.nvml import FixedSource, GpuReading, GpuSample, process_gpu_bytes
 from mgtui.runs import rundir

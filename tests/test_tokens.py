@@ -11,7 +11,7 @@ from engine_helpers import write_dataset
 
 from mgtui.data.scan import scan
 from mgtui.data.tokens import counter_for, find_tokenizer, length_stats
-from mgtui.estimate.archs import builtin_model_dir
+from mgtui.demo_model import builtin_model_dir
 from mgtui.settings import resolve
 from mgtui.tui.app import MgApp
 

@@ -15,7 +15,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Callable
 
-from ..estimate.archs import BUILTIN_MODEL, builtin_model_dir, hf_cache_file
+from ..demo_model import BUILTIN_MODEL, builtin_model_dir
+from ..hub_cache import hf_cache_file
 from .scan import DatasetError, alpaca_parts, iter_rows, plain_render, resolve_source, scan, to_messages
 from .templates import pick_template, refused, render_chat, saved_template, special_tokens
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..demo_model import BUILTIN_MODEL, TINY_LLAMA_CONFIG
+from ..hub_cache import hf_cache_file, hub_config
 
 # Model types whose layers are Llama-shaped (attention + gated MLP) and that we count exactly.
 _FOUR_NORMS = {"gemma2", "gemma3_text"}  # pre/post norms around attention and MLP
@@ -183,17 +185,6 @@ CATALOG: list[tuple[str, str, dict[str, Any]]] = [
 ]
 # fmt: on
 
-# The demo's tiny model (built locally by the engine from this same config).
-BUILTIN_MODEL = "builtin:tiny-llama"
-
-
-def builtin_model_dir() -> Path:
-    """Where the engine builds the demo's model and tokenizer, once."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mgtui" / "tiny-llama"
-
-
-TINY_LLAMA_CONFIG = _c("llama", 64, 172, 2, 4, 2, 512, True, max_position_embeddings=512)
-
 
 def _normalise(name: str) -> str:
     return name.lower().replace("_", "-").replace("meta-llama-", "llama-")
@@ -205,54 +196,6 @@ def from_catalog(name: str) -> tuple[str, dict[str, Any]] | None:
         if re.search(pattern, key):
             return label, cfg
     return None
-
-
-def hub_cache_dir() -> Path:
-    """The local Hugging Face hub cache, found as huggingface_hub finds it (without importing it)."""
-    return Path(
-        os.environ.get("HF_HUB_CACHE")
-        or os.path.join(os.environ.get("HF_HOME") or os.path.join(Path.home(), ".cache", "huggingface"), "hub")
-    )
-
-
-def hf_cache_file(repo_id: str, filename: str) -> Path | None:
-    """A model's file (its newest snapshot's) in the local Hugging Face cache, without importing huggingface_hub."""
-    snaps = hub_cache_dir() / ("models--" + repo_id.replace("/", "--")) / "snapshots"
-    if not snaps.is_dir():
-        return None
-    found = sorted(snaps.glob(f"*/{filename}"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return found[0] if found else None
-
-
-def hub_config(repo_id: str, timeout: float = 3.0) -> Path | None:
-    """Fetch config.json alone from the Hub within `timeout` seconds; None offline or on any
-    failure. huggingface_hub retries for tens of seconds when offline, so it runs in a thread
-    that is abandoned at the deadline, after a quick reachability check."""
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false") or repo_id.count("/") != 1:
-        return None
-    import socket
-    import threading
-    from urllib.parse import urlparse
-
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
-    try:
-        socket.create_connection((host, 443), timeout=min(timeout, 1.5)).close()
-    except OSError:
-        return None
-    result: list[Path] = []
-
-    def fetch() -> None:
-        try:
-            from huggingface_hub import hf_hub_download
-
-            result.append(Path(hf_hub_download(repo_id, "config.json", etag_timeout=timeout)))
-        except Exception:  # gated, missing, network: fall through to the catalog
-            pass
-
-    worker = threading.Thread(target=fetch, daemon=True)
-    worker.start()
-    worker.join(timeout)
-    return result[0] if result else None
 
 
 @dataclass(frozen=True)

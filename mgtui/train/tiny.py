@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..data.scan import BUILTIN, iter_rows, plain_render
 from ..data.templates import NAMED_TEMPLATES
-from ..estimate.archs import TINY_LLAMA_CONFIG, builtin_model_dir
+from ..demo_model import TINY_LLAMA_CONFIG, builtin_model_dir
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"]
 

@@ -23,8 +23,8 @@ from .. import presets
 from ..backend_choice import choose_backend
 from ..cuda_check import CudaFacts, DeviceError, problems, requested_indices, torch_build
 from ..data.scan import DatasetError, scan
+from ..demo_model import BUILTIN_MODEL
 from ..errors import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, EXIT_USAGE
-from ..estimate.archs import BUILTIN_MODEL
 from ..nvml import GpuSource, NvmlSource, process_gpu_bytes
 from ..runs import rundir
 from ..runs.events import EVENTS_FILE, EventWriter

@@ -1,0 +1,55 @@
+"""The local Hugging Face hub cache and a quick config fetch, found as huggingface_hub finds them,
+without importing it (the form stays light)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def hub_cache_dir() -> Path:
+    """The local Hugging Face hub cache, found as huggingface_hub finds it (without importing it)."""
+    return Path(
+        os.environ.get("HF_HUB_CACHE")
+        or os.path.join(os.environ.get("HF_HOME") or os.path.join(Path.home(), ".cache", "huggingface"), "hub")
+    )
+
+
+def hf_cache_file(repo_id: str, filename: str) -> Path | None:
+    """A model's file (its newest snapshot's) in the local Hugging Face cache, without importing huggingface_hub."""
+    snaps = hub_cache_dir() / ("models--" + repo_id.replace("/", "--")) / "snapshots"
+    if not snaps.is_dir():
+        return None
+    found = sorted(snaps.glob(f"*/{filename}"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return found[0] if found else None
+
+
+def hub_config(repo_id: str, timeout: float = 3.0) -> Path | None:
+    """Fetch config.json alone from the Hub within `timeout` seconds; None offline or on any
+    failure. huggingface_hub retries for tens of seconds when offline, so it runs in a thread
+    that is abandoned at the deadline, after a quick reachability check."""
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false") or repo_id.count("/") != 1:
+        return None
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=min(timeout, 1.5)).close()
+    except OSError:
+        return None
+    result: list[Path] = []
+
+    def fetch() -> None:
+        try:
+            from huggingface_hub import hf_hub_download
+
+            result.append(Path(hf_hub_download(repo_id, "config.json", etag_timeout=timeout)))
+        except Exception:  # gated, missing, network: fall through to the catalog
+            pass
+
+    worker = threading.Thread(target=fetch, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return result[0] if result else None
