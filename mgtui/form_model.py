@@ -93,6 +93,14 @@ class FormModel:
             return f"quality mode sets {self.resolved.quality_set[name]}".replace("True", "on")
         return None
 
+    def with_preset(self, values: Mapping[str, Any], explicit: set[str]) -> dict[str, Any]:
+        """The choices a loaded preset leaves: its own, and the user's paths where it has none
+        (a preset saved without paths keeps the dataset and output directory)."""
+        kept = {
+            s.name: self.chosen[s.name] for s in SETTINGS if s.path and s.name not in values and s.name in self.chosen
+        }
+        return {**kept, **{k: values[k] for k in explicit}}
+
     def diff(self, other: Resolved) -> list[tuple[str, Any, Any]]:
         """(setting, current, other) for each setting that `other` changes."""
         return [

@@ -168,3 +168,10 @@ def save(
             raise PresetError(f"{path}: cannot write: {e.strerror or e}") from None
         raise
     return path
+
+
+def resolved(p: Preset) -> Resolved:
+    """The preset's own choices, resolved; SettingError if they conflict."""
+    from .settings import resolve
+
+    return resolve([{k: p.values[k] for k in p.explicit_keys()}], p.explicit_keys())

@@ -205,3 +205,33 @@ def test_builtin_presets_ship_in_the_wheel():
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert re.search(r'"presets" = "mgtui/_builtin_presets"', pyproject)
     assert presets.builtin_dir() == ROOT / "presets" or presets.builtin_dir().name == "_builtin_presets"
+
+
+def test_a_directory_in_use_offers_what_can_be_done_about_it(tmp_path):
+    """The form's Start asks these, in this order; the decision is pure and tested here."""
+    from mgtui.runs import rundir
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "events.jsonl").write_text('{"v": 1, "seq": 0, "t": 0, "type": "stopped"}\n')
+    assert rundir.occupied_answers(out) == ["new", "cancel"]  # stopped, but nothing to resume from
+    (out / "checkpoint-5").mkdir()  # torn (empty): nothing to resume from either
+    assert rundir.occupied_answers(out) == ["new", "cancel"]
+    import json
+    import os
+
+    (out / "run.json").write_text(json.dumps({"pid": os.getpid(), "state": "running"}))
+    assert rundir.occupied_answers(out) == ["attach", "new", "cancel"]
+    assert rundir.free_directory(str(out)) == f"{out}-2"
+    (tmp_path / "run-2").mkdir()
+    (tmp_path / "run-2" / "events.jsonl").write_text("")
+    assert rundir.free_directory(str(out)) in (f"{out}-2", f"{out}-3")
+
+
+def test_a_preset_without_paths_keeps_the_users_dataset_and_output():
+    from mgtui.form_model import FormModel
+
+    m = FormModel({"dataset": "mine.jsonl", "output_dir": "out/mine", "lora_r": 8})
+    chosen = m.with_preset({"lora_r": 32, "quality_mode": True}, {"lora_r", "quality_mode"})
+    assert chosen == {"dataset": "mine.jsonl", "output_dir": "out/mine", "lora_r": 32, "quality_mode": True}
+    assert m.with_preset({"dataset": "theirs.jsonl"}, {"dataset"})["dataset"] == "theirs.jsonl"

@@ -255,3 +255,20 @@ def run_pids(info: dict[str, Any], candidates: Iterable[int], getsid: Callable[[
         except OSError:
             continue
     return own
+
+
+def free_directory(base: str) -> str:
+    """The first of base-2, base-3, ... that no run occupies: where a new run can go instead."""
+    for n in range(2, 1000):
+        candidate = f"{base.rstrip('/')}-{n}"
+        if occupied(Path(candidate).expanduser()) is None:
+            return candidate
+    return base + "-new"
+
+
+def occupied_answers(path: Path) -> list[str]:
+    """What a user can do about a run already in `path`, best first: attach to it while it
+    trains, resume it when a stopped one left a checkpoint, start in a new directory, or cancel."""
+    running = run_state(path).state == "running"
+    first = ["attach"] if running else ["resume"] if latest_checkpoint(path) else []
+    return [*first, "new", "cancel"]

@@ -1,10 +1,10 @@
-"""The settings screen: the form, the live VRAM panel, the dataset panel, presets, the command
-preview, and Start."""
+"""The settings screen: the fields generated from the settings table, the live VRAM panel, the
+dataset panel and the command preview. Its dialogs live beside it: form_presets.py (load, save),
+form_gpus.py (the two GPU pickers) and form_start.py (Start, and an output directory in use)."""
 
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from rich.text import Text
@@ -15,25 +15,22 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.timer import Timer
 from textual.widgets import Checkbox, Footer, Header, Input, Label, Select, Static
 
-from ... import presets
 from ...backend_choice import planned_backend
 from ...cuda_check import problems_here, torch_build
 from ...estimate import Lookup, MemoryPlan, lookup, plan
-from ...estimate.gpu_catalog import COMMON_GPUS
 from ...form_model import FormModel
 from ...nvml import GpuReading, GpuSample, GpuSource
-from ...runs import rundir
 from ...settings import BY_NAME, GROUPS, SETTINGS, Resolved
-from ...units import comma_list, gib
-from ..messages import AttachRequested, StartRequested
+from ...units import gib
 from ..widgets.dataset import DatasetPanel
 from ..widgets.fields import FieldGroup, FieldInput, label_of
 from ..widgets.vram import VramPanel
 from .base import AppScreen
-from .modals import AskName, Choice, PickMany, PickOne, confirm
+from .form_gpus import GpuPickers
+from .form_presets import PresetDialogs
+from .form_start import StartFlow
 
 QUALITY_HELP = "quality mode sets: 16-bit, checkpointing true, adamw_torch, RSLoRA when r >= 32"
-NO_TARGET = "__none__"
 
 
 class FormScreen(AppScreen):
@@ -76,6 +73,9 @@ class FormScreen(AppScreen):
         self._deferred: list[FieldGroup] = []
         self.mounted_groups: list[FieldGroup] = []
         self.dataset_panel = DatasetPanel(scan_limit, id="dataset")
+        self.pickers = GpuPickers(self)
+        self.preset_dialogs = PresetDialogs(self)
+        self.start_flow = StartFlow(self)
 
     # --- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -315,8 +315,8 @@ class FormScreen(AppScreen):
             self.plan = None
             panel.show(None, "looking up the architecture…" if res is not None else "fix the marked fields")
             return
-        label, gib = self.current_target()
-        self.plan = plan(res, self.found, gib, label, self.backend(res)[0], gpu_count=len(self.detected))
+        label, gpu_gib = self.current_target()
+        self.plan = plan(res, self.found, gpu_gib, label, self.backend(res)[0], gpu_count=len(self.detected))
         panel.show(self.plan)
 
     def backend(self, res: Resolved) -> tuple[str, str | None]:
@@ -325,40 +325,27 @@ class FormScreen(AppScreen):
         gpus = len(self.detected)
         return planned_backend(res["base_model"], res.world_size(gpus), gpus)
 
+    # --- actions -----------------------------------------------------------------------------
+    def action_start(self) -> None:
+        self.start_flow.start()
+
+    def action_load_preset(self) -> None:
+        self.preset_dialogs.choose_and_load()
+
+    def load_preset(self, name_or_path: str) -> bool:
+        return self.preset_dialogs.load(name_or_path)
+
+    def action_save_preset(self) -> None:
+        self.preset_dialogs.ask_and_save()
+
+    def action_pick_planning_card(self) -> None:
+        self.pickers.pick_planning_card()
+
     @on(Input.Submitted, "#i-gpus")
     def action_pick_training_gpus(self) -> None:
         """Enter on the GPUs field: tick the detected GPUs to train on."""
-        found = self.detected
-        if not found:
-            why = self.gpus.error if self.gpus else "still reading the GPUs"
-            self.notify(
-                f"No GPU detected here ({why}): type the indices for the machine the run will use", severity="warning"
-            )
-            return
-        chosen = set(comma_list(self.model.value("gpus")))
-        options = [
-            (
-                str(g.index),
-                f"GPU {g.index}: {g.name} · {gib(g.memory_used):.1f} of {gib(g.memory_total):.0f} GB used"
-                + (f" · {g.utilization}% busy" if g.utilization is not None else ""),
-                not chosen or str(g.index) in chosen,
-            )
-            for g in found
-        ]
+        self.pickers.pick_training_gpus()
 
-        def picked(keys: list[str] | None) -> None:
-            if keys is None:
-                return
-            if not keys:
-                self.notify("No GPU ticked: the field is unchanged", severity="warning")
-                return
-            every = len(keys) == len(found)  # all of them: the default, "all visible"
-            self.model.apply({"gpus": "" if every else ",".join(sorted(keys, key=int))})
-            self.refresh_form()
-
-        self.app.push_screen(PickMany("Train on which GPUs?", options), picked)
-
-    # --- actions -----------------------------------------------------------------------------
     def action_toggle_quality(self) -> None:
         self.model.set_value("quality_mode", not self.model.value("quality_mode"))
         self.refresh_form()
@@ -378,167 +365,6 @@ class FormScreen(AppScreen):
             return
         self.app.copy_to_clipboard(shlex.join(self.model.resolved.command_line()))
         self.notify("Command copied (OSC 52: works over SSH in most terminals)")
-
-    def action_pick_planning_card(self) -> None:
-        options: list[tuple[str, str]] = []
-        for g in self.detected:
-            options.append((f"gpu:{g.index}", f"GPU {g.index}: {g.name} · {g.available_gib():.1f} GB free"))
-        options += [(f"plan:{name}", f"{name} · {gib:.1f} GB (planning)") for name, gib in COMMON_GPUS.items()]
-        options.append((NO_TARGET, "No target: show the estimate only"))
-
-        def details(key: str) -> str:
-            return (
-                "The detected GPU's total minus what other processes hold"
-                if key.startswith("gpu:")
-                else "Plan a run for a GPU you don't have here"
-                if key.startswith("plan:")
-                else ""
-            )
-
-        def chosen(key: str | None) -> None:
-            if key is None:
-                return
-            if key.startswith("gpu:") and self.gpus:
-                g = self.gpus.gpus[int(key[4:])]
-                self.target = (f"GPU {g.index} {g.name} (free)", g.available_gib())
-            elif key.startswith("plan:"):
-                self.target = (key[5:] + " (planning)", COMMON_GPUS[key[5:]])
-            else:
-                self.target = ("no target", None)
-            self.refresh_estimate()
-
-        self.app.push_screen(PickOne("Plan for which GPU?", options, details), chosen)
-
-    def action_load_preset(self) -> None:
-        listing = presets.listing()
-        loaded: dict[str, presets.Preset | str] = {}
-        for name, (path, builtin) in listing.items():
-            try:
-                loaded[name] = presets.load_path(path, builtin)
-            except presets.PresetError as e:
-                loaded[name] = str(e)
-        options = [
-            (n, f"{n}  ({'built-in' if listing[n][1] else 'user'})" + ("  BROKEN" if isinstance(p, str) else ""))
-            for n, p in loaded.items()
-        ]
-
-        def details(name: str) -> Text:
-            p = loaded.get(name)
-            if isinstance(p, str) or p is None:
-                return Text(str(p), style="bold red")
-            t = Text(p.description + "\n", style="italic")
-            try:
-                changes = self.model.diff(_resolve_preset(p))
-            except Exception as e:  # a preset that resolves to a conflict
-                return t + Text(str(e), style="bold red")
-            if not changes:
-                t.append("no change to the form", style="dim")
-            for k, old, new in changes[:7]:
-                t.append(f"{label_of(k)}: {old} → {new}\n")
-            if len(changes) > 7:
-                t.append(f"… and {len(changes) - 7} more", style="dim")
-            return t
-
-        def chosen(name: str | None) -> None:
-            if name is not None:
-                self.load_preset(name)
-
-        self.app.push_screen(PickOne("Load a preset", options, details), chosen)
-
-    def load_preset(self, name_or_path: str) -> bool:
-        """Apply a preset; a broken one leaves the form as it was and says why."""
-        try:
-            p = presets.load(name_or_path)
-            _resolve_preset(p)
-        except (presets.PresetError, ValueError) as e:
-            self.notify(str(e), title="Preset not loaded", severity="error", timeout=10)
-            return False
-        # A preset without paths keeps the user's dataset and output directory.
-        kept = {
-            s.name: self.model.chosen[s.name]
-            for s in SETTINGS
-            if s.path and s.name not in p.values and s.name in self.model.chosen
-        }
-        self.model.replace({**kept, **{k: p.values[k] for k in p.explicit_keys()}})
-        self.follow_dataset(0)
-        self.refresh_form()
-        self.found = None
-        self.schedule_lookup(0)
-        self.notify(f"Loaded preset {p.name}")
-        return True
-
-    def action_save_preset(self) -> None:
-        if self.model.resolved is None or not self.model.valid:
-            self.notify("Fix the marked fields before saving", severity="error")
-            return
-        res = self.model.resolved
-
-        def check(name: str) -> str | None:
-            if not name:
-                return "Give a name"
-            try:
-                presets.target_path(name)
-            except presets.PresetError as e:
-                return str(e)
-            return None
-
-        def named(name: str | None) -> None:
-            if not name:
-                return
-            path = presets.target_path(name)
-            if path.exists():
-                self.app.push_screen(
-                    confirm("Overwrite preset?", f"{path} exists. Replace it?", "Overwrite", "Keep"),
-                    lambda answer: self._save(res, name, answer == "yes"),
-                )
-            else:
-                self._save(res, name, False)
-
-        self.app.push_screen(
-            AskName("Save preset as", f"saved in {presets.user_dir()} (or give a path ending .toml)", validate=check),
-            named,
-        )
-
-    def _save(self, res: Resolved, name: str, force: bool) -> None:
-        if presets.target_path(name).exists() and not force:
-            self.notify("Not saved: the existing preset was kept")
-            return
-        try:
-            path = presets.save(res, name, force=force)
-        except presets.PresetError as e:
-            self.notify(str(e), severity="error", timeout=10)
-            return
-        self.notify(f"Saved {path}")
-
-    def action_start(self) -> None:
-        m = self.model
-        if m.resolved is None or not m.valid:
-            self.notify("Start refused: fix the marked fields first", severity="error")
-            return
-        if not m.value("dataset"):
-            self.notify("Start refused: choose a dataset", severity="error")
-            self.query_one("#i-dataset").focus()
-            return
-        # the engine would stop on any of these
-        problem = self.device_problem() or self.dataset_panel.error or self.dataset_panel.problem
-        if problem:
-            self.notify(f"Start refused: {problem}", severity="error", timeout=10)
-            return
-        res = m.resolved
-        out = Path(res["output_dir"]).expanduser()
-        reason = rundir.occupied(out)
-        if reason and not res["resume"]:
-            running = rundir.run_state(out).state == "running"
-            answers = [("new", "New directory", "d"), ("cancel", "Cancel", "escape")]
-            if not running and rundir.latest_checkpoint(out):
-                answers.insert(0, ("resume", "Resume it", "r"))
-            if running:
-                answers.insert(0, ("attach", "Attach to it", "a"))
-            self.app.push_screen(
-                Choice("Output directory in use", reason, answers), lambda a: self._occupied_answer(a, res)
-            )
-            return
-        self.post_message(StartRequested(res, self.estimate_gb()))
 
     def palette_commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Start the run", "Validate and start training (ctrl+r)", self.action_start)
@@ -561,33 +387,6 @@ class FormScreen(AppScreen):
 
     def estimate_gb(self) -> float | None:
         return self.plan.estimate.peak_gib if self.plan and self.plan.estimate else None
-
-    def _occupied_answer(self, answer: str | None, res: Resolved) -> None:
-        if answer == "resume":
-            self.model.apply({"resume": True})
-            self.refresh_form()
-            if self.model.resolved is not None:
-                self.post_message(StartRequested(self.model.resolved, self.estimate_gb()))
-        elif answer == "new":
-            self.model.apply({"output_dir": free_directory(res["output_dir"])})
-            self.refresh_form()
-            self.notify(f"Output directory set to {self.model.value('output_dir')}: press ctrl+r to start")
-        elif answer == "attach":
-            self.post_message(AttachRequested(Path(res["output_dir"]).expanduser()))
-
-
-def _resolve_preset(p: presets.Preset) -> Resolved:
-    from ...settings import resolve
-
-    return resolve([{k: p.values[k] for k in p.explicit_keys()}], p.explicit_keys())
-
-
-def free_directory(base: str) -> str:
-    for n in range(2, 1000):
-        candidate = f"{base.rstrip('/')}-{n}"
-        if rundir.occupied(Path(candidate).expanduser()) is None:
-            return candidate
-    return base + "-new"
 
 
 def setting_name(widget: object) -> str:

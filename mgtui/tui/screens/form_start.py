@@ -1,0 +1,64 @@
+"""Start from the form: refuse what the engine would refuse, and ask what to do about an output
+directory that already holds a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ...runs import rundir
+from ...settings import Resolved
+from ..messages import AttachRequested, StartRequested
+from .modals import Choice
+
+if TYPE_CHECKING:
+    from .form import FormScreen
+
+ANSWERS = {
+    "attach": ("Attach to it", "a"),
+    "resume": ("Resume it", "r"),
+    "new": ("New directory", "d"),
+    "cancel": ("Cancel", "escape"),
+}
+
+
+class StartFlow:
+    def __init__(self, form: FormScreen) -> None:
+        self.form = form
+
+    def start(self) -> None:
+        form, m = self.form, self.form.model
+        if m.resolved is None or not m.valid:
+            form.notify("Start refused: fix the marked fields first", severity="error")
+            return
+        if not m.value("dataset"):
+            form.notify("Start refused: choose a dataset", severity="error")
+            form.query_one("#i-dataset").focus()
+            return
+        # the engine would stop on any of these
+        problem = form.device_problem() or form.dataset_panel.error or form.dataset_panel.problem
+        if problem:
+            form.notify(f"Start refused: {problem}", severity="error", timeout=10)
+            return
+        res = m.resolved
+        out = Path(res["output_dir"]).expanduser()
+        reason = rundir.occupied(out)
+        if reason and not res["resume"]:
+            answers = [(a, *ANSWERS[a]) for a in rundir.occupied_answers(out)]
+            form.app.push_screen(Choice("Output directory in use", reason, answers), lambda a: self.answered(a, res))
+            return
+        form.post_message(StartRequested(res, form.estimate_gb()))
+
+    def answered(self, answer: str | None, res: Resolved) -> None:
+        form = self.form
+        if answer == "resume":
+            form.model.apply({"resume": True})
+            form.refresh_form()
+            if form.model.resolved is not None:
+                form.post_message(StartRequested(form.model.resolved, form.estimate_gb()))
+        elif answer == "new":
+            form.model.apply({"output_dir": rundir.free_directory(res["output_dir"])})
+            form.refresh_form()
+            form.notify(f"Output directory set to {form.model.value('output_dir')}: press ctrl+r to start")
+        elif answer == "attach":
+            form.post_message(AttachRequested(Path(res["output_dir"]).expanduser()))
