@@ -1,4 +1,4 @@
-"""Snapshot tests of the main states, at 80x24 and 120x40 (pytest-textual-snapshot).
+"""Snapshot tests of the main states, at 80x24 and 120x40, and the edges 60x18 and 200x55 (pytest-textual-snapshot).
 The run screen is replayed from recorded event logs. Update with: uv run pytest --snapshot-update"""
 
 from __future__ import annotations
@@ -120,6 +120,50 @@ def test_run_screen_replayed(snap_compare, tmp_path, monkeypatch, size, log, ali
             screen.poll_gpus()
             await wait_until(pilot, lambda: len(panel.history.get(0, ())) >= 2)
         # every event applied and the log drawn: states, not a guess at the time
+        await wait_until(
+            pilot,
+            lambda: screen.view.last_seq == last and len(screen.query_one("#log").lines) >= len(screen.view.log) > 0,
+        )
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+EDGE_SIZES = [(60, 18), (200, 55)]
+
+
+@pytest.mark.parametrize("size", EDGE_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_form_at_the_edges(snap_compare, size):
+    """60x18: the fields keep their width (the panels behind f2, the estimate in the header);
+    200x55: the extra width goes to the panels."""
+    app = form_app({"dataset": "builtin:demo-chat"}, ("RTX 4090 24GB (planning)", 24.0))
+    assert snap_compare(app, terminal_size=size, run_before=_settle)
+
+
+def test_form_panels_at_60x18(snap_compare):
+    app = form_app({"dataset": "builtin:demo-chat"}, ("RTX 4090 24GB (planning)", 24.0))
+
+    async def run_before(pilot):
+        await _settle(pilot)
+        await pilot.press("f2")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(60, 18), run_before=run_before)
+
+
+@pytest.mark.parametrize("size", EDGE_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_run_screen_at_the_edges(snap_compare, tmp_path, monkeypatch, size):
+    monkeypatch.chdir(tmp_path)
+    replay(tmp_path, "run_done.jsonl", False)
+    app = MgApp({}, None, NO_GPU, attach=Path("run"), offer_runs=False)
+    last = json.loads((tmp_path / "run" / "events.jsonl").read_text().splitlines()[-1])["seq"]
+
+    async def run_before(pilot):
+        screen = pilot.app.screen
+        screen.gpu_timer.pause()
+        panel = screen.query_one("#gpus")
+        await pilot.app.workers.wait_for_complete()
+        await wait_until(pilot, lambda: panel.reading is not None)
         await wait_until(
             pilot,
             lambda: screen.view.last_seq == last and len(screen.query_one("#log").lines) >= len(screen.view.log) > 0,

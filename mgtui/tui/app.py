@@ -82,6 +82,7 @@ def help_text() -> str:
 class MgApp(App):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute, so subclasses elsewhere find it
     TITLE = "mgtui"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (72, "-normal"), (150, "-wide")]
     BINDINGS = [
         Binding("f1", "help", "Help", tooltip="this help"),
         Binding("ctrl+q", "quit_app", "Quit", priority=True, tooltip="quit (a live run asks: detach or stop)"),

@@ -15,6 +15,10 @@ class AppScreen(Screen):
         super().__init__()
         self.gpu_source = gpu_source  # NVML, or a fixed reading in tests
 
+    def action_toggle_panels(self) -> None:
+        """Under 72 columns the side panels are hidden (app.tcss): f2 swaps them with the main column."""
+        self.toggle_class("-panels")
+
     def palette_commands(self) -> Iterable[SystemCommand]:
         """This screen's actions for the command palette, beside the app's own."""
         return ()

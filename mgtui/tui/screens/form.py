@@ -43,6 +43,13 @@ class FormScreen(AppScreen):
         Binding("ctrl+y", "copy_command", "Copy", tooltip="copy the command line (OSC 52: works over SSH)"),
         Binding("ctrl+g", "pick_planning_card", "GPU", tooltip="choose the GPU to plan for"),
         Binding("ctrl+t", "toggle_quality", "Quality", tooltip="toggle quality mode"),
+        Binding(
+            "f2",
+            "toggle_panels",
+            "Panels",
+            show=False,
+            tooltip="under 72 columns: the GPU memory and dataset panels, or the fields",
+        ),
         *[
             Binding(
                 f"alt+{i}",
@@ -318,6 +325,7 @@ class FormScreen(AppScreen):
         label, gpu_gib = self.current_target()
         self.plan = plan(res, self.found, gpu_gib, label, self.backend(res)[0], gpu_count=len(self.detected))
         panel.show(self.plan)
+        self.refresh_sub_title()
 
     def backend(self, res: Resolved) -> tuple[str, str | None]:
         """The backend a run would use. Without a GPU here the form plans for an NVIDIA box, where
@@ -345,6 +353,18 @@ class FormScreen(AppScreen):
     def action_pick_training_gpus(self) -> None:
         """Enter on the GPUs field: tick the detected GPUs to train on."""
         self.pickers.pick_training_gpus()
+
+    def on_resize(self) -> None:
+        self.refresh_sub_title()
+
+    def refresh_sub_title(self) -> None:
+        """Under 72 columns the panels are hidden: the header says what the VRAM panel would."""
+        est = self.plan.estimate if self.plan else None
+        if self.has_class("-narrow") and est is not None:
+            verdict = {"over": "OVER", "unknown": "no GPU"}.get(est.state, est.state)
+            self.sub_title = f"{est.peak_gib:.1f} GB · {verdict} · f2 panels"
+        else:
+            self.sub_title = "settings"
 
     def action_toggle_quality(self) -> None:
         self.model.set_value("quality_mode", not self.model.value("quality_mode"))

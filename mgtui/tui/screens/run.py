@@ -44,6 +44,7 @@ class RunScreen(AppScreen):
         Binding("s", "stop", "Stop", tooltip="stop: asks first, saves adapter and checkpoint"),
         Binding("escape", "back", "Form", tooltip="back to the form (a live run asks: detach or stop)"),
         Binding("ctrl+y", "copy_snippet", "Copy load code", tooltip="copy the Python lines that load the adapter"),
+        Binding("f2", "toggle_panels", "Panels", show=False, tooltip="under 72 columns: the metrics and GPU gauges"),
         *[
             Binding(
                 f"alt+{i}",
