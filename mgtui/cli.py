@@ -12,7 +12,6 @@ import argparse
 import sys
 from typing import Any, NoReturn, Sequence
 
-from . import presets
 from .errors import EXIT_OK, EXIT_STOPPED, EXIT_USAGE, UsageError
 from .settings import SETTINGS, Resolved, Setting, SettingError, resolve
 
@@ -112,6 +111,8 @@ def build_parser(prog: str) -> Parser:
 
 def resolve_args(args: argparse.Namespace) -> Resolved:
     """Preset, then flags, then quality mode. Raises UsageError."""
+    from . import presets  # loaded by the commands that use it: the app starts sooner
+
     layers: list[dict[str, Any]] = []
     explicit: set[str] = set()
     try:
@@ -129,6 +130,8 @@ def resolve_args(args: argparse.Namespace) -> Resolved:
 
 def settings_toml(res: Resolved) -> str:
     """The resolved settings in the preset format, with what quality mode set as comments."""
+    from . import presets  # loaded by the commands that use it: the app starts sooner
+
     text = presets.dumps(res, include_paths=True)
     if res.quality_set:
         import tomli_w
@@ -139,6 +142,8 @@ def settings_toml(res: Resolved) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from . import presets  # loaded by the commands that use it: the app starts sooner
+
     res = resolve_args(args)
     for w in res.warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -164,6 +169,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
+    from . import presets  # loaded by the commands that use it: the app starts sooner
+
     if args.presets_command == "list":
         rows = []
         for name, (path, builtin) in presets.listing().items():

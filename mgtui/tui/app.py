@@ -11,15 +11,12 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from .. import presets
 from ..errors import UsageError
 from ..nvml import GpuSource, NvmlSource
-from ..runs import launch, rundir
-from ..runs.registry import list_runs
+from ..runs import rundir
 from .messages import AdviceChosen, AttachRequested, StartRequested
 from .screens.base import AppScreen
 from .screens.form import FormScreen
-from .screens.modals import HelpScreen, PickOne
 
 # Keys that are not bindings of their own: said once here, beside those generated from the bindings.
 FORM_KEYS = [
@@ -128,6 +125,9 @@ class MgApp(App):
             self.exit()
 
     def offer_listed_runs(self) -> None:
+        from ..runs.registry import list_runs  # after the first frame, as the dialogs are
+        from .screens.modals import PickOne
+
         runs = list_runs()
         if not runs:
             return
@@ -151,6 +151,8 @@ class MgApp(App):
     # --- what screens ask for ------------------------------------------------------------------
     def on_start_requested(self, message: StartRequested) -> None:
         try:
+            from ..runs import launch
+
             run_dir, proc, _ = launch.start(message.res, source=self.gpu_source)
         except launch.LaunchError as e:
             self.notify(str(e), severity="error", timeout=10)
@@ -181,6 +183,8 @@ class MgApp(App):
 
     # --- app-wide actions --------------------------------------------------------------------
     def action_help(self) -> None:
+        from .screens.modals import HelpScreen
+
         self.push_screen(HelpScreen(help_text()))
 
     def action_quit_app(self) -> None:
@@ -200,11 +204,11 @@ class MgApp(App):
 def run_app(
     preset: str | None = None, gpu_memory: float | None = None, gpu_name: str | None = None, attach: str | None = None
 ) -> int:
-    from ..estimate.command import EstimateInputError, gpu_target
-
     chosen: dict[str, Any] = {}
     notice = None
     if preset:
+        from .. import presets
+
         try:
             p = presets.load(preset)
             chosen = {k: p.values[k] for k in p.explicit_keys()}
@@ -214,6 +218,8 @@ def run_app(
         raise UsageError(f"{attach}: not a run directory (no {rundir.RUN_FILE} or events file)")
     target = None
     if gpu_memory is not None or gpu_name:
+        from ..estimate.command import EstimateInputError, gpu_target
+
         try:
             gib, label = gpu_target(gpu_memory, gpu_name)
         except EstimateInputError as e:

@@ -5,7 +5,7 @@ form_gpus.py (the two GPU pickers) and form_start.py (Start, and an output direc
 from __future__ import annotations
 
 import shlex
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from rich.text import Text
 from textual import on, work
@@ -15,9 +15,6 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.timer import Timer
 from textual.widgets import Checkbox, Footer, Header, Input, Label, Select, Static
 
-from ...backend_choice import planned_backend
-from ...cuda_check import problems_here, torch_build
-from ...estimate import Lookup, MemoryPlan, lookup, plan
 from ...form_model import FormModel
 from ...nvml import GpuReading, GpuSample, GpuSource
 from ...settings import BY_NAME, GROUPS, SETTINGS, Resolved
@@ -26,9 +23,12 @@ from ..widgets.dataset import DatasetPanel
 from ..widgets.fields import FieldGroup, FieldInput, label_of
 from ..widgets.vram import VramPanel
 from .base import AppScreen
-from .form_gpus import GpuPickers
-from .form_presets import PresetDialogs
-from .form_start import StartFlow
+
+if TYPE_CHECKING:  # the estimator, the device checks and the dialogs load after the first frame
+    from ...estimate import Lookup, MemoryPlan
+    from .form_gpus import GpuPickers
+    from .form_presets import PresetDialogs
+    from .form_start import StartFlow
 
 QUALITY_HELP = "quality mode sets: 16-bit, checkpointing true, adamw_torch, RSLoRA when r >= 32"
 
@@ -80,9 +80,6 @@ class FormScreen(AppScreen):
         self._deferred: list[FieldGroup] = []
         self.mounted_groups: list[FieldGroup] = []
         self.dataset_panel = DatasetPanel(scan_limit, id="dataset")
-        self.pickers = GpuPickers(self)
-        self.preset_dialogs = PresetDialogs(self)
-        self.start_flow = StartFlow(self)
 
     # --- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -124,6 +121,8 @@ class FormScreen(AppScreen):
     @work(thread=True, exclusive=True, group="gpus")
     def read_gpus(self) -> None:
         reading = self.gpu_source.read()
+        from ...cuda_check import torch_build
+
         torch_build()  # read torch/version.py here, off the UI thread (cached; torch is never imported)
         self.app.call_from_thread(self._got_gpus, reading)
 
@@ -138,6 +137,8 @@ class FormScreen(AppScreen):
         """Why a run started here could not use this machine's GPUs (the engine refuses the same)."""
         if self.gpus is None:
             return None
+        from ...cuda_check import problems_here
+
         found = problems_here(self.gpus, self.model.value("gpus"))
         return found[0] if found else None
 
@@ -153,6 +154,8 @@ class FormScreen(AppScreen):
     @work(thread=True, exclusive=True, group="lookup")
     def _lookup(self) -> None:
         base = self.model.value("base_model")
+        from ...estimate import lookup
+
         found = lookup(base)
         self.app.call_from_thread(self._got_lookup, base, found)
 
@@ -323,6 +326,8 @@ class FormScreen(AppScreen):
             panel.show(None, "looking up the architecture…" if res is not None else "fix the marked fields")
             return
         label, gpu_gib = self.current_target()
+        from ...estimate import plan
+
         self.plan = plan(res, self.found, gpu_gib, label, self.backend(res)[0], gpu_count=len(self.detected))
         panel.show(self.plan)
         self.refresh_sub_title()
@@ -331,9 +336,29 @@ class FormScreen(AppScreen):
         """The backend a run would use. Without a GPU here the form plans for an NVIDIA box, where
         Unsloth is installed by default."""
         gpus = len(self.detected)
+        from ...backend_choice import planned_backend
+
         return planned_backend(res["base_model"], res.world_size(gpus), gpus)
 
     # --- actions -----------------------------------------------------------------------------
+    @property
+    def pickers(self) -> GpuPickers:
+        from .form_gpus import GpuPickers
+
+        return GpuPickers(self)
+
+    @property
+    def preset_dialogs(self) -> PresetDialogs:
+        from .form_presets import PresetDialogs
+
+        return PresetDialogs(self)
+
+    @property
+    def start_flow(self) -> StartFlow:
+        from .form_start import StartFlow
+
+        return StartFlow(self)
+
     def action_start(self) -> None:
         self.start_flow.start()
 

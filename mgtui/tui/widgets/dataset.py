@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
@@ -14,8 +15,15 @@ from textual.timer import Timer
 from textual.widgets import Static
 from textual.worker import get_current_worker
 
-from ...data.scan import DatasetError, ScanReport, scan
-from ...data.tokens import count_command, length_stats
+if TYPE_CHECKING:
+    from ...data.scan import ScanReport
+
+
+def length_stats(tokens: list[int], max_seq_length: int) -> dict:
+    from ...data.tokens import length_stats as stats  # the data modules load with the first dataset
+
+    return stats(tokens, max_seq_length)
+
 
 Key = tuple[str, str, str, str]  # what a scan depends on: data, format, and the model and template that count it
 
@@ -67,6 +75,8 @@ class DatasetPanel(Static):
         source, fmt, base, template = asked
         if not source:
             return
+        from ...data.scan import DatasetError, scan
+
         try:
             report = scan(source, fmt, limit=self.scan_limit)
         except DatasetError as e:
@@ -79,6 +89,8 @@ class DatasetPanel(Static):
         # here would hold the interpreter that answers keys (echo went from ~10 to ~25 ms, up to 130).
         # A newer scan (this worker is exclusive) kills it rather than waiting for it.
         worker = get_current_worker()
+        from ...data.tokens import count_command
+
         argv, env = count_command(
             source=source,
             fmt=report.format,

@@ -3,10 +3,13 @@ and, when it won't fit, the guide's steps with their new estimates (each one key
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual.widget import Widget
 
-from ...estimate import MemoryPlan
+if TYPE_CHECKING:
+    from ...estimate import MemoryPlan
 
 SHORT = {
     "cuda_context": "context",
