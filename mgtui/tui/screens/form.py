@@ -11,7 +11,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.timer import Timer
 from textual.widgets import Checkbox, Footer, Header, Input, Label, Select, Static
 
@@ -87,14 +87,13 @@ class FormScreen(AppScreen):
         with Horizontal(id="main"):
             with VerticalScroll(id="form"):
                 for i, group in enumerate(GROUPS):
-                    yield Label(group, classes="group")
                     fields = FieldGroup([s for s in SETTINGS if s.group == group], self.model.value, self._group_ready)
                     self.groups.append(fields)
                     if i == 0:
+                        yield Label(group, classes="group")
                         yield fields
-                    else:  # below the fold: mounted just after the first frame, so keys are answered sooner
+                    else:  # below the fold: mounted, with its title, after the first frame: keys are answered sooner
                         self._deferred.append(fields)
-                        yield Vertical(id=f"g-{i}", classes="later")
             with VerticalScroll(id="side"):
                 yield Label("GPU memory", classes="group")
                 yield VramPanel(id="vram")
@@ -242,8 +241,8 @@ class FormScreen(AppScreen):
     def _mount_next_group(self) -> None:
         if self._deferred:
             group = self._deferred.pop(0)
-            index = self.groups.index(group)
-            self.query_one(f"#g-{index}", Vertical).mount(group)
+            title = GROUPS[self.groups.index(group)]
+            self.query_one("#form", VerticalScroll).mount(Label(title, classes="group"), group)
             self.call_after_refresh(self._mount_next_group)  # one group per frame: keys interleave
 
     def _group_ready(self, group: FieldGroup) -> None:

@@ -132,16 +132,13 @@ class FieldGroup(Grid):
         self.settings = settings
         self.value = value
         self.on_ready = on_ready
-        self.rows: dict[str, tuple[Label, Widget, Label]] = {}
+        self.rows: dict[str, tuple[Label, Widget]] = {}
+        self.notes: dict[str, Label] = {}  # made when a row first has a note: most rows never do
         self.shown: dict[str, tuple[bool, bool, str]] = {}
 
     def compose(self) -> ComposeResult:
         for s in self.settings:
-            row = (
-                Label(label_of(s.name), classes="name", id=f"f-{s.name}"),
-                editor_for(s, self.value(s.name)),
-                Label("", classes="note", id=f"n-{s.name}"),
-            )
+            row = (Label(label_of(s.name), classes="name", id=f"f-{s.name}"), editor_for(s, self.value(s.name)))
             self.rows[s.name] = row
             yield from row
 
@@ -154,7 +151,7 @@ class FieldGroup(Grid):
         """Bring a row up to date without echoing a change message back to the form. A text field
         is left alone while it holds edits the form has not heard of yet, and while it has focus
         and its text is what the user typed (it is shown as the value once they leave it)."""
-        name, ed, note_label = self.rows[s.name]
+        name, ed = self.rows[s.name]
         with ed.prevent(Input.Changed, Select.Changed, Checkbox.Changed):
             if isinstance(ed, Checkbox):
                 if ed.value != bool(value):
@@ -178,6 +175,12 @@ class FieldGroup(Grid):
         self.shown[s.name] = state
         name.set_class(bool(error), "-invalid")
         name.set_class(explicit, "-explicit")
+        note_label = self.notes.get(s.name)
+        if note_label is None:
+            if not message:
+                return
+            note_label = self.notes[s.name] = Label("", classes="note", id=f"n-{s.name}")
+            self.mount(note_label, after=ed)
         note_label.set_class(bool(message), "-shown")
         note_label.set_class(bool(error), "-invalid")
         note_label.update(message)
