@@ -342,15 +342,7 @@ def _train(
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer, callbacks=[cb]
     )
-    checkpoint = None
-    if resume:
-        checkpoint, skipped = rundir.resumable_checkpoint(run_dir)
-        for torn, why in skipped:  # an engine killed while saving: keep it, out of the way
-            kept = rundir.set_aside(torn) if rank == 0 else torn
-            ev.emit("warning", message=f"skipped {torn.name}: {why} (kept as {kept.name})")
-        if checkpoint is None:
-            raise DatasetError(f"--resume: {run_dir} has no complete checkpoint to resume from")
-        ev.emit("message", message=f"resuming from {checkpoint.name}")
+    checkpoint = _resume_from(run_dir, rank, ev) if resume else None
     metrics = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None).metrics
     state["step"] = trainer.state.global_step
     if eval_ds is not None and not stop.is_set():
@@ -360,13 +352,51 @@ def _train(
     trainer.save_model(str(run_dir))  # the adapter, in PEFT format; written by the main process only
     if rank == 0:
         tokenizer.save_pretrained(str(run_dir))
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     peak: dict[str, float | None] = {"peak_reserved_gb": None, "peak_allocated_gb": None, "peak_nvml_gb": None}
     if cuda:
         peak = cb.memory_now()
         ev.emit("memory", **peak, total_gb=state["total_gib"], estimate_gb=estimate)
     stopped = cb.stopped_at is not None
-    summary = {
+    summary = _summary(trainer, metrics, cb, peak, estimate, plan, world, report, run_dir, t0, stopped)
+    if rank == 0:
+        rundir.write_json_atomic(run_dir / rundir.SUMMARY_FILE, summary)
+    end = {k: summary[k] for k in ("final_loss", "steps", "runtime_s", "adapter")}
+    if stopped:
+        last = rundir.latest_checkpoint(run_dir)
+        ev.emit("stopped", **end, checkpoint=str(last) if last else None)
+        return EXIT_STOPPED
+    ev.emit("done", **end)
+    return EXIT_OK
+
+
+def _resume_from(run_dir: Path, rank: int, ev: Any) -> Path:
+    """The newest whole checkpoint; torn ones (an engine killed while saving) are set aside, kept."""
+    checkpoint, skipped = rundir.resumable_checkpoint(run_dir)
+    for torn, why in skipped:
+        kept = rundir.set_aside(torn) if rank == 0 else torn
+        ev.emit("warning", message=f"skipped {torn.name}: {why} (kept as {kept.name})")
+    if checkpoint is None:
+        raise DatasetError(f"--resume: {run_dir} has no complete checkpoint to resume from")
+    ev.emit("message", message=f"resuming from {checkpoint.name}")
+    return checkpoint
+
+
+def _summary(
+    trainer: Any,
+    metrics: dict[str, Any],
+    cb: Any,
+    peak: dict[str, float | None],
+    estimate: float | None,
+    plan: Any,
+    world: int,
+    report: dict[str, Any],
+    run_dir: Path,
+    t0: float,
+    stopped: bool,
+) -> dict[str, Any]:
+    """summary.json: how the run ended, its speed and memory against the estimate, and what ran it."""
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return {
         "state": "stopped" if stopped else "done",
         "final_loss": losses[-1] if losses else None,
         "steps": trainer.state.global_step,
@@ -385,15 +415,6 @@ def _train(
         "adapter": str(run_dir),
         "versions": versions(),
     }
-    if rank == 0:
-        rundir.write_json_atomic(run_dir / rundir.SUMMARY_FILE, summary)
-    end = {k: summary[k] for k in ("final_loss", "steps", "runtime_s", "adapter")}
-    if stopped:
-        last = rundir.latest_checkpoint(run_dir)
-        ev.emit("stopped", **end, checkpoint=str(last) if last else None)
-        return EXIT_STOPPED
-    ev.emit("done", **end)
-    return EXIT_OK
 
 
 def _restore_cpu_n_storages() -> None:
