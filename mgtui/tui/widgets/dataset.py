@@ -85,9 +85,8 @@ class DatasetPanel(Static):
         self.app.call_from_thread(self._got, asked, report, None)
         if report.hub:
             return
-        # The count runs in a process of its own: rendering and tokenizing 20 000 rows in a thread
-        # here would hold the interpreter that answers keys (echo went from ~10 to ~25 ms, up to 130).
-        # A newer scan (this worker is exclusive) kills it rather than waiting for it.
+        # The count runs in a process of its own: tokenizing in a thread here would hold the
+        # interpreter that answers keys. A newer scan (this worker is exclusive) kills it.
         worker = get_current_worker()
         from ...data.tokens import count_command
 

@@ -32,14 +32,12 @@ PLACEHOLDERS = {"dataset": "path/to/train.jsonl or org/name", "chat_template": "
 
 
 class KeysInOrder:
-    """Keeps a burst of keys in order in the form's editors.
+    """Keeps a burst of keys in order in the form's editors (keys typed over SSH arrive together).
 
-    Keys read together (typed over SSH while a frame renders, a fast correction) are all forwarded
-    to the widget focused when they arrive. Textual then runs a printable key at once in the widget
-    but a bound key (backspace, arrows, tab, space on a checkbox) only once it has bubbled up to the
-    app, after the keys behind it: "abc⌫⌫xy" gave "abcxy", and keys after a tab stayed in the old
-    field. Here a bound key runs as it arrives, as the app would run it, and a key that arrives
-    after an earlier one moved the focus goes on to the widget focused now."""
+    Textual runs a printable key at once in the widget, but a bound key (backspace, arrows, tab,
+    space on a checkbox) only after it has bubbled up to the app, behind the keys that follow it.
+    So a bound key runs here as it arrives, as the app would run it, and a key that arrives after
+    an earlier one moved the focus goes on to the widget focused now."""
 
     types_text = False  # whether printable keys are typed into the widget rather than bound
 
