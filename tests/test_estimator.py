@@ -21,7 +21,7 @@ def test_catalog_parameter_counts_match_transformers(label, pattern, cfg):
     torch = pytest.importorskip("torch")
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    config = AutoConfig.for_model(**cfg)
+    config = AutoConfig.for_model(**{k: v for k, v in cfg.items() if k != "quantization_config"})
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     real = sum(p.numel() for p in model.parameters())  # tied weights are counted once
@@ -45,6 +45,12 @@ def test_catalog_parameter_counts_match_transformers(label, pattern, cfg):
         ("microsoft/Phi-3.5-mini-instruct", "phi-3.5-mini"),
         ("unsloth/phi-4", "phi-4"),
         ("TinyLlama/TinyLlama-1.1B-Chat-v1.0", "tinyllama-1.1b"),
+        ("Qwen/Qwen3-30B-A3B", "qwen3-30b-a3b"),
+        ("unsloth/Qwen3-30B-A3B-Instruct-2507", "qwen3-30b-a3b"),
+        ("mistralai/Mixtral-8x7B-Instruct-v0.1", "mixtral-8x7b"),
+        ("openai/gpt-oss-20b", "gpt-oss-20b-mxfp4"),
+        ("unsloth/gpt-oss-20b-BF16", "gpt-oss-20b"),
+        ("unsloth/gpt-oss-120b-unsloth-bnb-4bit", "gpt-oss-120b"),
         ("unsloth/Mistral-Small-Instruct-2409", "mistral-small-22b"),
     ],
 )
@@ -215,3 +221,145 @@ def test_ddp_is_per_gpu_with_effective_batch_across_the_world():
     assert resolve([{"gpus": "0,1,2"}]).world_size(8) == 3
     assert resolve([{"nnodes": 2}]).world_size(4) == 8
     assert resolve([{}]).world_size(0) == 1
+
+
+def test_shared_experts_are_counted_as_transformers_builds_them():
+    """Qwen2-MoE (Qwen1.5-MoE-A2.7B): 60 routed experts, a shared expert with its own gate."""
+    torch = pytest.importorskip("torch")
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = dict(model_type="qwen2_moe", hidden_size=2048, intermediate_size=5632, moe_intermediate_size=1408,
+               shared_expert_intermediate_size=5632, num_hidden_layers=24, num_attention_heads=16,
+               num_key_value_heads=16, vocab_size=151936, num_experts=60, num_experts_per_tok=4,
+               tie_word_embeddings=False)  # fmt: skip
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**cfg))
+    arch = from_config(cfg)
+    assert arch.params == sum(p.numel() for p in model.parameters())
+    assert arch.unmodelled == () and arch.mlp_width == 4 * 1408 + 5632
+    assert set(arch.linears()) <= {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+
+
+def test_a_moe_models_experts_are_counted_as_each_backend_loads_them():
+    """Qwen3-30B-A3B: 29 B of its 30.5 B parameters are fused experts. transformers' bitsandbytes
+    loading quantizes Linears only, so the experts stay bf16 (and peft's k-bit preparation makes them
+    float32); Unsloth quantizes them to NF4 itself in 4-bit, and not in 8-bit."""
+    arch = lookup("Qwen/Qwen3-30B-A3B").arch
+    assert arch.params == 30_532_122_624 and arch.expert_params == 28_991_029_248
+    found = lookup("Qwen/Qwen3-30B-A3B")
+
+    def weights(backend: str, **values) -> float:
+        res = resolve([{"base_model": "Qwen/Qwen3-30B-A3B", **values}])
+        return plan(res, found, 80.0, backend=backend).estimate.breakdown["base_weights"]
+
+    rest = arch.embed_params + arch.small_params + arch.router_params
+    nf4 = (48 * arch.layer_linear_params + arch.expert_params) * 0.516 + 2 * rest  # every Linear and expert in NF4
+    assert weights("unsloth") == pytest.approx(nf4 / 2**30, rel=0.10)
+    assert weights("unsloth", load_in_8bit=True) > 55  # 8-bit: the experts stay bf16
+    assert weights("transformers") > 100  # bf16 experts, upcast to float32 by peft
+    res = resolve([{"base_model": "Qwen/Qwen3-30B-A3B"}])
+    dense_like = estimate(replace(arch, experts=0), Inputs(seq_len=2048))
+    assert plan(res, found, 80.0).estimate.breakdown["activations"] != pytest.approx(
+        dense_like.breakdown["activations"]
+    )
+
+
+def test_lora_reaches_the_experts_as_each_backend_targets_them():
+    arch = lookup("Qwen/Qwen3-30B-A3B").arch
+    every = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    e, h, i = 128, 2048, 768
+    assert arch.expert_lora_params(16, every, "unsloth") == 48 * e * 16 * ((h + 2 * i) + (i + h))
+    assert arch.expert_lora_params(16, every, "transformers") == 48 * e * (32 * (h + 2 * i) + 16 * (i + h))
+    assert arch.expert_lora_params(16, {"q_proj", "v_proj"}, "unsloth") == 0
+    assert lookup("mistralai/Mixtral-8x7B-v0.1").arch.expert_lora_params(16, every, "transformers") == 0
+
+
+UNMODELLED = [
+    (
+        {
+            "model_type": "mamba2",
+            "hidden_size": 2048,
+            "num_attention_heads": 16,
+            "intermediate_size": 4096,
+            "num_hidden_layers": 24,
+            "vocab_size": 50000,
+        },
+        "model_type 'mamba2' is not modelled",
+    ),
+    (
+        {
+            "model_type": "gemma3",
+            "vision_config": {"hidden_size": 1152},
+            "text_config": {
+                "model_type": "gemma3_text",
+                "hidden_size": 2560,
+                "intermediate_size": 10240,
+                "num_hidden_layers": 34,
+                "num_attention_heads": 8,
+                "num_key_value_heads": 4,
+                "head_dim": 256,
+                "vocab_size": 262208,
+            },
+        },
+        "vision tower",
+    ),
+    (
+        {
+            "model_type": "gpt_oss",
+            "hidden_size": 2880,
+            "intermediate_size": 2880,
+            "num_hidden_layers": 24,
+            "num_attention_heads": 64,
+            "num_key_value_heads": 8,
+            "head_dim": 64,
+            "vocab_size": 201088,
+            "num_local_experts": 32,
+            "num_experts_per_tok": 4,
+            "quantization_config": {"quant_method": "mxfp4"},
+        },
+        "pre-quantized as mxfp4",
+    ),
+    (
+        {
+            "model_type": "deepseek_v3",
+            "hidden_size": 7168,
+            "intermediate_size": 18432,
+            "num_hidden_layers": 61,
+            "num_attention_heads": 128,
+            "vocab_size": 129280,
+            "n_routed_experts": 256,
+            "q_lora_rank": 1536,
+            "kv_lora_rank": 512,
+        },
+        "not modelled",
+    ),
+]
+
+
+@pytest.mark.parametrize("cfg, reason", UNMODELLED, ids=["mamba", "vision", "mxfp4", "deepseek"])
+def test_what_the_estimator_does_not_model_makes_it_unreliable(tmp_path, capsys, cfg, reason):
+    """Never a silent "fits": the estimate is shown, marked unreliable with the reason, and no verdict."""
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    assert main(["estimate", "--base-model", str(tmp_path), "--gpu-memory", "80", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert reason in doc["unreliable"] and doc["fits"] is None and doc["state"] == "unknown"
+    assert doc["max_batch_size"] is None and doc["advice"] == []
+    assert main(["estimate", "--base-model", str(tmp_path), "--gpu-memory", "80"]) == 0
+    assert "UNRELIABLE: " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("cfg, reason", UNMODELLED[1:3], ids=["vision", "mxfp4"])
+def test_train_refuses_what_it_cannot_train_in_one_line(tmp_path, cfg, reason):
+    import subprocess
+    import sys
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    out = subprocess.run(
+        [sys.executable, "-m", "mgtui", "train", "--base-model", str(tmp_path / "m"), "--dataset", "builtin:demo-chat",
+         "--output-dir", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert ("vision-language model" if "vision" in reason else "pre-quantized as mxfp4") in out.stderr
+    assert not (tmp_path / "run").exists()

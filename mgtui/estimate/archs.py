@@ -16,8 +16,12 @@ from ..hub_cache import hf_cache_file, hub_config
 
 # Model types whose layers are Llama-shaped (attention + gated MLP) and that we count exactly.
 _FOUR_NORMS = {"gemma2", "gemma3_text"}  # pre/post norms around attention and MLP
-_QK_NORM = {"qwen3", "gemma3_text"}
-_QKV_BIAS = {"qwen2"}
+_QK_NORM = {"qwen3", "qwen3_moe", "gemma3_text"}
+_QKV_BIAS = {"qwen2", "qwen2_moe"}
+_DENSE = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3"}
+# Mixture-of-Experts families, counted as transformers 5 builds them: the routed experts are fused
+# 3-D parameters (every expert resident), the router a parameter, shared experts plain Linears.
+_MOE = {"qwen3_moe", "mixtral", "gpt_oss", "qwen2_moe"}
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,56 @@ class Arch:
     tied: bool
     attention_bias: bool = False
     softcap: bool = False  # Gemma 2's final logit softcapping costs 2 more bytes per logit
+    experts: int = 0  # routed experts per layer (0: a dense model)
+    experts_active: int = 0  # experts each token goes through (num_experts_per_tok)
+    expert_intermediate: int = 0  # one expert's MLP width
+    shared_intermediate: int = 0  # the shared expert's MLP width (Qwen2-MoE), 0 if none
+    expert_bias: bool = False  # gpt-oss: biases on the experts and the router, and attention sinks
+    unmodelled: tuple[str, ...] = ()  # what the config holds that this count leaves out: unreliable
+
+    @property
+    def mlp_width(self) -> int:
+        """The MLP width one token's activations go through: the dense MLP, or its active experts."""
+        if not self.experts:
+            return self.intermediate
+        return self.experts_active * self.expert_intermediate + self.shared_intermediate
+
+    @property
+    def expert_params(self) -> int:
+        """The routed experts' gate, up and down (and gpt-oss' biases), all layers: fused 3-D
+        parameters, which transformers' bitsandbytes loading (it replaces Linears) leaves in 16-bit."""
+        if not self.experts:
+            return 0
+        e, h, i = self.experts, self.hidden, self.expert_intermediate
+        return self.layers * (e * 3 * h * i + (e * (2 * i + h) if self.expert_bias else 0))
+
+    @property
+    def router_params(self) -> int:
+        """Routers (a parameter, never quantized), gpt-oss' router bias and attention sinks, and
+        the shared expert's one-output gate."""
+        if not self.experts:
+            return 0
+        per_layer = self.experts * self.hidden
+        if self.expert_bias:
+            per_layer += self.experts + self.heads
+        if self.shared_intermediate:
+            per_layer += self.hidden
+        return self.layers * per_layer
+
+    def expert_lora_params(self, r: int, targets: set[str], backend: str) -> int:
+        """LoRA on the fused experts, all layers. Unsloth adds them as PEFT target_parameters at
+        rank r when gate/up/down are targeted (unsloth/models/_utils.py get_moe_target_parameters);
+        plain PEFT maps Qwen-style experts itself, at rank 2r on gate_up
+        (peft/utils/transformers_weight_conversion.py), and leaves Mixtral's and gpt-oss' alone."""
+        if not self.experts:
+            return 0
+        e, h, i = self.experts, self.hidden, self.expert_intermediate
+        gate_up, down = bool(targets & {"gate_proj", "up_proj"}), "down_proj" in targets
+        if backend != "unsloth":
+            if self.model_type not in ("qwen3_moe", "qwen2_moe"):
+                return 0
+            return self.layers * e * ((2 * r * (h + 2 * i) if gate_up else 0) + (r * (i + h) if down else 0))
+        return self.layers * e * ((r * (h + 2 * i) if gate_up else 0) + (r * (i + h) if down else 0))
 
     @property
     def q_dim(self) -> int:
@@ -44,8 +98,19 @@ class Arch:
         return self.kv_heads * self.head_dim
 
     def linears(self) -> dict[str, tuple[int, int]]:
-        """Per-layer linear modules: name -> (d_in, d_out), named as PEFT targets them."""
+        """Per-layer linear modules: name -> (d_in, d_out), named as PEFT targets them. In a MoE
+        layer the MLP Linears are the shared expert's (none without one): fused experts are no
+        Linear, so bitsandbytes doesn't quantize them and a LoRA target name doesn't reach them."""
         h, i = self.hidden, self.intermediate
+        if self.experts:
+            attention = {
+                "q_proj": (h, self.q_dim),
+                "k_proj": (h, self.kv_dim),
+                "v_proj": (h, self.kv_dim),
+                "o_proj": (self.q_dim, h),
+            }
+            s = self.shared_intermediate
+            return attention | ({"gate_proj": (h, s), "up_proj": (h, s), "down_proj": (s, h)} if s else {})
         if self.model_type == "phi3":  # fused projections
             return {
                 "qkv_proj": (h, self.q_dim + 2 * self.kv_dim),
@@ -93,17 +158,25 @@ class Arch:
 
     @property
     def params(self) -> int:
-        return self.layers * self.layer_linear_params + self.embed_params + self.small_params
+        return (
+            self.layers * self.layer_linear_params
+            + self.expert_params
+            + self.router_params
+            + self.embed_params
+            + self.small_params
+        )
 
 
 def from_config(cfg: dict[str, Any], name: str = "") -> Arch:
     """An Arch from a Hugging Face config dict. Raises KeyError/ValueError when it isn't one we know."""
     if "text_config" in cfg and "hidden_size" not in cfg:  # multimodal wrapper: the language model
-        cfg = {**cfg["text_config"], "model_type": cfg["text_config"].get("model_type", cfg.get("model_type"))}
+        outer: dict[str, Any] = {k: cfg[k] for k in ("vision_config", "quantization_config") if k in cfg}
+        cfg = {**cfg["text_config"], "model_type": cfg["text_config"].get("model_type", cfg.get("model_type")), **outer}
     h, heads = int(cfg["hidden_size"]), int(cfg["num_attention_heads"])
     model_type = str(cfg.get("model_type", "llama"))
     if model_type == "gemma3":
         model_type = "gemma3_text"
+    experts = int(cfg.get("num_experts") or cfg.get("num_local_experts") or cfg.get("n_routed_experts") or 0)
     return Arch(
         name=name or cfg.get("_name_or_path", model_type),
         model_type=model_type,
@@ -117,7 +190,60 @@ def from_config(cfg: dict[str, Any], name: str = "") -> Arch:
         tied=bool(cfg.get("tie_word_embeddings", model_type.startswith("gemma"))),
         attention_bias=bool(cfg.get("attention_bias", False)),
         softcap=bool(cfg.get("final_logit_softcapping")),
+        experts=experts if model_type in _MOE else 0,
+        experts_active=int(cfg.get("num_experts_per_tok") or cfg.get("experts_per_token") or 0),
+        expert_intermediate=int(cfg.get("moe_intermediate_size") or cfg["intermediate_size"]),
+        shared_intermediate=int(cfg.get("shared_expert_intermediate_size") or 0),
+        expert_bias=model_type == "gpt_oss",
+        unmodelled=unmodelled(cfg, model_type, experts),
     )
+
+
+def untrainable(cfg: dict[str, Any], name: str) -> str | None:
+    """Why mgtui can't fine-tune this checkpoint (one line, with what to use instead), or None."""
+    if "vision_config" in cfg:
+        return (
+            f"--base-model {name}: a vision-language model (vision_config); mgtui fine-tunes text-only "
+            "causal language models: use its text-only variant"
+        )
+    quant = cfg.get("quantization_config") or {}
+    method = str(quant.get("quant_method", "")).lower()
+    if method and method != "bitsandbytes":
+        return (
+            f"--base-model {name}: its weights are pre-quantized as {method}; mgtui trains 16-bit checkpoints "
+            "and bitsandbytes 4/8-bit ones: use a BF16 or -bnb-4bit upload of the same model"
+        )
+    return None
+
+
+def local_config(base_model: str) -> dict[str, Any] | None:
+    """The model's config.json from its local directory or the HF cache, without the network."""
+    local = Path(base_model).expanduser()
+    path = local / "config.json" if local.is_dir() else hf_cache_file(base_model, "config.json")
+    try:
+        return json.loads(path.read_text()) if path is not None and path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def unmodelled(cfg: dict[str, Any], model_type: str, experts: int) -> tuple[str, ...]:
+    """What in this config the estimate leaves out. Any reason makes the estimate unreliable."""
+    why: list[str] = []
+    if model_type not in _DENSE | _MOE:
+        why.append(f"model_type {model_type!r} is not modelled (counted as a Llama-shaped decoder)")
+    elif experts and model_type not in _MOE:
+        why.append(f"{model_type} has experts in a layout this estimator doesn't know")
+    if "vision_config" in cfg:
+        why.append("a vision tower (vision_config) and image tokens are not counted")
+    if model_type in _MOE and (cfg.get("mlp_only_layers") or int(cfg.get("decoder_sparse_step") or 1) != 1):
+        why.append("dense MLP layers between the expert layers are not counted")
+    if cfg.get("q_lora_rank") or cfg.get("kv_lora_rank"):
+        why.append("multi-head latent attention is not modelled")
+    quant = cfg.get("quantization_config") or {}
+    method = str(quant.get("quant_method", "")).lower()
+    if method and method != "bitsandbytes":
+        why.append(f"its weights are pre-quantized as {method}, a format this estimator doesn't count")
+    return tuple(why)
 
 
 def _c(
@@ -162,6 +288,16 @@ CATALOG: list[tuple[str, str, dict[str, Any]]] = [
     ("qwen2.5-14b", r"qwen2\.5-14b", _c("qwen2", 5120, 13824, 48, 40, 8, 152064, False)),
     ("qwen2.5-32b", r"qwen2\.5-32b", _c("qwen2", 5120, 27648, 64, 40, 8, 152064, False)),
     ("qwen2.5-72b", r"qwen2\.5-72b", _c("qwen2", 8192, 29568, 80, 64, 8, 152064, False)),
+    # Mixture-of-Experts (every expert resident; the active ones in the activations)
+    ("qwen3-30b-a3b", r"qwen3-30b-a3b", _c("qwen3_moe", 2048, 6144, 48, 32, 4, 151936, False, 128, moe_intermediate_size=768, num_experts=128, num_experts_per_tok=8)),
+    ("qwen3-235b-a22b", r"qwen3-235b-a22b", _c("qwen3_moe", 4096, 12288, 94, 64, 4, 151936, False, 128, moe_intermediate_size=1536, num_experts=128, num_experts_per_tok=8)),
+    ("mixtral-8x7b", r"mixtral-8x7b", _c("mixtral", 4096, 14336, 32, 32, 8, 32000, False, num_local_experts=8, num_experts_per_tok=2)),
+    ("mixtral-8x22b", r"mixtral-8x22b", _c("mixtral", 6144, 16384, 56, 48, 8, 32768, False, num_local_experts=8, num_experts_per_tok=2)),
+    # openai's own uploads are MXFP4 (unreliable here, refused by train); BF16 and bnb uploads are not
+    ("gpt-oss-20b-mxfp4", r"^gpt-oss-20b$", _c("gpt_oss", 2880, 2880, 24, 64, 8, 201088, False, 64, num_local_experts=32, num_experts_per_tok=4, attention_bias=True, quantization_config={"quant_method": "mxfp4"})),
+    ("gpt-oss-20b", r"gpt-oss-20b", _c("gpt_oss", 2880, 2880, 24, 64, 8, 201088, False, 64, num_local_experts=32, num_experts_per_tok=4, attention_bias=True)),
+    ("gpt-oss-120b-mxfp4", r"^gpt-oss-120b$", _c("gpt_oss", 2880, 2880, 36, 64, 8, 201088, False, 64, num_local_experts=128, num_experts_per_tok=4, attention_bias=True, quantization_config={"quant_method": "mxfp4"})),
+    ("gpt-oss-120b", r"gpt-oss-120b", _c("gpt_oss", 2880, 2880, 36, 64, 8, 201088, False, 64, num_local_experts=128, num_experts_per_tok=4, attention_bias=True)),
     ("qwen3-0.6b", r"qwen3-0\.6b", _c("qwen3", 1024, 3072, 28, 16, 8, 151936, True, 128)),
     ("qwen3-1.7b", r"qwen3-1\.7b", _c("qwen3", 2048, 6144, 28, 16, 8, 151936, True, 128)),
     ("qwen3-4b", r"qwen3-4b", _c("qwen3", 2560, 9728, 36, 32, 8, 151936, True, 128)),

@@ -74,6 +74,7 @@ def run_estimate(res: Resolved, gpu_memory: float | None, gpu_name: str | None, 
             "gpu": label,
             "fits": est.fits if est else None,
             "state": est.state if est else "unknown architecture",
+            "unreliable": est.unreliable if est else None,
             "max_batch_size": p.max_batch_size,
             "max_seq_length": p.max_seq_length,
             "cpu_ram_gb": round(est.cpu_ram_gib, 3) if est else None,
@@ -100,7 +101,9 @@ def run_estimate(res: Resolved, gpu_memory: float | None, gpu_name: str | None, 
     out(f"  {'-' * 20} {'-' * 8}\n  {'Peak':<20} {est.peak_gib:8.2f} GB\n")
     if est.cpu_ram_gib:
         out(f"  {'Host RAM (offload)':<20} {est.cpu_ram_gib:8.2f} GB\n")
-    if gpu_gib is None:
+    if est.unreliable:
+        out(f"\nUNRELIABLE: {est.unreliable}. Fits: unknown.\n")
+    elif gpu_gib is None:
         out(f"\nGPU: {label}; fits: unknown (give --gpu-memory GB or --gpu-name to plan)\n")
     else:
         verdict = {"fits": "fits", "tight": "fits, tight (≥ 90%)", "over": "DOES NOT FIT"}[est.state]

@@ -75,6 +75,8 @@ class Coefficients:
     # 8-bit on Transformers: measured 35.7 GiB against 16.4 estimated without this term (Llama-3.1-8B,
     # H200, batch 2 x 2048, r32; calibration/nvidia-h200.jsonl); 1.6 covers it with 3% to spare.
     int8_saved_inputs_factor: float = 1.6
+    # A MoE layer's router: float32 logits and their softmax per token and expert.
+    router_bytes_per_expert: float = 8.0
     # Evaluation keeps no graph: logits (2) + fp32 upcast (4) + log_softmax (4).
     eval_bytes_per_logit: float = 10.0
     # Caching-allocator fragmentation, as a fraction of everything torch allocates.
@@ -133,15 +135,19 @@ class Estimate:
     checkpointing: str  # the mode in effect after fall-backs
     trainable_params: int
     notes: tuple[str, ...] = ()
+    unreliable: str | None = None  # what the estimate leaves out: no verdict is given then
 
     @property
     def fits(self) -> bool | None:
-        return None if self.gpu_gib is None else self.peak_gib <= self.gpu_gib
+        if self.gpu_gib is None or self.unreliable:
+            return None
+        return self.peak_gib <= self.gpu_gib
 
     @property
     def state(self) -> str:
-        """fits | tight (>= 90% of the GPU) | over | unknown (no GPU to compare with)."""
-        if self.gpu_gib is None:
+        """fits | tight (>= 90% of the GPU) | over | unknown (no GPU to compare with, or an
+        architecture the estimate doesn't fully model)."""
+        if self.gpu_gib is None or self.unreliable:
             return "unknown"
         ratio = self.peak_gib / self.gpu_gib
         return "over" if ratio > 1 else "tight" if ratio >= 0.9 else "fits"
@@ -152,11 +158,19 @@ def estimate(arch: Arch, inp: Inputs, gpu_gib: float | None = None, c: Coefficie
     h, L = arch.hidden, arch.layers
     tokens = inp.batch_size * inp.seq_len
 
-    # Base weights: the layers' linears are quantized; embeddings, lm_head and norms stay 16-bit
-    # (float32 on the Transformers backend, where peft upcasts them for k-bit training).
+    # Base weights: the layers' Linears are quantized; embeddings, lm_head, norms and a MoE's fused
+    # experts and routers stay 16-bit (float32 on the Transformers backend, where peft upcasts
+    # every unquantized parameter for k-bit training).
     linear = L * arch.layer_linear_params
     upcast = inp.backend != "unsloth" and inp.precision in (4, 8)
-    sixteen = (c.kbit_upcast_bytes_per_param if upcast else 2) * (arch.embed_params + arch.small_params)
+    # Unsloth quantizes a MoE's fused experts to NF4 itself in 4-bit (unsloth_zoo
+    # temporary_patches/moe_utils_bnb4bit.py; gpt-oss' are unfused into Linear4bit); nothing does in 8-bit.
+    experts_nf4 = inp.backend == "unsloth" and inp.precision == 4
+    unquantized = arch.embed_params + arch.small_params + arch.router_params
+    unquantized += 0 if experts_nf4 else arch.expert_params
+    sixteen = (c.kbit_upcast_bytes_per_param if upcast else 2) * unquantized
+    if experts_nf4:
+        sixteen += arch.expert_params * c.nf4_bytes_per_param
     if inp.precision == 4:
         base = linear * c.nf4_bytes_per_param + sixteen
     elif inp.precision == 8:
@@ -168,7 +182,7 @@ def estimate(arch: Arch, inp: Inputs, gpu_gib: float | None = None, c: Coefficie
     # LoRA: A is r x d_in, B is d_out x r, per targeted module per layer.
     shapes = [(inp.lora_r * d_in, d_out * inp.lora_r) for d_in, d_out in arch.targeted(list(inp.targets)).values()]
     per_layer = sum(a + b for a, b in shapes)
-    trainable = L * per_layer
+    trainable = L * per_layer + arch.expert_lora_params(inp.lora_r, set(inp.targets), inp.backend)
     lora = trainable * c.lora_bytes_per_param
     grads = trainable * c.grad_bytes_per_param
     if inp.world_size > 1:  # DDP's gradient buckets hold a second copy of the gradients
@@ -181,7 +195,8 @@ def estimate(arch: Arch, inp: Inputs, gpu_gib: float | None = None, c: Coefficie
 
     # Activations. One layer's working set (what it saves for backward, all of it at once while
     # it is recomputed), plus a 16-bit copy of its widest weight when it is dequantized on the fly.
-    per_token = 2 * (c.act_hidden * h + c.act_q * arch.q_dim + c.act_kv * arch.kv_dim + c.act_mlp * arch.intermediate)
+    per_token = 2 * (c.act_hidden * h + c.act_q * arch.q_dim + c.act_kv * arch.kv_dim + c.act_mlp * arch.mlp_width)
+    per_token += c.router_bytes_per_expert * arch.experts  # router logits and weights, float32
     per_token += 2 * inp.lora_r * len(shapes)
     layer_set = tokens * per_token
     if inp.precision != 16:
@@ -252,4 +267,5 @@ def estimate(arch: Arch, inp: Inputs, gpu_gib: float | None = None, c: Coefficie
         checkpointing=mode,
         trainable_params=trainable,
         notes=tuple(notes),
+        unreliable="; ".join(arch.unmodelled) or None,
     )

@@ -31,7 +31,10 @@ def model_dir_problem(base_model: str) -> str | None:
             return f"--base-model {path}: no config.json in this directory (not a Hugging Face model folder)"
     elif looks_local:
         return f"--base-model {path}: no such directory"
-    return None
+    from ..estimate.archs import local_config, untrainable
+
+    cfg = local_config(base_model)
+    return untrainable(cfg, base_model) if cfg else None
 
 
 def prepare(res: Resolved, force: bool = False) -> tuple[Path, str | None]:

@@ -40,7 +40,11 @@ def render_plan(p: MemoryPlan | None, width: int = 32, pending: str = "") -> Tex
     if e is None:
         t.append(p.lookup.source + "\n", style="yellow")
         return t
-    if p.gpu_gib:
+    if e.unreliable:
+        t.append(f"peak {e.peak_gib:.1f} GB · ", style="bold")
+        t.append("fits: unknown\n", style="cyan")
+        t.append(f"UNRELIABLE: {e.unreliable}\n", style="bold yellow")
+    elif p.gpu_gib:
         frac = e.peak_gib / p.gpu_gib
         t.append_text(bar(frac, width, STYLE[e.state]))
         label = {"fits": "fits", "tight": "TIGHT ≥90%", "over": "OVER"}[e.state]
