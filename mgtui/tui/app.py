@@ -17,6 +17,7 @@ from ..runs import rundir
 from .messages import AdviceChosen, AttachRequested, StartRequested
 from .screens.base import AppScreen
 from .screens.form import FormScreen
+from .textual_private import SafeCommandPalette, guard_option_list_paging
 
 # Keys that are not bindings of their own: said once here, beside those generated from the bindings.
 FORM_KEYS = [
@@ -105,6 +106,7 @@ class MgApp(App):
         self.offer_runs = offer_runs
 
     def on_mount(self) -> None:
+        guard_option_list_paging()
         if not self.is_headless and sys.__stdin__ is not None and sys.__stdin__.isatty():
             self._hangup = select.poll()
             self._hangup.register(sys.__stdin__.fileno(), select.POLLIN)
@@ -182,6 +184,10 @@ class MgApp(App):
             self.notify(f"Applied: {message.title}")
 
     # --- app-wide actions --------------------------------------------------------------------
+    def action_command_palette(self) -> None:
+        if self.use_command_palette and not SafeCommandPalette.is_open(self):
+            self.push_screen(SafeCommandPalette(id="--command-palette"))
+
     def action_help(self) -> None:
         from .screens.modals import HelpScreen
 

@@ -4,16 +4,23 @@ version, and tests/test_textual_private.py fails loudly, naming the call, if an 
 - forwarding a key to the widget focused now, and running the bindings for a key as the app does
   when it bubbles up unhandled (the form keeps a burst of keys in order: widgets/fields.py);
 - restarting an Input's cursor blink after a bound key moved the cursor, as Input's own handler does;
-- binding keys on a screen after it is built (a dialog's answers carry their own keys).
+- binding keys on a screen after it is built (a dialog's answers carry their own keys);
+- two guards against random keys (below): OptionList paging, and the command palette.
 """
 
 from __future__ import annotations
 
+import functools
+from typing import Any, Callable
+
 from textual import events
 from textual.app import App
+from textual.command import CommandPalette
+from textual.css.query import NoMatches
 from textual.dom import DOMNode
+from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import Input
+from textual.widgets import Input, OptionList
 
 
 def forward_key(target: Widget, key: events.Key) -> None:
@@ -31,3 +38,42 @@ def restart_blink(widget: Input) -> None:
 
 def bind_key(node: DOMNode, key: str, action: str) -> None:
     node._bindings.bind(key, action, show=False)
+
+
+# --- guards for keys that reach a list before it is built or after it is gone -----------------
+# Random keys crashed the app (Textual 8.2.8): page-up/down in an OptionList (a Select's overlay,
+# the palette's list, a picker) index the lines it builds at layout, KeyError before then; and a
+# key reaching the command palette while its list is not mounted, or already removed, raised
+# NoMatches. Such a key has nothing to act on: it is dropped.
+_DROPPED = (KeyError, IndexError, NoMatches)
+
+
+def _dropping(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except _DROPPED:
+            return None
+
+    guarded.__mgtui_guarded__ = True  # type: ignore[attr-defined]
+    return guarded
+
+
+def guard_option_list_paging() -> None:
+    if not getattr(OptionList._move_page, "__mgtui_guarded__", False):
+        OptionList._move_page = _dropping(OptionList._move_page)  # type: ignore[method-assign]
+
+
+class SafeCommandPalette(CommandPalette):
+    """Textual's command palette, dropping a key or message that finds its list missing."""
+
+    _action_command_list = _dropping(CommandPalette._action_command_list)
+    _action_cursor_down = _dropping(CommandPalette._action_cursor_down)
+    _action_escape = _dropping(CommandPalette._action_escape)
+
+    async def _on_message(self, message: Message) -> None:
+        try:
+            await super()._on_message(message)
+        except _DROPPED:
+            pass
