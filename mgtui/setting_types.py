@@ -37,6 +37,7 @@ SettingName = Literal[
     "output_dir",
     "logging_steps",
     "save_steps",
+    "save_total_limit",
     "report_to",
     "resume",
     "gpus",
@@ -80,6 +81,7 @@ class SettingValues(TypedDict):
     output_dir: str
     logging_steps: int
     save_steps: int
+    save_total_limit: int
     report_to: str
     resume: bool
     gpus: str

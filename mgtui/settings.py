@@ -154,6 +154,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("output_dir", str, "outputs", "Run directory: adapter, checkpoints, event log, summary", OUT, path=True),
     S("logging_steps", int, 1, "Log loss and learning rate every N steps", OUT, min=1),
     S("save_steps", int, 100, "Save a checkpoint every N steps (the adapter is always saved at the end)", OUT, min=1),
+    S("save_total_limit", int, 0, "Keep only the newest N checkpoints (0: keep them all), as the HF Trainer does", OUT, min=0),
     S("report_to", str, "none", "Experiment tracker (its key comes from the environment, never from a preset)", OUT,
       choices=("none", "tensorboard", "wandb")),
     S("resume", bool, False, "Continue from the latest checkpoint in output_dir", OUT, in_preset=False),

@@ -17,7 +17,7 @@ from ..data.tokens import check_chat_rows
 from ..errors import EXIT_FAILED, EXIT_FOR_STATE, EXIT_OK, EXIT_STOPPED, EXIT_USAGE, UsageError, how_it_ended
 from ..settings import Resolved
 from .events import EVENTS_FILE, INPUT_KINDS, EventFollower
-from .launch import LaunchError, request_stop, start
+from .launch import LaunchError, disk_warning, request_stop, start
 from .rundir import LOG_FILE
 from .view import describe, fmt_duration
 
@@ -88,6 +88,9 @@ def train_headless(res: Resolved, force: bool = False, detach: bool = False) -> 
     try:
         report = scan(res["dataset"], res["dataset_format"])  # bad data: exit 2 before anything starts
         check_chat_rows(res["dataset"], report.format, res["base_model"], res["chat_template"])
+        warning = disk_warning(res, report.rows)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
         log = Path(res["output_dir"]).expanduser() / EVENTS_FILE
         offset = log.stat().st_size if res["resume"] and log.exists() else 0  # a resumed run's new events
         run_dir, proc, moved = start(res, force=force)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import shutil
 import socket
@@ -272,3 +273,38 @@ def occupied_answers(path: Path) -> list[str]:
     running = run_state(path).state == "running"
     first = ["attach"] if running else ["resume"] if latest_checkpoint(path) else []
     return [*first, "new", "cancel"]
+
+
+def planned_steps(max_steps: int, epochs: float, rows: int, eval_split: float, per_step: int) -> int:
+    """Optimizer steps a run will take: max_steps, else the epochs over the training rows."""
+    if max_steps > 0:
+        return max_steps
+    train_rows = max(1, rows - int(rows * eval_split))
+    return max(1, math.ceil(epochs * math.ceil(train_rows / max(per_step, 1))))
+
+
+def disk_need_bytes(trainable: int, optim: str, steps: int, save_steps: int, keep: int) -> int:
+    """What the run will write: the adapter (float32 LoRA weights) once, and each checkpoint kept
+    (the adapter again, the optimizer's states, a few small files)."""
+    adapter = 4 * trainable
+    states = (2 if "8bit" in optim else 8) * trainable
+    saves = steps // max(save_steps, 1)
+    kept = min(saves, keep) if keep else saves
+    return adapter + kept * (adapter + states + 2**20)
+
+
+def free_bytes(path: Path) -> int:
+    """Free space where `path` will be (its nearest existing parent)."""
+    p = Path(path).expanduser().absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return shutil.disk_usage(p).free
+
+
+def disk_warning(need: int, free: int, path: Path) -> str | None:
+    if free >= need:
+        return None
+    return (
+        f"{path}: the adapter and checkpoints need about {need / 2**30:.1f} GB, {free / 2**30:.1f} GB free: "
+        "free space, keep fewer checkpoints (--save-total-limit), or choose another --output-dir"
+    )

@@ -162,6 +162,7 @@ def sft_kwargs(res: Resolved, plan: RuntimePlan, output_dir: str, has_eval: bool
         "logging_steps": res["logging_steps"],
         "save_strategy": "steps",
         "save_steps": res["save_steps"],
+        "save_total_limit": res["save_total_limit"] or None,
         "report_to": [] if res["report_to"] == "none" else [res["report_to"]],
         "max_length": res["max_seq_length"],
         "packing": res["packing"],
