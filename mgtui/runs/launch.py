@@ -83,8 +83,29 @@ def engine_command(run_dir: Path, res: Resolved, nproc: int) -> list[str]:
     return [sys.executable, "-m", "mgtui.runs.supervise", str(run_dir), "--", sys.executable, *worker]
 
 
-def engine_env(res: Resolved, base: Mapping[str, str]) -> dict[str, str]:
+def tracker_problem(report_to: str) -> str | None:
+    """A tracker whose package isn't installed fails only after the model has loaded: say it now."""
+    import importlib.util
+
+    if report_to == "tensorboard" and not (
+        importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")
+    ):
+        return "--report-to tensorboard: tensorboard is not installed (uv sync, or pip install tensorboard)"
+    if report_to == "wandb" and importlib.util.find_spec("wandb") is None:
+        return "--report-to wandb: wandb is not installed: uv sync --extra wandb (or pip install wandb)"
+    return None
+
+
+def engine_env(res: Resolved, base: Mapping[str, str], run_dir: Path | None = None) -> dict[str, str]:
     env = dict(base)
+    if res["report_to"] == "wandb":
+        # W&B files go in the run directory; without a key it logs offline (wandb sync uploads it later)
+        # rather than failing for want of a login nobody can type into a detached engine.
+        if run_dir is not None:
+            env.setdefault("WANDB_DIR", str(run_dir))
+        env.setdefault("WANDB_PROJECT", "mgtui")
+        if not env.get("WANDB_API_KEY") and not env.get("WANDB_MODE"):
+            env["WANDB_MODE"] = "offline"
     env.setdefault("PYTHONWARNINGS", "ignore")
     # NVML numbers cards by PCI bus, CUDA fastest first: the index picked on the form must be
     # the card that trains.
@@ -100,7 +121,7 @@ def start(
     """Start the engine detached, once this machine's GPUs are known to be usable by its torch.
     The GPUs visible here set the default number of processes, for the app and the headless
     command alike."""
-    problem = model_dir_problem(res["base_model"])
+    problem = model_dir_problem(res["base_model"]) or tracker_problem(res["report_to"])
     if problem:
         raise LaunchError(problem)
     reading = (source or NvmlSource()).read()
@@ -109,7 +130,7 @@ def start(
     run_dir, moved = prepare(res, force)
     gpu_count = visible_gpu_count(FixedSource(reading))
     nproc = res.world_size(gpu_count) // res["nnodes"]
-    env = engine_env(res, os.environ)
+    env = engine_env(res, os.environ, run_dir)
     log = open(run_dir / rundir.LOG_FILE, "ab")
     proc = subprocess.Popen(
         engine_command(run_dir, res, nproc),
