@@ -14,6 +14,7 @@ from engine_helpers import events, losses, settings, wait_for, write_dataset
 
 from mgtui.cli import main
 from mgtui.runs import launch, rundir
+from mgtui.settings import resolve
 from mgtui.train import worker
 
 
@@ -357,3 +358,57 @@ def test_a_killed_engine_is_reported_at_the_last_step_it_logged(tmp_path):
     w.emit("message", message="checkpoint saved at step 3")
     w.close()
     assert last_step(tmp_path) == 3
+
+
+PROMPT_COMPLETION = {
+    "prompt_completion": lambda q, a: {"prompt": f"Question: {q}\nAnswer:", "completion": f" {a}"},
+    "chat_prompt_completion": lambda q, a: {
+        "prompt": [{"role": "user", "content": q}],
+        "completion": [{"role": "assistant", "content": a}],
+    },
+}
+
+
+@pytest.mark.parametrize("fmt", list(PROMPT_COMPLETION))
+def test_prompt_completion_is_detected_trains_and_learns_the_completion_only(tmp_path, tiny_model, fmt):
+    """TRL's prompt-completion types, standard and conversational: the prompt is masked out of the loss."""
+    from transformers import AutoTokenizer
+
+    from mgtui.data.scan import scan
+    from mgtui.train.datasets import tokenize_rows
+
+    rows = [PROMPT_COMPLETION[fmt](f"What is {i} plus {i}?", f"{2 * i}.") for i in range(40)]
+    data = tmp_path / "pc.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert scan(str(data)).format == fmt
+    res = settings(tiny_model, data, tmp_path / "run", max_steps=4)
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    [ex], _ = tokenize_rows(res, fmt, rows[:1], tok)
+    learned = tok.decode([i for i, m in zip(ex["input_ids"], ex["assistant_masks"]) if m])
+    assert learned.strip().startswith("0.") and "What is" not in learned
+    code, run_dir = run_in_process(res)
+    assert code == 0
+    assert json.loads((run_dir / "summary.json").read_text())["dataset"]["format"] == fmt
+
+
+def test_rows_that_truncation_leaves_nothing_to_learn(tmp_path, tiny_model):
+    """A response that starts after max_seq_length trains on no token: such rows are skipped with a
+    warning, and when every row is such, the run stops with the length that would keep them (exit 2)."""
+    from transformers import AutoTokenizer
+
+    from mgtui.train.datasets import tokenize_rows
+
+    long_q = "please " * 60
+    rows = [PROMPT_COMPLETION["prompt_completion"](long_q + str(i), "yes.") for i in range(6)]
+    rows += [PROMPT_COMPLETION["prompt_completion"](f"short {i}", "yes.") for i in range(2)]
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    res = resolve([{"base_model": str(tiny_model), "dataset": "d.jsonl", "max_seq_length": 32}])
+    said: list[str] = []
+    examples, _ = tokenize_rows(res, "prompt_completion", rows, tok, warn=said.append)
+    assert len(examples) == 2 and said and said[0].startswith("6 of 8 rows skipped")
+    data = tmp_path / "long.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows[:6]))
+    code, run_dir = run_in_process(settings(tiny_model, data, tmp_path / "run", max_steps=2, max_seq_length=32))
+    failed = events(run_dir)[-1]
+    assert code == 2 and failed["type"] == "failed" and failed["kind"] == "input"
+    assert "--max-seq-length" in failed["message"] and "nothing would be learned" in failed["message"]

@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-FORMATS = ("text", "messages", "sharegpt", "alpaca")
+FORMATS = ("text", "messages", "sharegpt", "alpaca", "prompt_completion", "chat_prompt_completion")
+CHAT_FORMATS = ("messages", "sharegpt", "chat_prompt_completion")  # rendered through a chat template
+# TRL's prompt-completion types: the loss covers the completion only, as TRL's completion_only_loss does.
+COMPLETION_ONLY = ("prompt_completion", "chat_prompt_completion")
 FILE_KINDS = (".jsonl", ".json", ".csv", ".parquet")
 SHAREGPT_ROLES = {
     "human": "user",
@@ -26,13 +29,17 @@ SHAREGPT_ROLES = {
 }
 ACCEPTED = (
     "text (a 'text' column); messages (OpenAI-style role/content list); "
-    "sharegpt ('conversations' with from/value); alpaca (instruction, optional input, output)"
+    "sharegpt ('conversations' with from/value); alpaca (instruction, optional input, output); "
+    "prompt_completion ('prompt' and 'completion' text); chat_prompt_completion ('prompt' and 'completion' "
+    "as role/content lists)"
 )
 REQUIRED = {
     "text": {"text"},
     "messages": {"messages"},
     "sharegpt": {"conversations"},
     "alpaca": {"instruction", "output"},
+    "prompt_completion": {"prompt", "completion"},
+    "chat_prompt_completion": {"prompt", "completion"},
 }
 BUILTIN = {"builtin:demo-chat": Path(__file__).with_name("demo_chat.jsonl")}
 
@@ -118,7 +125,11 @@ def _iter_saved(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
                 yield f"{file}: row {n}", row
 
 
-def detect_format(columns: set[str]) -> str | None:
+def detect_format(columns: set[str], first: dict[str, Any] | None = None) -> str | None:
+    """The format a file's columns (and its first row, for prompt-completion's two types) say."""
+    if {"prompt", "completion"} <= columns:
+        prompt = (first or {}).get("prompt")
+        return "chat_prompt_completion" if isinstance(prompt, list) or _json_list(prompt) else "prompt_completion"
     if "messages" in columns:
         return "messages"
     if "conversations" in columns:
@@ -130,8 +141,45 @@ def detect_format(columns: set[str]) -> str | None:
     return None
 
 
+def _json_list(value: Any) -> bool:
+    """A CSV cell holding a JSON list of turns."""
+    return isinstance(value, str) and value.lstrip().startswith("[{")
+
+
+def _turns(value: Any, name: str, where: str) -> list[Any]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)  # CSV cells hold JSON text
+        except ValueError:
+            raise DatasetError(f"{where}: '{name}' is not a list") from None
+    if not isinstance(value, list):
+        raise DatasetError(f"{where}: '{name}' is not a list")
+    return value
+
+
+def completion_start(fmt: str, row: dict[str, Any], where: str) -> int:
+    """Where the completion's turns begin in a chat prompt-completion row's messages (0 otherwise)."""
+    return len(_turns(row.get("prompt"), "prompt", where)) if fmt == "chat_prompt_completion" else 0
+
+
+def prompt_completion_parts(row: dict[str, Any], where: str) -> tuple[str, str] | None:
+    """(prompt, completion) of a standard prompt-completion row, or None when the completion is empty."""
+    prompt, completion = row.get("prompt"), row.get("completion")
+    for key, value in (("prompt", prompt), ("completion", completion)):
+        if value is not None and not isinstance(value, str):
+            raise DatasetError(f"{where}: '{key}' is not text (a list of turns is chat_prompt_completion)")
+    if not completion or not completion.strip():
+        return None
+    return prompt or "", completion
+
+
 def to_messages(fmt: str, row: dict[str, Any], where: str) -> list[dict[str, str]] | None:
     """A chat row as [{role, content}], checked. None for empty rows (skipped, counted)."""
+    if fmt == "chat_prompt_completion":
+        row = {
+            "messages": _turns(row.get("prompt"), "prompt", where) + _turns(row.get("completion"), "completion", where)
+        }
+        fmt = "messages"
     if fmt == "messages":
         turns = row.get("messages")
         key_role, key_text, roles = "role", "content", None
@@ -198,6 +246,9 @@ def plain_render(fmt: str, row: dict[str, Any], where: str) -> str | None:
     if fmt == "alpaca":
         parts = alpaca_parts(row, where)
         return None if parts is None else parts[0] + parts[1]
+    if fmt == "prompt_completion":
+        pc = prompt_completion_parts(row, where)
+        return None if pc is None else pc[0] + pc[1]
     msgs = to_messages(fmt, row, where)
     return None if msgs is None else "\n".join(f"{m['role']}: {m['content']}" for m in msgs)
 
@@ -238,7 +289,7 @@ def scan(
                 columns = set(row)
                 report.columns = sorted(columns)
                 if fmt == "auto":
-                    detected = detect_format(columns)
+                    detected = detect_format(columns, row)
                     if detected is None:
                         raise DatasetError(
                             f"{where}: no recognised fields; found columns {sorted(columns)}; "

@@ -17,7 +17,17 @@ from typing import Any, Callable
 
 from ..demo_model import BUILTIN_MODEL, builtin_model_dir
 from ..hub_cache import hf_cache_file
-from .scan import DatasetError, alpaca_parts, iter_rows, plain_render, resolve_source, scan, to_messages
+from .scan import (
+    CHAT_FORMATS,
+    DatasetError,
+    alpaca_parts,
+    iter_rows,
+    plain_render,
+    prompt_completion_parts,
+    resolve_source,
+    scan,
+    to_messages,
+)
 from .templates import pick_template, refused, render_chat, saved_template, special_tokens
 
 CHARS_PER_TOKEN = 4.0
@@ -81,7 +91,7 @@ def counter_for(base_model: str, fmt: str = "text", chat_template: str = "") -> 
         return _estimate()
     specials = special_tokens(path.parent)
     eos = specials.get("eos_token", "")
-    if fmt in ("messages", "sharegpt"):
+    if fmt in CHAT_FORMATS:
         try:
             template = pick_template(chat_template, saved_template(path.parent), base_model)
         except DatasetError as e:
@@ -95,10 +105,10 @@ def counter_for(base_model: str, fmt: str = "text", chat_template: str = "") -> 
                 return render_chat(template, msgs, specials)
             except Exception as e:  # the template's own raise_exception, or any error inside it
                 raise refused(where, e) from None
-    elif fmt == "alpaca":
+    elif fmt in ("alpaca", "prompt_completion"):
 
         def render(fmt: str, row: dict[str, Any], where: str) -> str | None:
-            parts = alpaca_parts(row, where)
+            parts = alpaca_parts(row, where) if fmt == "alpaca" else prompt_completion_parts(row, where)
             return None if parts is None else parts[0] + parts[1] + eos
     else:
 
@@ -107,7 +117,7 @@ def counter_for(base_model: str, fmt: str = "text", chat_template: str = "") -> 
             return None if text is None else text + eos
 
     encode = getattr(tok, "encode_batch_fast", tok.encode_batch)  # fast: no offsets (tokenizers >= 0.21)
-    special = fmt not in ("messages", "sharegpt")  # a chat template writes its own special tokens
+    special = fmt not in CHAT_FORMATS  # a chat template writes its own special tokens
     return TokenCounter(
         "counted by the model's tokenizer",
         lambda texts: [len(e) for e in encode(texts, add_special_tokens=special)],
@@ -119,7 +129,7 @@ def check_chat_rows(source: str, fmt: str, base_model: str, chat_template: str, 
     """What the engine would refuse about chat data, found before anything starts: a tokenizer with
     no template, or a row the template rejects (on the first `rows`: a rejection is usually every
     row's). Needs the tokenizer on this machine; without it, the engine finds out. Raises DatasetError."""
-    if fmt not in ("messages", "sharegpt"):
+    if fmt not in CHAT_FORMATS:
         return
     counter = counter_for(base_model, fmt, chat_template)
     path = resolve_source(source)

@@ -10,7 +10,19 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..data.scan import DatasetError, alpaca_parts, detect_format, iter_rows, resolve_source, scan, to_messages
+from ..data.scan import (
+    CHAT_FORMATS,
+    COMPLETION_ONLY,
+    DatasetError,
+    alpaca_parts,
+    completion_start,
+    detect_format,
+    iter_rows,
+    prompt_completion_parts,
+    resolve_source,
+    scan,
+    to_messages,
+)
 from ..data.templates import pick_template, refused
 from ..data.tokens import length_stats
 from ..settings import Resolved
@@ -33,7 +45,7 @@ def load_rows(res: Resolved) -> tuple[str, list[dict[str, Any]]]:
     if not rows:
         raise DatasetError(f"{source}: the dataset is empty")
     if fmt == "auto":
-        fmt = detect_format(set(rows[0])) or ""
+        fmt = detect_format(set(rows[0]), rows[0]) or ""
         if not fmt:
             raise DatasetError(f"{source}: no recognised fields; found columns {sorted(rows[0])}")
     return fmt, rows
@@ -43,14 +55,17 @@ def chat_template(res: Resolved, tokenizer) -> str:
     return pick_template(res["chat_template"], getattr(tokenizer, "chat_template", None), res["base_model"])
 
 
-def _chat_spans(msgs: list[dict[str, str]], render: Callable[..., str]) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and the character spans of the assistant's turns, found by
-    rendering each prefix (a template that renders prefixes consistently, as all common ones do)."""
+def _chat_spans(
+    msgs: list[dict[str, str]], render: Callable[..., str], first: int = 0
+) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the character spans of the assistant's turns from turn
+    `first` on, found by rendering each prefix (a template that renders prefixes consistently, as
+    all common ones do)."""
     full = render(msgs, False)
     spans: list[tuple[int, int]] = []
     cursor = 0
     for i, m in enumerate(msgs):
-        if m["role"] != "assistant":
+        if m["role"] != "assistant" or i < first:
             continue
         before, upto = render(msgs[:i], True), render(msgs[: i + 1], False)
         if full.startswith(upto) and upto.startswith(before):
@@ -64,11 +79,16 @@ def _chat_spans(msgs: list[dict[str, str]], render: Callable[..., str]) -> tuple
 
 
 def tokenize_rows(
-    res: Resolved, fmt: str, rows: list[dict[str, Any]], tokenizer, progress: Callable[[float], None] = lambda p: None
+    res: Resolved,
+    fmt: str,
+    rows: list[dict[str, Any]],
+    tokenizer,
+    progress: Callable[[float], None] = lambda p: None,
+    warn: Callable[[str], None] = lambda message: None,
 ) -> tuple[list[dict[str, list[int]]], int]:
     """Tokenized examples and how many rows were empty after formatting."""
-    masks = res["train_on_responses_only"]
-    template = chat_template(res, tokenizer) if fmt in ("messages", "sharegpt") else None
+    masks = res["train_on_responses_only"] or fmt in COMPLETION_ONLY
+    template = chat_template(res, tokenizer) if fmt in CHAT_FORMATS else None
     eos = tokenizer.eos_token or ""
 
     def render(msgs, gen):
@@ -76,35 +96,54 @@ def tokenize_rows(
 
     out: list[dict[str, list[int]]] = []
     skipped = 0
+    nothing_to_learn: list[int] = []  # prompt lengths of rows whose response starts after max_seq_length
     step = max(1, len(rows) // 20)
     for n, row in enumerate(rows):
         where = f"{res['dataset']}: row {n + 1}"
         if fmt == "text":
             text = row.get("text") or ""
             text, spans = (text + eos if text.strip() else ""), [(0, len(text) + len(eos))]
-        elif fmt == "alpaca":
-            parts = alpaca_parts(row, where)
+        elif fmt in ("alpaca", "prompt_completion"):
+            parts = alpaca_parts(row, where) if fmt == "alpaca" else prompt_completion_parts(row, where)
             text, spans = ("", []) if parts is None else (parts[0] + parts[1] + eos, [(len(parts[0]), 10**12)])
         else:
             msgs = to_messages(fmt, row, where)
             try:
-                text, spans = ("", []) if msgs is None else _chat_spans(msgs, render)
+                first = completion_start(fmt, row, where)
+                text, spans = ("", []) if msgs is None else _chat_spans(msgs, render, first)
             except Exception as e:  # a template that rejects the row: said as the form says it
                 raise refused(where, e) from None
         if not text:
             skipped += 1
             continue
-        enc = tokenizer(text, add_special_tokens=fmt in ("text", "alpaca"), return_offsets_mapping=masks)
+        enc = tokenizer(text, add_special_tokens=fmt not in CHAT_FORMATS, return_offsets_mapping=masks)
         example = {"input_ids": enc["input_ids"]}
         if masks:
             example["assistant_masks"] = [
                 int(any(a <= start < b for a, b in spans)) if end > start else 0 for start, end in enc["offset_mapping"]
             ]
+            if not any(example["assistant_masks"][: res["max_seq_length"]]):  # truncation leaves no target
+                first = (
+                    example["assistant_masks"].index(1) if 1 in example["assistant_masks"] else len(enc["input_ids"])
+                )
+                nothing_to_learn.append(first)
+                continue
         out.append(example)
         if n % step == 0:
             progress(n / len(rows))
+    if nothing_to_learn and not out:
+        raise DatasetError(
+            f"{res['dataset']}: in every row the response starts after max_seq_length {res['max_seq_length']}, "
+            f"so nothing would be learned: --max-seq-length {min(nothing_to_learn) + 64} or more keeps "
+            f"the shortest prompt ({min(nothing_to_learn)} tokens) with part of its response"
+        )
     if not out:
         raise DatasetError(f"{res['dataset']}: all {len(rows)} rows are empty after formatting as {fmt}")
+    if nothing_to_learn:
+        warn(
+            f"{len(nothing_to_learn)} of {len(rows)} rows skipped: their response starts after max_seq_length "
+            f"{res['max_seq_length']}, so truncation leaves nothing to learn"
+        )
     return out, skipped
 
 
@@ -116,7 +155,7 @@ def build_datasets(res: Resolved, tokenizer, progress: Callable[[float], None]):
     fmt, rows = load_rows(res)
     if res["train_on_responses_only"] and fmt == "text":
         warnings.append("train_on_responses_only: plain text has no prompt to mask; training on every token")
-    examples, skipped = tokenize_rows(res, fmt, rows, tokenizer, progress)
+    examples, skipped = tokenize_rows(res, fmt, rows, tokenizer, progress, warnings.append)
     report = {
         "rows": len(rows),
         "format": fmt,

@@ -161,6 +161,8 @@ class DatasetPanel(Static):
         if r.skipped:
             t.append(f" · {r.skipped} empty", style="yellow")
         t.append("\n")
+        if r.format in ("prompt_completion", "chat_prompt_completion"):
+            t.append("the loss covers the completion only (as TRL's completion_only_loss)\n", style="dim")
         if not self.counted:
             t.append(f"counting tokens… {self.progress:.0%}\n", style="dim")
         elif not r.tokens:
