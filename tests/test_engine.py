@@ -412,3 +412,19 @@ def test_rows_that_truncation_leaves_nothing_to_learn(tmp_path, tiny_model):
     failed = events(run_dir)[-1]
     assert code == 2 and failed["type"] == "failed" and failed["kind"] == "input"
     assert "--max-seq-length" in failed["message"] and "nothing would be learned" in failed["message"]
+
+
+def test_content_given_as_text_parts_is_joined_and_an_image_is_refused(tmp_path, tiny_model):
+    from mgtui.data.scan import DatasetError, scan
+
+    parts = [{"role": "user", "content": [{"type": "text", "text": "What is "}, {"type": "text", "text": "2 + 2?"}]},
+             {"role": "assistant", "content": [{"type": "text", "text": "4."}]}]  # fmt: skip
+    data = tmp_path / "parts.jsonl"
+    data.write_text("".join(json.dumps({"messages": parts}) + "\n" for _ in range(24)))
+    assert "user: What is 2 + 2?" in scan(str(data)).sample
+    code, _ = run_in_process(settings(tiny_model, data, tmp_path / "run", max_steps=2))
+    assert code == 0
+    image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x.png"}}]}, parts[1]]
+    (tmp_path / "img.jsonl").write_text(json.dumps({"messages": image}) + "\n")
+    with pytest.raises(DatasetError, match=r"img.jsonl:1: turn 1: an image part"):
+        scan(str(tmp_path / "img.jsonl"))

@@ -157,6 +157,21 @@ def _turns(value: Any, name: str, where: str) -> list[Any]:
     return value
 
 
+def _text_parts(parts: list[Any], where: str) -> str:
+    """OpenAI-style content parts, [{"type": "text", "text": ...}, ...], as one text. An image
+    part is refused: mgtui fine-tunes text-only models."""
+    texts = []
+    for part in parts:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind in ("image", "image_url", "input_image"):
+            raise DatasetError(f"{where}: an image part; mgtui fine-tunes text-only models")
+        else:
+            raise DatasetError(f"{where}: a content part of type {kind!r}; text parts are read")
+    return "".join(texts)
+
+
 def completion_start(fmt: str, row: dict[str, Any], where: str) -> int:
     """Where the completion's turns begin in a chat prompt-completion row's messages (0 otherwise)."""
     return len(_turns(row.get("prompt"), "prompt", where)) if fmt == "chat_prompt_completion" else 0
@@ -206,6 +221,8 @@ def to_messages(fmt: str, row: dict[str, Any], where: str) -> list[dict[str, str
             role = roles[role]
         elif role not in ("system", "user", "assistant", "tool"):
             raise DatasetError(f"{where}: turn {i + 1}: unknown role {role!r} (use system, user, assistant)")
+        if isinstance(text, list):  # OpenAI content parts: the text ones, joined
+            text = _text_parts(text, f"{where}: turn {i + 1}")
         if not isinstance(text, str):
             raise DatasetError(f"{where}: turn {i + 1}: '{key_text}' is not text")
         out.append({"role": role, "content": text})
