@@ -9,6 +9,7 @@ SettingName = Literal[
     "base_model",
     "dataset",
     "dataset_format",
+    "columns",
     "chat_template",
     "max_seq_length",
     "eval_split",
@@ -23,6 +24,7 @@ SettingName = Literal[
     "quality_mode",
     "load_in_8bit",
     "load_in_16bit",
+    "full_finetuning",
     "use_gradient_checkpointing",
     "batch_size",
     "gradient_accumulation_steps",
@@ -53,6 +55,7 @@ class SettingValues(TypedDict):
     base_model: str
     dataset: str
     dataset_format: str
+    columns: str
     chat_template: str
     max_seq_length: int
     eval_split: float
@@ -67,6 +70,7 @@ class SettingValues(TypedDict):
     quality_mode: bool
     load_in_8bit: bool
     load_in_16bit: bool
+    full_finetuning: bool
     use_gradient_checkpointing: str
     batch_size: int
     gradient_accumulation_steps: int

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, cast
 
-from .data.scan import FORMATS
+from .data.scan import FORMATS, column_map
 from .data.templates import unknown_template
 from .setting_types import SettingName, SettingValues
 from .units import comma_list
@@ -117,8 +117,9 @@ M, L, P, OPT, OUT, ADV = GROUPS
 SETTINGS: tuple[Setting, ...] = (
     S("base_model", str, "unsloth/llama-3.1-8b-bnb-4bit", "Hub name or local directory of the base model", M),
     S("dataset", str, "", "Training data: a .jsonl/.json/.csv/.parquet file, a saved dataset directory, or a Hub name", M, path=True),
-    S("dataset_format", str, "auto", "How rows are read; auto detects text, messages, sharegpt or alpaca", M,
+    S("dataset_format", str, "auto", "How rows are read; auto detects it from the columns", M,
       choices=("auto", *FORMATS)),
+    S("columns", str, "", "Your file's columns, named as a format reads them: prompt=question,completion=answer", M),
     S("chat_template", str, "", "Chat template for chat data when the tokenizer has none (chatml, llama-3, ...); empty uses the tokenizer's", M),
     S("max_seq_length", int, 2048, "Longest sequence in tokens; longer rows are truncated", M, min=16, max=1_048_576),
     S("eval_split", float, 0.0, "Fraction of rows held out for evaluation (0 = none)", M, min=0.0, max=0.5),
@@ -135,6 +136,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("quality_mode", bool, False, "Accuracy over memory: 16-bit, checkpointing true, adamw_torch, RSLoRA when r >= 32", P),
     S("load_in_8bit", bool, False, "Load the base weights in 8-bit (LLM.int8): ~2x the memory of 4-bit", P),
     S("load_in_16bit", bool, False, "Load the base weights in 16-bit (LoRA): ~4x the memory of 4-bit, best quality", P),
+    S("full_finetuning", bool, False, "Train every weight, not LoRA adapters: 16-bit weights, and gradients and optimizer states for all of them", P),
     S("use_gradient_checkpointing", str, "unsloth", "unsloth: offload to RAM, least VRAM; true: standard; false: fastest, most VRAM", P,
       choices=("unsloth", "true", "false")),
     S("batch_size", int, 2, "Sequences per device per step", P, min=1, max=4096),
@@ -306,6 +308,10 @@ def validate(res: Resolved) -> None:
                 "base_model",
                 f"{flag}{why}: {v['base_model']!r} is a pre-quantized 4-bit checkpoint{hint}",
             )
+    if v["full_finetuning"] and res.precision != 16:
+        raise SettingError(
+            "full_finetuning", "--full-finetuning trains the weights themselves, in 16-bit: add --load-in-16bit"
+        )
     if not res.target_modules():
         raise SettingError("target_modules", "--target-modules: give at least one module name")
     if v["lora_r"] >= RSLORA_MIN_RANK and not v["use_rslora"]:
@@ -316,6 +322,10 @@ def validate(res: Resolved) -> None:
         parts = [p.strip() for p in v["gpus"].split(",")]
         if not all(p.isdigit() for p in parts):
             raise SettingError("gpus", f"--gpus: {v['gpus']!r} is not a comma-separated list of GPU indices")
+    try:
+        column_map(v["columns"])
+    except ValueError as e:
+        raise SettingError("columns", f"--columns: {e}") from None
     problem = unknown_template(v["chat_template"])
     if problem:
         raise SettingError("chat_template", problem)

@@ -428,3 +428,19 @@ def test_content_given_as_text_parts_is_joined_and_an_image_is_refused(tmp_path,
     (tmp_path / "img.jsonl").write_text(json.dumps({"messages": image}) + "\n")
     with pytest.raises(DatasetError, match=r"img.jsonl:1: turn 1: an image part"):
         scan(str(tmp_path / "img.jsonl"))
+
+
+def test_full_fine_tuning_trains_every_weight_and_saves_the_model(tmp_path, tiny_model):
+    from mgtui.tui.screens.run import load_snippet
+
+    data = write_dataset(tmp_path / "d.jsonl", "text", n=16)
+    res = settings(tiny_model, data, tmp_path / "run", max_steps=3, full_finetuning=True, load_in_16bit=True)
+    code, run_dir = run_in_process(res)
+    assert code == 0
+    assert (run_dir / "model.safetensors").exists() and not (run_dir / "adapter_config.json").exists()
+    from transformers import AutoModelForCausalLM
+
+    before = AutoModelForCausalLM.from_pretrained(tiny_model).state_dict()
+    after = AutoModelForCausalLM.from_pretrained(run_dir).state_dict()
+    assert any(not (before[k] == after[k]).all() for k in before if "layers.0.mlp" in k)  # the weights moved
+    assert "AutoModelForCausalLM.from_pretrained" in load_snippet(run_dir)

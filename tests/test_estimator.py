@@ -363,3 +363,37 @@ def test_train_refuses_what_it_cannot_train_in_one_line(tmp_path, cfg, reason):
     assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
     assert ("vision-language model" if "vision" in reason else "pre-quantized as mxfp4") in out.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_full_fine_tuning_counts_every_parameter():
+    res = resolve([{"base_model": "unsloth/llama-3.1-8b", "full_finetuning": True, "load_in_16bit": True,
+                    "optim": "adamw_torch"}])  # fmt: skip
+    found = lookup(res["base_model"])
+    est = plan(res, found, 80.0).estimate
+    n = found.arch.params
+    assert est.trainable_params == n and est.breakdown["lora_weights"] == 0
+    assert est.breakdown["gradients"] == pytest.approx(4 * n / 2**30)
+    assert est.breakdown["optimizer_states"] == pytest.approx(8 * n / 2**30)
+    assert est.state == "over"  # ~14.96 + 29.9 + 59.8 GB: not on an 80 GB card
+    lora = plan(resolve([{"base_model": "unsloth/llama-3.1-8b", "load_in_16bit": True}]), found, 80.0).estimate
+    assert lora.peak_gib < est.peak_gib / 3
+
+
+def test_full_fine_tuning_needs_16_bit(capsys):
+    assert main(["train", "--full-finetuning", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--full-finetuning" in err and "--load-in-16bit" in err
+
+
+def test_a_dynamic_quants_16_bit_layers_are_counted_in_16_bit(tmp_path, capsys):
+    """Unsloth's -unsloth-bnb-4bit uploads keep some layers unquantized, listed in the config."""
+    cfg = dict(next(c for k, _, c in CATALOG if k == "llama-3.2-1b"))
+    skipped = ["lm_head", "model.layers.0.mlp.down_proj", "model.layers.1.self_attn"]
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "quantization_config": {
+        "quant_method": "bitsandbytes", "load_in_4bit": True, "llm_int8_skip_modules": skipped}}))  # fmt: skip
+    arch = lookup(str(tmp_path)).arch
+    h, q, kv, i = 2048, 2048, 512, 8192
+    assert arch.kept_16bit == i * h + (h * q + 2 * h * kv + q * h) and arch.unmodelled == ()
+    plain = estimate(from_config(cfg), Inputs(precision=4)).breakdown["base_weights"]
+    dynamic = estimate(arch, Inputs(precision=4)).breakdown["base_weights"]
+    assert dynamic - plain == pytest.approx((2 - 0.516) * arch.kept_16bit / 2**30)

@@ -107,3 +107,14 @@ async def test_random_keys_on_the_run_screen(tmp_path, monkeypatch, log, live):
         if stand_in:
             stand_in.kill()
             stand_in.wait()
+
+
+async def test_keys_typed_while_the_app_closes_are_dropped():
+    """A burst after ctrl+q reached the app once its screens were gone: ScreenStackError (seen under load)."""
+    app = MgApp({"dataset": "builtin:demo-chat"}, None, NO_GPU, offer_runs=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        for key in ["ctrl+q", "escape", "tab", "a", "pagedown", "enter"]:
+            send(app, key)
+        await pilot.pause(0.3)
+    assert app.return_code == 0

@@ -157,13 +157,13 @@ def test_command_line_round_trips(capsys):
 
 def test_the_typed_view_of_the_settings_is_the_table():
     """mgtui/setting_types.py (names and types for the type checker) is generated from the table."""
-    from pathlib import Path
+
+    from settings_render import TARGET, render
 
     from mgtui.settings import SETTINGS
 
-    path = Path(__file__).resolve().parent.parent / "mgtui" / "setting_types.py"
-    expected = _render_setting_types(SETTINGS)
-    assert path.read_text() == expected, f"regenerate {path}:\n{expected}"
+    expected = render(SETTINGS)
+    assert TARGET.read_text() == expected, f"run: uv run python tests/settings_render.py\n{expected}"
 
 
 def test_the_type_checker_catches_a_misspelt_setting(tmp_path):
@@ -176,23 +176,3 @@ def test_the_type_checker_catches_a_misspelt_setting(tmp_path):
         [sys.executable, "-m", "mypy", "--no-incremental", str(probe)], capture_output=True, text=True, timeout=300
     )
     assert out.returncode == 1 and "'lora_rr'" in out.stdout and out.stdout.count("error:") == 1, out.stdout
-
-
-def _render_setting_types(settings) -> str:
-    names = "\n".join(f'    "{s.name}",' for s in settings)
-    fields = "\n".join(f"    {s.name}: {s.type.__name__}" for s in settings)
-    return f'''"""The settings' names and types, for the type checker: generated from the table in
-mgtui/settings.py (tests/test_settings.py fails, printing this file anew, when they differ)."""
-
-from __future__ import annotations
-
-from typing import Literal, TypedDict
-
-SettingName = Literal[
-{names}
-]
-
-
-class SettingValues(TypedDict):
-{fields}
-'''

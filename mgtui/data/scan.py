@@ -60,8 +60,40 @@ def resolve_source(name: str) -> Path | None:
     return None  # org/name: a Hub dataset
 
 
-def iter_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(where, row) for each row; `where` is 'file:line N' or 'file: row N' for errors."""
+COLUMN_NAMES = ("text", "messages", "conversations", "instruction", "input", "output", "prompt", "completion")
+
+
+def column_map(spec: str) -> dict[str, str]:
+    """--columns "prompt=question,completion=answer" as {source column: the name a format reads}.
+    Raises ValueError with the item at fault."""
+    mapping: dict[str, str] = {}
+    for item in (i.strip() for i in spec.split(",")):
+        if not item:
+            continue
+        target, sep, source = (p.strip() for p in item.partition("="))
+        if not sep or not target or not source:
+            raise ValueError(f"{item!r} is not NAME=COLUMN")
+        if target not in COLUMN_NAMES:
+            raise ValueError(f"{target!r} is not a column a format reads ({', '.join(COLUMN_NAMES)})")
+        mapping[source] = target
+    return mapping
+
+
+def rename(row: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
+    if not mapping:
+        return row
+    return {mapping.get(k, k): v for k, v in row.items()}
+
+
+def iter_rows(path: Path, columns: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, row) for each row, its columns renamed by --columns; `where` is 'file:line N' or
+    'file: row N' for errors."""
+    mapping = column_map(columns)
+    for where, row in _read_rows(path):
+        yield where, rename(row, mapping)
+
+
+def _read_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     suffix = path.suffix.lower()
     if path.is_dir():
         yield from _iter_saved(path)
@@ -289,6 +321,7 @@ def scan(
     limit: int | None = None,
     count: Callable[[list[str]], list[int]] | None = None,
     render: Callable[[str, dict[str, Any], str], str | None] | None = None,
+    columns: str = "",
 ) -> ScanReport:
     """Read and check every row (or the first `limit`). `count` measures rows in tokens, a batch at a
     time, as `render` writes them out (default: plainly, as the sample is). Raises DatasetError."""
@@ -299,23 +332,29 @@ def scan(
         return ScanReport(source, fmt, hub=True)
     report = ScanReport(str(path), fmt)
     batch: list[str] = []
-    columns: set[str] = set()
     try:
-        for where, row in iter_rows(path):
+        mapping = column_map(columns)
+    except ValueError as e:
+        raise DatasetError(f"--columns: {e}") from None
+    try:
+        for where, row in iter_rows(path, columns):
             if report.rows == 0:
-                columns = set(row)
-                report.columns = sorted(columns)
+                missing = {source for source, target in mapping.items() if target not in row}
+                if missing:
+                    raise DatasetError(f"{where}: --columns names {sorted(missing)}, not among the file's columns")
+                found = set(row)
+                report.columns = sorted(found)
                 if fmt == "auto":
-                    detected = detect_format(columns, row)
+                    detected = detect_format(found, row)
                     if detected is None:
                         raise DatasetError(
-                            f"{where}: no recognised fields; found columns {sorted(columns)}; "
-                            f"accepted formats: {ACCEPTED}"
+                            f"{where}: no recognised fields; found columns {sorted(found)}; "
+                            f"accepted formats: {ACCEPTED}; or map yours, e.g. --columns prompt=question,completion=answer"
                         )
                     report.format = detected
-                elif not REQUIRED[fmt] <= columns:
+                elif not REQUIRED[fmt] <= found:
                     raise DatasetError(
-                        f"{where}: format {fmt} needs {sorted(REQUIRED[fmt])}; found columns {sorted(columns)}"
+                        f"{where}: format {fmt} needs {sorted(REQUIRED[fmt])}; found columns {sorted(found)}"
                     )
             report.rows += 1
             text = plain_render(report.format, row, where)

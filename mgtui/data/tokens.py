@@ -125,7 +125,9 @@ def counter_for(base_model: str, fmt: str = "text", chat_template: str = "") -> 
     )
 
 
-def check_chat_rows(source: str, fmt: str, base_model: str, chat_template: str, rows: int = 1000) -> None:
+def check_chat_rows(
+    source: str, fmt: str, base_model: str, chat_template: str, rows: int = 1000, columns: str = ""
+) -> None:
     """What the engine would refuse about chat data, found before anything starts: a tokenizer with
     no template, or a row the template rejects (on the first `rows`: a rejection is usually every
     row's). Needs the tokenizer on this machine; without it, the engine finds out. Raises DatasetError."""
@@ -137,7 +139,7 @@ def check_chat_rows(source: str, fmt: str, base_model: str, chat_template: str, 
         raise DatasetError(counter.problem)
     if counter.render is None or path is None:
         return
-    for where, row in islice(iter_rows(path), rows):
+    for where, row in islice(iter_rows(path, columns), rows):
         counter.render(fmt, row, where)
 
 
@@ -148,6 +150,7 @@ def count_dataset(
     base_model: str,
     chat_template: str,
     progress: Callable[[float], None] = lambda done: None,
+    columns: str = "",
 ) -> tuple[list[int], str, str | None]:
     """(tokens per usable row, how they were counted, what the engine would refuse) for the first
     `limit` rows of a dataset whose format is known. Raises DatasetError for a row the template refuses."""
@@ -160,7 +163,7 @@ def count_dataset(
         rows += len(texts)
         return counter.count(texts)
 
-    tokens = scan(source, fmt, limit=limit, count=count, render=counter.render).tokens
+    tokens = scan(source, fmt, limit=limit, count=count, render=counter.render, columns=columns).tokens
     return tokens, counter.how, counter.problem
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ class Arch:
     shared_intermediate: int = 0  # the shared expert's MLP width (Qwen2-MoE), 0 if none
     expert_bias: bool = False  # gpt-oss: biases on the experts and the router, and attention sinks
     unmodelled: tuple[str, ...] = ()  # what the config holds that this count leaves out: unreliable
+    kept_16bit: int = 0  # layer Linear parameters a bnb checkpoint keeps unquantized (Unsloth's dynamic quants)
 
     @property
     def mlp_width(self) -> int:
@@ -177,7 +178,7 @@ def from_config(cfg: dict[str, Any], name: str = "") -> Arch:
     if model_type == "gemma3":
         model_type = "gemma3_text"
     experts = int(cfg.get("num_experts") or cfg.get("num_local_experts") or cfg.get("n_routed_experts") or 0)
-    return Arch(
+    arch = Arch(
         name=name or cfg.get("_name_or_path", model_type),
         model_type=model_type,
         hidden=h,
@@ -197,6 +198,26 @@ def from_config(cfg: dict[str, Any], name: str = "") -> Arch:
         expert_bias=model_type == "gpt_oss",
         unmodelled=unmodelled(cfg, model_type, experts),
     )
+    skipped = (cfg.get("quantization_config") or {}).get("llm_int8_skip_modules") or []
+    return replace(arch, kept_16bit=kept_16bit(arch, skipped)) if skipped else arch
+
+
+def kept_16bit(arch: Arch, skipped: list[str]) -> int:
+    """Parameters of the layer Linears that a bitsandbytes checkpoint's llm_int8_skip_modules keeps
+    in 16-bit ("model.layers.3.mlp.down_proj", or a whole "model.layers.3.mlp")."""
+    linears = arch.linears()
+    total = 0
+    for name in skipped:
+        parts = str(name).split(".")
+        if "layers" not in parts:
+            continue  # lm_head, vision parts: already 16-bit, or not counted
+        leaf = parts[-1]
+        if leaf in linears:
+            total += linears[leaf][0] * linears[leaf][1]
+        elif leaf in ("mlp", "self_attn"):
+            group = ("gate_proj", "up_proj", "down_proj") if leaf == "mlp" else ("q_proj", "k_proj", "v_proj", "o_proj")
+            total += sum(linears[n][0] * linears[n][1] for n in group if n in linears)
+    return total
 
 
 def untrainable(cfg: dict[str, Any], name: str) -> str | None:

@@ -109,6 +109,7 @@ class Inputs:
     backend: str = "unsloth"  # unsloth | transformers
     eval: bool = False
     world_size: int = 1
+    full: bool = False  # full fine-tuning: every parameter trains, no adapters
 
     @classmethod
     def from_settings(cls, values: Mapping, precision: int, backend: str = "unsloth", world_size: int = 1) -> "Inputs":
@@ -123,6 +124,7 @@ class Inputs:
             backend=backend,
             eval=values["eval_split"] > 0,
             world_size=world_size,
+            full=bool(values.get("full_finetuning", False)),
         )
 
 
@@ -172,7 +174,8 @@ def estimate(arch: Arch, inp: Inputs, gpu_gib: float | None = None, c: Coefficie
     if experts_nf4:
         sixteen += arch.expert_params * c.nf4_bytes_per_param
     if inp.precision == 4:
-        base = linear * c.nf4_bytes_per_param + sixteen
+        # a dynamic quant's 16-bit layers (from its config) cost 2 bytes, not NF4's half byte
+        base = (linear - arch.kept_16bit) * c.nf4_bytes_per_param + 2 * arch.kept_16bit + sixteen
     elif inp.precision == 8:
         rows = L * sum(d_out for _, d_out in arch.linears().values())
         base = linear * c.int8_bytes_per_param + 4 * rows + sixteen
@@ -184,6 +187,10 @@ def estimate(arch: Arch, inp: Inputs, gpu_gib: float | None = None, c: Coefficie
     per_layer = sum(a + b for a, b in shapes)
     trainable = L * per_layer + arch.expert_lora_params(inp.lora_r, set(inp.targets), inp.backend)
     lora = trainable * c.lora_bytes_per_param
+    if inp.full:  # every weight trains; they are the base weights above, so no adapter term
+        trainable, lora = arch.params, 0.0
+        shapes = []
+        notes.append("full fine-tuning: gradients and optimizer states of every parameter, counted in float32")
     grads = trainable * c.grad_bytes_per_param
     if inp.world_size > 1:  # DDP's gradient buckets hold a second copy of the gradients
         grads *= 2

@@ -86,8 +86,8 @@ def follow(run_dir: Path, proc, display: Display, offset: int = 0, poll: float =
 def train_headless(res: Resolved, force: bool = False, detach: bool = False) -> int:
 
     try:
-        report = scan(res["dataset"], res["dataset_format"])  # bad data: exit 2 before anything starts
-        check_chat_rows(res["dataset"], report.format, res["base_model"], res["chat_template"])
+        report = scan(res["dataset"], res["dataset_format"], columns=res["columns"])  # bad data: exit 2 now
+        check_chat_rows(res["dataset"], report.format, res["base_model"], res["chat_template"], columns=res["columns"])
         warning = disk_warning(res, report.rows)
         if warning:
             print(f"warning: {warning}", file=sys.stderr)

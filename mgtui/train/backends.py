@@ -124,7 +124,7 @@ def unsloth_kwargs(res: Resolved, plan: RuntimePlan, local_rank: int = 0) -> dic
         "dtype": None,  # Unsloth picks bf16 where supported
         "load_in_4bit": plan.precision == 4,
         "load_in_8bit": plan.precision == 8,
-        "full_finetuning": False,
+        "full_finetuning": res["full_finetuning"],
         "trust_remote_code": res["trust_remote_code"],
         "device_map": {"": local_rank},
     }
@@ -196,6 +196,8 @@ def load_model(res: Resolved, plan: RuntimePlan, local_rank: int):
 
         model, tokenizer = FastLanguageModel.from_pretrained(**unsloth_kwargs(res, plan, local_rank))
         adopt_model_dtype(plan, model)
+        if res["full_finetuning"]:
+            return model, tokenizer
         model = FastLanguageModel.get_peft_model(
             model, **lora_kwargs(res), use_gradient_checkpointing=plan.checkpointing, random_state=res["seed"]
         )
@@ -207,6 +209,8 @@ def load_model(res: Resolved, plan: RuntimePlan, local_rank: int):
     device_map = {"": local_rank} if plan.device == "cuda" else None
     tokenizer = AutoTokenizer.from_pretrained(res["base_model"], trust_remote_code=res["trust_remote_code"])
     model = AutoModelForCausalLM.from_pretrained(res["base_model"], **model_kwargs(res, plan, device_map))
+    if res["full_finetuning"]:
+        return model, tokenizer
     if plan.precision in (4, 8):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(plan.checkpointing))
     model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **lora_kwargs(res)))

@@ -15,10 +15,12 @@ from ..data.scan import (
     COMPLETION_ONLY,
     DatasetError,
     alpaca_parts,
+    column_map,
     completion_start,
     detect_format,
     iter_rows,
     prompt_completion_parts,
+    rename,
     resolve_source,
     scan,
     to_messages,
@@ -33,15 +35,16 @@ def load_rows(res: Resolved) -> tuple[str, list[dict[str, Any]]]:
     source, fmt = res["dataset"], res["dataset_format"]
     path = resolve_source(source)
     if path is not None:
-        report = scan(source, fmt)  # validates every row, with file and line in each error
-        return report.format, [row for _, row in iter_rows(path)]
+        report = scan(source, fmt, columns=res["columns"])  # every row checked, each error with its line
+        return report.format, [row for _, row in iter_rows(path, res["columns"])]
     from datasets import load_dataset
 
     try:
         ds = load_dataset(source, split="train")
     except Exception as e:
         raise DatasetError(f"{source}: cannot load from the Hub: {str(e).splitlines()[0]}") from None
-    rows = list(ds)
+    mapping = column_map(res["columns"])
+    rows = [rename(row, mapping) for row in ds]
     if not rows:
         raise DatasetError(f"{source}: the dataset is empty")
     if fmt == "auto":

@@ -267,7 +267,7 @@ def _train(
     t0: float,
 ) -> int:
     ev.emit("phase", phase="preparing_data", progress=0.0, detail="checking rows")
-    scan(res["dataset"], res["dataset_format"])  # bad data fails here, before the model loads
+    scan(res["dataset"], res["dataset_format"], columns=res["columns"])  # bad data fails here, before the model loads
 
     ev.emit("phase", phase="loading_model", detail=res["base_model"])
     found = boot(res, world)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
+from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -104,6 +105,13 @@ class MgApp(App):
         self.notice = notice
         self.scan_limit = scan_limit
         self.offer_runs = offer_runs
+
+    async def on_event(self, event: events.Event) -> None:
+        # Keys typed while the app closes reach it after its screens are gone (a burst after ctrl+q):
+        # they have nothing to act on, where Textual would raise ScreenStackError.
+        if isinstance(event, events.Key) and not self.screen_stack:
+            return
+        await super().on_event(event)
 
     def on_mount(self) -> None:
         guard_option_list_paging()

@@ -172,6 +172,7 @@ class FormScreen(AppScreen):
             m.value("chat_template"),
             m.value("max_seq_length"),
             delay,
+            m.value("columns"),
         )
 
     def on_dataset_panel_changed(self, event: DatasetPanel.Changed) -> None:

@@ -34,6 +34,8 @@ LOG_STYLE = {"warning": "yellow", "error": "bold red", "phase": "cyan", "info": 
 
 
 def load_snippet(run_dir: Path) -> str:
+    if (run_dir / "config.json").exists() and not (run_dir / "adapter_config.json").exists():  # full fine-tuning
+        return f"from transformers import AutoModelForCausalLM\nmodel = AutoModelForCausalLM.from_pretrained({str(run_dir)!r})"
     return (
         f"from peft import AutoPeftModelForCausalLM\nmodel = AutoPeftModelForCausalLM.from_pretrained({str(run_dir)!r})"
     )

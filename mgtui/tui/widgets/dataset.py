@@ -25,7 +25,7 @@ def length_stats(tokens: list[int], max_seq_length: int) -> dict:
     return stats(tokens, max_seq_length)
 
 
-Key = tuple[str, str, str, str]  # what a scan depends on: data, format, and the model and template that count it
+Key = tuple[str, str, str, str, str]  # what a scan depends on: data, format, model, template, column map
 
 
 class DatasetPanel(Static):
@@ -45,16 +45,23 @@ class DatasetPanel(Static):
         self._wait: Timer | None = None
 
     def follow(
-        self, dataset: str, fmt: str, base_model: str, chat_template: str, max_seq_length: int, delay: float = 0.4
+        self,
+        dataset: str,
+        fmt: str,
+        base_model: str,
+        chat_template: str,
+        max_seq_length: int,
+        delay: float = 0.4,
+        columns: str = "",
     ) -> None:
         """Show what the form now names. A change of data, model or template is scanned once typing
         pauses for `delay` seconds; a new max-seq-length only redraws."""
-        key = (dataset, fmt, base_model, chat_template)
+        key = (dataset, fmt, base_model, chat_template, columns)
         if key == self.key and max_seq_length == self.max_seq_length:
             return
         self.max_seq_length = max_seq_length
         if key != self.key:
-            if self.key is None or key[:2] != self.key[:2]:  # other data: what is shown no longer applies
+            if self.key is None or (key[:2], key[4]) != (self.key[:2], self.key[4]):  # other data: start afresh
                 self.report, self.error = None, None
             self.key = key
             if self._wait is not None:
@@ -72,13 +79,13 @@ class DatasetPanel(Static):
         """Check the data and show it at once; then count its tokens, which can take seconds."""
         asked = self.key
         assert asked is not None
-        source, fmt, base, template = asked
+        source, fmt, base, template, columns = asked
         if not source:
             return
         from ...data.scan import DatasetError, scan
 
         try:
-            report = scan(source, fmt, limit=self.scan_limit)
+            report = scan(source, fmt, limit=self.scan_limit, columns=columns)
         except DatasetError as e:
             self.app.call_from_thread(self._got, asked, None, str(e))
             return
@@ -96,6 +103,7 @@ class DatasetPanel(Static):
             limit=min(self.scan_limit, report.rows),
             base_model=base,
             chat_template=template,
+            columns=columns,
         )
         child = subprocess.Popen(
             argv, env=env, text=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
