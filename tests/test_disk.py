@@ -9,7 +9,7 @@ from engine_helpers import settings, write_dataset
 from test_engine import run_in_process
 
 from mgtui.runs import rundir
-from mgtui.runs.launch import disk_warning
+from mgtui.runs.launch import disk_warning, trainable_params
 from mgtui.settings import resolve
 from mgtui.tui.app import MgApp
 
@@ -27,10 +27,12 @@ def test_planned_steps_and_what_the_checkpoints_take():
 
 def test_a_disk_too_small_is_named_with_the_fixes(tmp_path):
     res = resolve([{"base_model": "unsloth/llama-3.1-8b", "output_dir": str(tmp_path / "run"), "max_steps": 1000}])
-    warning = disk_warning(res, rows=5000, free=2**30)
+    trainable = trainable_params(res)
+    assert trainable
+    warning = disk_warning(res, rows=5000, trainable=trainable, free=2**30)
     assert warning and str(tmp_path / "run") in warning and "1.0 GB free" in warning
     assert "--save-total-limit" in warning and "--output-dir" in warning
-    assert disk_warning(res, rows=5000, free=2**40) is None
+    assert disk_warning(res, rows=5000, trainable=trainable, free=2**40) is None
 
 
 def test_save_total_limit_keeps_the_newest_checkpoints(tmp_path, tiny_model):

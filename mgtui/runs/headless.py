@@ -17,7 +17,7 @@ from ..data.tokens import check_chat_rows
 from ..errors import EXIT_FAILED, EXIT_FOR_STATE, EXIT_OK, EXIT_STOPPED, EXIT_USAGE, UsageError, how_it_ended
 from ..settings import Resolved
 from .events import EVENTS_FILE, INPUT_KINDS, EventFollower
-from .launch import LaunchError, disk_warning, request_stop, start
+from .launch import LaunchError, disk_warning, request_stop, start, trainable_params
 from .rundir import LOG_FILE
 from .view import describe, fmt_duration
 
@@ -88,7 +88,8 @@ def train_headless(res: Resolved, force: bool = False, detach: bool = False) -> 
     try:
         report = scan(res["dataset"], res["dataset_format"], columns=res["columns"])  # bad data: exit 2 now
         check_chat_rows(res["dataset"], report.format, res["base_model"], res["chat_template"], columns=res["columns"])
-        warning = disk_warning(res, report.rows)
+        trainable = trainable_params(res)
+        warning = disk_warning(res, report.rows, trainable) if trainable else None
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
         log = Path(res["output_dir"]).expanduser() / EVENTS_FILE

@@ -161,23 +161,20 @@ def request_stop(run_dir: Path) -> bool:
         return False
 
 
-def disk_warning(res: Resolved, rows: int, gpu_count: int = 1, free: int | None = None) -> str | None:
-    """Whether the output directory's disk holds what this run will write (a warning, not a refusal:
-    the estimate of the checkpoints' size is rough, and space may be freed while it trains)."""
+def trainable_params(res: Resolved) -> int | None:
+    """The parameters the run will train, from the estimator; None for an unknown architecture."""
     from ..estimate import lookup
     from ..estimate.advisor import estimate_settings
 
     arch = lookup(res["base_model"], online=False).arch
-    if arch is None:
-        return None
-    world = res.world_size(gpu_count)
-    trainable = estimate_settings(res, arch, None).trainable_params
+    return None if arch is None else estimate_settings(res, arch, None).trainable_params
+
+
+def disk_warning(res: Resolved, rows: int, trainable: int, gpu_count: int = 1, free: int | None = None) -> str | None:
+    """Whether the output directory's disk holds what this run will write (a warning, not a refusal:
+    the estimate of the checkpoints' size is rough, and space may be freed while it trains)."""
     steps = rundir.planned_steps(
-        res["max_steps"],
-        res["epochs"],
-        rows,
-        res["eval_split"],
-        res["batch_size"] * res["gradient_accumulation_steps"] * world,
+        res["max_steps"], res["epochs"], rows, res["eval_split"], res.effective_batch * res.world_size(gpu_count)
     )
     need = rundir.disk_need_bytes(trainable, res["optim"], steps, res["save_steps"], res["save_total_limit"])
     out = Path(res["output_dir"]).expanduser()

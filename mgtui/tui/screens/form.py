@@ -277,10 +277,12 @@ class FormScreen(AppScreen):
                     if self.gpus.gpus
                     else f"no GPU: {self.gpus.error}"
                 )
-            if s.name == "output_dir" and m.resolved is not None and self.dataset_panel.report is not None:
+            est = self.plan.estimate if self.plan else None
+            if s.name == "output_dir" and m.resolved and est and self.dataset_panel.report is not None:
                 from ...runs.launch import disk_warning  # the same warning model-garden train prints
 
-                note = disk_warning(m.resolved, self.dataset_panel.report.rows, len(self.detected))
+                rows = self.dataset_panel.report.rows
+                note = disk_warning(m.resolved, rows, est.trainable_params, len(self.detected))
             if s.name == "nproc_per_node" and m.resolved is not None:
                 world = m.resolved.world_size(len(self.detected))
                 backend, why = self.backend(m.resolved)
