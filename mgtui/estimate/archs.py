@@ -237,10 +237,20 @@ def untrainable(cfg: dict[str, Any], name: str) -> str | None:
     return None
 
 
+def config_path(base_model: str) -> tuple[str, Path | None]:
+    """Where a model's config.json is on this machine, and what that place is called: a config file
+    named directly, a local model directory, or the HF cache (None when it isn't there)."""
+    local = Path(base_model).expanduser()
+    if local.is_file() and local.name.endswith(".json"):
+        return "config file", local
+    if local.is_dir():
+        return "local config", local / "config.json"
+    return "HF cache", hf_cache_file(base_model, "config.json")
+
+
 def local_config(base_model: str) -> dict[str, Any] | None:
     """The model's config.json from its local directory or the HF cache, without the network."""
-    local = Path(base_model).expanduser()
-    path = local / "config.json" if local.is_dir() else hf_cache_file(base_model, "config.json")
+    path = config_path(base_model)[1]
     try:
         return json.loads(path.read_text()) if path is not None and path.is_file() else None
     except (OSError, ValueError):
@@ -370,21 +380,14 @@ def lookup(base_model: str, online: bool = True) -> Lookup:
     """Local directory, then HF cache, then the Hub (config only), then the catalog."""
     if base_model == BUILTIN_MODEL:
         return Lookup(from_config(TINY_LLAMA_CONFIG, "tiny-llama"), "built-in demo model", 512)
-    candidates: list[tuple[str, Path | None]] = []
     local = Path(base_model).expanduser()
-    if local.is_file() and local.name.endswith(".json"):
-        candidates.append(("config file", local))
-    elif local.is_dir():
-        candidates.append(("local config", local / "config.json"))
-    else:
-        candidates.append(("HF cache", hf_cache_file(base_model, "config.json")))
-    for source, path in candidates:
-        if path is not None and path.is_file():
-            try:
-                cfg = json.loads(path.read_text())
-                return Lookup(from_config(cfg, base_model), source, cfg.get("max_position_embeddings"))
-            except (OSError, ValueError, KeyError, TypeError):
-                return Lookup(None, f"{path}: not a config.json this estimator understands")
+    source, path = config_path(base_model)
+    if path is not None and path.is_file():
+        try:
+            cfg = json.loads(path.read_text())
+            return Lookup(from_config(cfg, base_model), source, cfg.get("max_position_embeddings"))
+        except (OSError, ValueError, KeyError, TypeError):
+            return Lookup(None, f"{path}: not a config.json this estimator understands")
     if online and not local.exists():
         path = hub_config(base_model)
         if path is not None:
