@@ -444,3 +444,99 @@ def test_full_fine_tuning_trains_every_weight_and_saves_the_model(tmp_path, tiny
     after = AutoModelForCausalLM.from_pretrained(run_dir).state_dict()
     assert any(not (before[k] == after[k]).all() for k in before if "layers.0.mlp" in k)  # the weights moved
     assert "AutoModelForCausalLM.from_pretrained" in load_snippet(run_dir)
+
+
+def tool_rows(n: int) -> list[dict]:
+    """OpenAI-style tool-calling conversations: a call (arguments as JSON text), its result, the answer."""
+    tools = [{"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}]
+    rows = []
+    for i in range(n):
+        call = {"id": f"c{i}", "type": "function", "function": {"name": "add", "arguments": f'{{"a": {i}, "b": {i}}}'}}
+        rows.append({
+            "messages": [
+                {"role": "user", "content": f"What is {i} plus {i}?"},
+                {"role": "assistant", "content": None, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": f"c{i}", "content": str(2 * i)},
+                {"role": "assistant", "content": f"It is {2 * i}."},
+            ],
+            "tools": tools,
+        })  # fmt: skip
+    return rows
+
+
+def test_tool_calls_train_through_a_template_that_renders_them(tmp_path, tiny_model):
+    """The calls and the answer are learned, the tool's result is not, and the form's count agrees
+    with the engine's tokens."""
+    from transformers import AutoTokenizer
+
+    from mgtui.data.scan import scan
+    from mgtui.data.tokens import counter_for
+    from mgtui.train.datasets import tokenize_rows
+
+    rows = tool_rows(32)
+    data = tmp_path / "tools.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = settings(
+        tiny_model,
+        data,
+        tmp_path / "run",
+        max_steps=4,
+        chat_template="hermes",
+        train_on_responses_only=True,
+        max_seq_length=512,
+    )
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    examples, _ = tokenize_rows(res, "messages", rows[3:4], tok)
+    learned = tok.decode([i for i, m in zip(examples[0]["input_ids"], examples[0]["assistant_masks"]) if m])
+    assert '{"name": "add", "arguments": {"a": 3, "b": 3}}' in learned and "It is 6." in learned
+    assert "What is" not in learned and "<tool_response>" not in learned
+    counter = counter_for(str(tiny_model), "messages", "hermes")
+    assert scan(str(data), count=counter.count, render=counter.render, limit=4).tokens[3] == len(
+        examples[0]["input_ids"]
+    )
+    code, run_dir = run_in_process(res)
+    assert code == 0
+    assert json.loads((run_dir / "summary.json").read_text())["dataset"]["format"] == "messages"
+
+
+def test_tool_calls_under_a_template_without_them_are_refused_before_the_run(tmp_path, tiny_model, capsys):
+    """The tiny model's own ChatML ignores tool calls: the row is named, and nothing starts."""
+    from transformers import AutoTokenizer
+
+    from mgtui.data.scan import DatasetError
+    from mgtui.train.datasets import tokenize_rows
+
+    data = tmp_path / "tools.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in tool_rows(4)))
+    run = tmp_path / "run"
+    code = main(["train", "--base-model", str(tiny_model), "--dataset", str(data), "--output-dir", str(run)])
+    err = capsys.readouterr().err
+    assert code == 2 and not run.exists()
+    assert err == (
+        f"model-garden train: error: {data}:1: turn 2 calls a tool, and the chat template does not render tool calls; "
+        "use a model whose template does, or --chat-template hermes\n"
+    )
+    res = resolve([{"dataset": str(data), "base_model": str(tiny_model)}])
+    with pytest.raises(DatasetError, match=r"row 1: turn 2 calls a tool"):  # the engine says the same
+        tokenize_rows(res, "messages", tool_rows(1), AutoTokenizer.from_pretrained(tiny_model))
+
+
+def test_rows_with_nothing_to_learn_are_found_before_the_model_loads(tmp_path, tiny_model, capsys):
+    long_q = "please " * 60
+    rows = [PROMPT_COMPLETION["prompt_completion"](long_q + str(i), "yes.") for i in range(6)]
+    data = tmp_path / "long.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = tmp_path / "run"
+    argv = ["train", "--base-model", str(tiny_model), "--dataset", str(data), "--output-dir", str(run)]
+    code = main([*argv, "--max-seq-length", "32"])
+    err = capsys.readouterr().err
+    assert code == 2 and not run.exists()  # refused before any run directory or model
+    assert "in every row the response starts after max_seq_length 32" in err and err.count("\n") == 1
+    # Some rows: a warning, and the run goes ahead without them.
+    data.write_text(
+        "".join(json.dumps(r) + "\n" for r in rows + [PROMPT_COMPLETION["prompt_completion"]("hi", "yes.")])
+    )
+    code = main([*argv, "--max-seq-length", "32", "--max-steps", "1", "--batch-size", "1"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "warning: 6 of 7 rows skipped: their response starts after max_seq_length 32" in err

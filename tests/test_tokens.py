@@ -61,7 +61,7 @@ def test_chat_data_without_a_template_is_flagged_before_the_run(tiny_model, tmp_
     (model / "chat_template.jinja").unlink()  # a base model whose tokenizer has no chat template
     counter = counter_for(str(model), "messages")
     assert counter.problem == (
-        f"{model}: its tokenizer has no chat template; pass --chat-template (chatml, llama-3, gemma, zephyr)"
+        f"{model}: its tokenizer has no chat template; pass --chat-template (chatml, hermes, llama-3, gemma, zephyr)"
     )
     assert counter_for(str(model), "messages", "chatml").problem is None  # a named one fixes it
     assert "unknown template 'nope'" in counter_for(str(model), "messages", "nope").problem
@@ -84,6 +84,30 @@ async def test_the_form_warns_of_truncation_as_max_seq_length_changes(tiny_model
         assert note() == f"{tokens.count(longest)} rows truncated"  # and under the field being edited
         await type_into(pilot, "max_seq_length", str(longest))
         assert "truncated" not in panel() and "truncated" not in note()
+
+
+async def test_the_form_counts_rows_that_truncation_leaves_nothing_to_learn(tiny_model, tmp_path, isolated_home):
+    """A prompt longer than max-seq-length leaves its row no trained token: the panel and the
+    field's note say how many; when it is every row, Start is refused before any model loads."""
+    long_rows = [{"prompt": "please " * 60 + str(i), "completion": "yes."} for i in range(6)]
+    data = tmp_path / "pc.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in long_rows))
+    out = tmp_path / "out"
+    values = {"base_model": str(tiny_model), "dataset": str(data), "output_dir": str(out), "max_seq_length": 32}
+    app = MgApp(values, None, NO_GPU, offer_runs=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        panel = lambda: str(app.screen.query_one("#dataset").render())  # noqa: E731
+        assert "6 rows learn nothing: their prompt fills max-seq-length; the run would stop" in panel()
+        assert str(app.screen.query_one("#n-max_seq_length").render()) == "6 rows truncated, 6 learn nothing"
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert any(
+            "Start refused:" in n.message and "nothing would be learned" in n.message for n in app._notifications
+        )
+        assert not out.exists()
+        await type_into(pilot, "max_seq_length", "512")
+        assert "learn nothing" not in panel()
 
 
 NO_SYSTEM = (

@@ -220,8 +220,42 @@ def prompt_completion_parts(row: dict[str, Any], where: str) -> tuple[str, str] 
     return prompt or "", completion
 
 
-def to_messages(fmt: str, row: dict[str, Any], where: str) -> list[dict[str, str]] | None:
-    """A chat row as [{role, content}], checked. None for empty rows (skipped, counted)."""
+def _tool_calls(calls: Any, where: str) -> list[dict[str, Any]]:
+    """An assistant turn's OpenAI tool calls, as chat templates read them: the arguments as a mapping
+    (OpenAI writes them as JSON text; Hugging Face templates expect a dict)."""
+    if not isinstance(calls, list):
+        raise DatasetError(f"{where}: 'tool_calls' is not a list")
+    out = []
+    for n, call in enumerate(calls, 1):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise DatasetError(f"{where}: tool call {n} needs a 'function' with a 'name'")
+        arguments = function.get("arguments", {})
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments) if arguments.strip() else {}
+            except ValueError:
+                raise DatasetError(f"{where}: tool call {n}: 'arguments' is not JSON") from None
+        out.append({**call, "type": call.get("type", "function"), "function": {**function, "arguments": arguments}})
+    return out
+
+
+def tools_of(row: dict[str, Any], where: str) -> list[dict[str, Any]] | None:
+    """The row's tool definitions (a 'tools' column, as TRL reads it), for the chat template."""
+    tools = row.get("tools")
+    if isinstance(tools, str):
+        try:
+            tools = json.loads(tools) if tools.strip() else None  # CSV cells hold JSON text
+        except ValueError:
+            raise DatasetError(f"{where}: 'tools' is not JSON") from None
+    if tools is not None and not isinstance(tools, list):
+        raise DatasetError(f"{where}: 'tools' is not a list")
+    return tools or None
+
+
+def to_messages(fmt: str, row: dict[str, Any], where: str) -> list[dict[str, Any]] | None:
+    """A chat row as [{role, content}], checked; an assistant's tool calls and a tool turn's id and
+    name are kept for the template. None for empty rows (skipped, counted)."""
     if fmt == "chat_prompt_completion":
         row = {
             "messages": _turns(row.get("prompt"), "prompt", where) + _turns(row.get("completion"), "completion", where)
@@ -242,25 +276,49 @@ def to_messages(fmt: str, row: dict[str, Any], where: str) -> list[dict[str, str
             ) from None
     if not isinstance(turns, list):
         raise DatasetError(f"{where}: '{'messages' if fmt == 'messages' else 'conversations'}' is not a list")
-    out = []
+    out: list[dict[str, Any]] = []
     for i, turn in enumerate(turns):
-        if not isinstance(turn, dict) or key_role not in turn or key_text not in turn:
-            raise DatasetError(f"{where}: turn {i + 1} needs '{key_role}' and '{key_text}'")
-        role, text = turn[key_role], turn[key_text]
+        at = f"{where}: turn {i + 1}"
+        calls = turn.get("tool_calls") if isinstance(turn, dict) and roles is None else None
+        if not isinstance(turn, dict) or key_role not in turn or (key_text not in turn and not calls):
+            raise DatasetError(f"{at} needs '{key_role}' and '{key_text}'")
+        role, text = turn[key_role], turn.get(key_text)
         if roles is not None:
             if role not in roles:
-                raise DatasetError(f"{where}: turn {i + 1}: unknown speaker {role!r} (use {', '.join(sorted(roles))})")
+                raise DatasetError(f"{at}: unknown speaker {role!r} (use {', '.join(sorted(roles))})")
             role = roles[role]
         elif role not in ("system", "user", "assistant", "tool"):
-            raise DatasetError(f"{where}: turn {i + 1}: unknown role {role!r} (use system, user, assistant)")
+            raise DatasetError(f"{at}: unknown role {role!r} (use system, user, assistant, tool)")
         if isinstance(text, list):  # OpenAI content parts: the text ones, joined
-            text = _text_parts(text, f"{where}: turn {i + 1}")
+            text = _text_parts(text, at)
+        if text is None and calls:
+            text = ""  # an assistant turn that only calls tools
         if not isinstance(text, str):
-            raise DatasetError(f"{where}: turn {i + 1}: '{key_text}' is not text")
-        out.append({"role": role, "content": text})
-    if not any(t["role"] == "assistant" and t["content"].strip() for t in out):
+            raise DatasetError(f"{at}: '{key_text}' is not text")
+        message: dict[str, Any] = {"role": role, "content": text}
+        if calls:
+            if role != "assistant":
+                raise DatasetError(f"{at}: only an assistant turn makes tool calls")
+            message["tool_calls"] = _tool_calls(calls, at)
+        if role == "tool":
+            message.update({k: turn[k] for k in ("tool_call_id", "name") if isinstance(turn.get(k), str)})
+        out.append(message)
+    if not any(t["role"] == "assistant" and (t["content"].strip() or t.get("tool_calls")) for t in out):
         return None
     return out
+
+
+def dropped_tool_calls(messages: list[dict[str, Any]], rendered: str, where: str) -> DatasetError | None:
+    """A chat template that ignores tool calls renders an empty assistant turn and trains on nothing
+    of it: the row is refused, naming it. A call is rendered when its function's name appears."""
+    for i, message in enumerate(messages):
+        for call in message.get("tool_calls") or ():
+            if call["function"]["name"] not in rendered:
+                return DatasetError(
+                    f"{where}: turn {i + 1} calls a tool, and the chat template does not render tool calls; "
+                    "use a model whose template does, or --chat-template hermes"
+                )
+    return None
 
 
 ALPACA_PROMPT = (
@@ -299,7 +357,12 @@ def plain_render(fmt: str, row: dict[str, Any], where: str) -> str | None:
         pc = prompt_completion_parts(row, where)
         return None if pc is None else pc[0] + pc[1]
     msgs = to_messages(fmt, row, where)
-    return None if msgs is None else "\n".join(f"{m['role']}: {m['content']}" for m in msgs)
+    return None if msgs is None else "\n".join(f"{m['role']}: {m['content']}{_calls_text(m)}" for m in msgs)
+
+
+def _calls_text(message: dict[str, Any]) -> str:
+    calls = message.get("tool_calls") or ()
+    return "".join(f" [calls {c['function']['name']}({json.dumps(c['function']['arguments'])})]" for c in calls)
 
 
 @dataclass

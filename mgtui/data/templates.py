@@ -18,6 +18,27 @@ NAMED_TEMPLATES = {
         "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
         "'<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
     ),
+    # ChatML with tool calls as Hermes and Qwen2.5 write them: <tool_call> JSON in the assistant's turn,
+    # results as <tool_response> in a user turn, and the row's tools listed in the system turn.
+    "hermes": (
+        "{% set sys = messages[0]['content'] if messages and messages[0]['role'] == 'system' else none %}"
+        "{% if tools %}{{ '<|im_start|>system\\n' }}{% if sys %}{{ sys + '\\n\\n' }}{% endif %}"
+        "{{ '# Tools\\n\\nYou may call one or more functions. Their signatures are within <tools></tools>:\\n<tools>' }}"
+        "{% for tool in tools %}{{ '\\n' + tool | tojson }}{% endfor %}"
+        "{{ '\\n</tools>\\n\\nReturn each call as a JSON object with its name and arguments within "
+        "<tool_call></tool_call>.<|im_end|>\\n' }}"
+        "{% elif sys %}{{ '<|im_start|>system\\n' + sys + '<|im_end|>\\n' }}{% endif %}"
+        "{% for message in messages %}{% if message['role'] == 'system' and loop.first %}"
+        "{% elif message['role'] == 'tool' %}"
+        "{{ '<|im_start|>user\\n<tool_response>\\n' + message['content'] + '\\n</tool_response><|im_end|>\\n' }}"
+        "{% else %}{{ '<|im_start|>' + message['role'] }}"
+        "{% if message['content'] %}{{ '\\n' + message['content'] }}{% endif %}"
+        "{% for call in message['tool_calls'] or [] %}"
+        "{{ '\\n<tool_call>\\n{\"name\": \"' + call['function']['name'] + '\", \"arguments\": ' "
+        "+ call['function']['arguments'] | tojson + '}\\n</tool_call>' }}"
+        "{% endfor %}{{ '<|im_end|>\\n' }}{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    ),
     "llama-3": (
         "{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + "
         "'<|end_header_id|>\\n\\n' + message['content'] + '<|eot_id|>' }}{% endfor %}"
@@ -114,9 +135,18 @@ def _compiled(template: str):
     return env.from_string(template)
 
 
-def render_chat(template: str, messages: list[dict[str, str]], specials: dict[str, str]) -> str:
-    """The conversation as the engine renders it for training (no generation prompt)."""
-    return _compiled(template).render(messages=messages, add_generation_prompt=False, **specials)
+def render_chat(
+    template: str,
+    messages: list[dict[str, Any]],
+    specials: dict[str, str],
+    tools: list[dict[str, Any]] | None = None,
+    generation_prompt: bool = False,
+) -> str:
+    """The conversation as the engine renders it: for training (no generation prompt), or the prompt
+    before a reply."""
+    return _compiled(template).render(
+        messages=messages, tools=tools, add_generation_prompt=generation_prompt, **specials
+    )
 
 
 def refused(where: str, error: Exception) -> DatasetError:

@@ -19,14 +19,18 @@ from ..demo_model import BUILTIN_MODEL, builtin_model_dir
 from ..hub_cache import hf_cache_file
 from .scan import (
     CHAT_FORMATS,
+    COMPLETION_ONLY,
     DatasetError,
     alpaca_parts,
+    completion_start,
+    dropped_tool_calls,
     iter_rows,
     plain_render,
     prompt_completion_parts,
     resolve_source,
     scan,
     to_messages,
+    tools_of,
 )
 from .templates import pick_template, refused, render_chat, saved_template, special_tokens
 
@@ -62,6 +66,8 @@ class TokenCounter:
     count: Callable[[list[str]], list[int]]
     render: Callable[[str, dict[str, Any], str], str | None] | None = None  # None: rows as the scan shows them
     problem: str | None = None  # what the engine will refuse (a chat format without a template)
+    # The text before a row's first trained token, when a prompt is masked out of the loss.
+    prompt: Callable[[str, dict[str, Any], str], str] | None = None
 
     @property
     def exact(self) -> bool:
@@ -91,6 +97,7 @@ def counter_for(base_model: str, fmt: str = "text", chat_template: str = "") -> 
         return _estimate()
     specials = special_tokens(path.parent)
     eos = specials.get("eos_token", "")
+    prompt: Callable[[str, dict[str, Any], str], str]
     if fmt in CHAT_FORMATS:
         try:
             template = pick_template(chat_template, saved_template(path.parent), base_model)
@@ -102,19 +109,38 @@ def counter_for(base_model: str, fmt: str = "text", chat_template: str = "") -> 
             if msgs is None:
                 return None
             try:
-                return render_chat(template, msgs, specials)
+                text = render_chat(template, msgs, specials, tools_of(row, where))
             except Exception as e:  # the template's own raise_exception, or any error inside it
                 raise refused(where, e) from None
+            dropped = dropped_tool_calls(msgs, text, where)
+            if dropped:
+                raise dropped
+            return text
+
+        def prompt(fmt: str, row: dict[str, Any], where: str) -> str:
+            msgs = to_messages(fmt, row, where) or []
+            first = completion_start(fmt, row, where)
+            reply = next((i for i, m in enumerate(msgs) if m["role"] == "assistant" and i >= first), len(msgs))
+            return render_chat(template, msgs[:reply], specials, tools_of(row, where), generation_prompt=True)
+
     elif fmt in ("alpaca", "prompt_completion"):
 
         def render(fmt: str, row: dict[str, Any], where: str) -> str | None:
             parts = alpaca_parts(row, where) if fmt == "alpaca" else prompt_completion_parts(row, where)
             return None if parts is None else parts[0] + parts[1] + eos
+
+        def prompt(fmt: str, row: dict[str, Any], where: str) -> str:
+            parts = alpaca_parts(row, where) if fmt == "alpaca" else prompt_completion_parts(row, where)
+            return "" if parts is None else parts[0]
+
     else:
 
         def render(fmt: str, row: dict[str, Any], where: str) -> str | None:
             text = plain_render(fmt, row, where)
             return None if text is None else text + eos
+
+        def prompt(fmt: str, row: dict[str, Any], where: str) -> str:
+            return ""
 
     encode = getattr(tok, "encode_batch_fast", tok.encode_batch)  # fast: no offsets (tokenizers >= 0.21)
     special = fmt not in CHAT_FORMATS  # a chat template writes its own special tokens
@@ -122,6 +148,7 @@ def counter_for(base_model: str, fmt: str = "text", chat_template: str = "") -> 
         "counted by the model's tokenizer",
         lambda texts: [len(e) for e in encode(texts, add_special_tokens=special)],
         render,
+        prompt=prompt,
     )
 
 
@@ -151,11 +178,13 @@ def count_dataset(
     chat_template: str,
     progress: Callable[[float], None] = lambda done: None,
     columns: str = "",
-) -> tuple[list[int], str, str | None]:
-    """(tokens per usable row, how they were counted, what the engine would refuse) for the first
-    `limit` rows of a dataset whose format is known. Raises DatasetError for a row the template refuses."""
+) -> tuple[list[int], str, str | None, list[int]]:
+    """(tokens per usable row, how they were counted, what the engine would refuse, and each usable
+    row's tokens before its first trained one, when counted exactly) for the first `limit` rows of a
+    dataset whose format is known. Raises DatasetError for a row the template refuses."""
     counter = counter_for(base_model, fmt, chat_template)
     rows = 0
+    prompts: list[str] = []
 
     def count(texts: list[str]) -> list[int]:
         nonlocal rows
@@ -163,8 +192,59 @@ def count_dataset(
         rows += len(texts)
         return counter.count(texts)
 
-    tokens = scan(source, fmt, limit=limit, count=count, render=counter.render, columns=columns).tokens
-    return tokens, counter.how, counter.problem
+    def render(fmt: str, row: dict[str, Any], where: str) -> str | None:
+        assert counter.render is not None and counter.prompt is not None
+        text = counter.render(fmt, row, where)
+        if text is not None:
+            prompts.append(counter.prompt(fmt, row, where))
+        return text
+
+    exact = counter.render is not None
+    tokens = scan(source, fmt, limit=limit, count=count, render=render if exact else None, columns=columns).tokens
+    prompt_tokens = [n for i in range(0, len(prompts), 512) for n in counter.count(prompts[i : i + 512])]
+    return tokens, counter.how, counter.problem, prompt_tokens
+
+
+def masked(fmt: str, train_on_responses_only: bool) -> bool:
+    """Whether the loss leaves a row's prompt out (and so a long prompt can leave nothing to learn)."""
+    return fmt in COMPLETION_ONLY or (train_on_responses_only and fmt != "text")
+
+
+def unlearnable(prompts: list[int], max_seq_length: int) -> list[int]:
+    """The prompt lengths of the rows in which truncation at max_seq_length leaves no trained token."""
+    return [n for n in prompts if n >= max_seq_length]
+
+
+def nothing_learned(dataset: str, max_seq_length: int, shortest_prompt: int) -> DatasetError:
+    """Every row's response starts after max_seq_length: the run would train on no token."""
+    return DatasetError(
+        f"{dataset}: in every row the response starts after max_seq_length {max_seq_length}, "
+        f"so nothing would be learned: --max-seq-length {shortest_prompt + 64} or more keeps "
+        f"the shortest prompt ({shortest_prompt} tokens) with part of its response"
+    )
+
+
+def skipped_warning(skipped: int, rows: int, max_seq_length: int) -> str:
+    return (
+        f"{skipped} of {rows} rows skipped: their response starts after max_seq_length "
+        f"{max_seq_length}, so truncation leaves nothing to learn"
+    )
+
+
+def check_rows(
+    source: str, fmt: str, base_model: str, chat_template: str, max_seq_length: int, responses_only: bool, columns: str
+) -> str | None:
+    """What `model-garden train` checks before anything loads: rows the chat template refuses, and
+    (when the prompt is masked and this machine has the tokenizer) rows that truncation leaves with
+    nothing to learn. Raises DatasetError when the engine would stop; returns a warning for some rows."""
+    check_chat_rows(source, fmt, base_model, chat_template, columns=columns)
+    if not masked(fmt, responses_only) or resolve_source(source) is None:
+        return None
+    _, _, _, prompts = count_dataset(source, fmt, 10**9, base_model, chat_template, columns=columns)
+    lost = unlearnable(prompts, max_seq_length)
+    if lost and len(lost) == len(prompts):
+        raise nothing_learned(source, max_seq_length, min(lost))
+    return skipped_warning(len(lost), len(prompts), max_seq_length) if lost else None
 
 
 def count_command(**args: Any) -> tuple[list[str], dict[str, str]]:
@@ -176,7 +256,7 @@ def count_command(**args: Any) -> tuple[list[str], dict[str, str]]:
 def main(argv: list[str]) -> None:
     """`python -m mgtui.data.tokens '<json args>'`: count_dataset in a process of its own, so the app's
     interpreter stays free for keys. Writes JSON lines: {"progress": f} while it works, then
-    {"tokens": [...], "how": ..., "problem": ...} or {"refused": message}."""
+    {"tokens": [...], "how": ..., "problem": ..., "prompts": [...]} or {"refused": message}."""
 
     def say(message: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(message) + "\n")
@@ -186,11 +266,11 @@ def main(argv: list[str]) -> None:
     if hasattr(os, "nice"):
         os.nice(10)  # background work: the app that answers keys comes first for the CPU
     try:
-        tokens, how, problem = count_dataset(**args, progress=lambda done: say({"progress": done}))
+        tokens, how, problem, prompts = count_dataset(**args, progress=lambda done: say({"progress": done}))
     except DatasetError as e:
         say({"refused": str(e)})
     else:
-        say({"tokens": tokens, "how": how, "problem": problem})
+        say({"tokens": tokens, "how": how, "problem": problem, "prompts": prompts})
 
 
 if __name__ == "__main__":

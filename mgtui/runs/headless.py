@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..data.scan import DatasetError, scan
-from ..data.tokens import check_chat_rows
+from ..data.tokens import check_rows
 from ..errors import EXIT_FAILED, EXIT_FOR_STATE, EXIT_OK, EXIT_STOPPED, EXIT_USAGE, UsageError, how_it_ended
 from ..settings import Resolved
 from .events import EVENTS_FILE, INPUT_KINDS, EventFollower
@@ -87,7 +87,17 @@ def train_headless(res: Resolved, force: bool = False, detach: bool = False) -> 
 
     try:
         report = scan(res["dataset"], res["dataset_format"], columns=res["columns"])  # bad data: exit 2 now
-        check_chat_rows(res["dataset"], report.format, res["base_model"], res["chat_template"], columns=res["columns"])
+        skipping = check_rows(
+            res["dataset"],
+            report.format,
+            res["base_model"],
+            res["chat_template"],
+            res["max_seq_length"],
+            res["train_on_responses_only"],
+            res["columns"],
+        )
+        if skipping:
+            print(f"warning: {skipping}", file=sys.stderr)
         trainable = trainable_params(res)
         warning = disk_warning(res, report.rows, trainable) if trainable else None
         if warning:

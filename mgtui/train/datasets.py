@@ -12,21 +12,22 @@ from typing import Any, Callable
 
 from ..data.scan import (
     CHAT_FORMATS,
-    COMPLETION_ONLY,
     DatasetError,
     alpaca_parts,
     column_map,
     completion_start,
     detect_format,
+    dropped_tool_calls,
     iter_rows,
     prompt_completion_parts,
     rename,
     resolve_source,
     scan,
     to_messages,
+    tools_of,
 )
 from ..data.templates import pick_template, refused
-from ..data.tokens import length_stats
+from ..data.tokens import length_stats, masked, nothing_learned, skipped_warning
 from ..settings import Resolved
 
 
@@ -59,7 +60,7 @@ def chat_template(res: Resolved, tokenizer) -> str:
 
 
 def _chat_spans(
-    msgs: list[dict[str, str]], render: Callable[..., str], first: int = 0
+    msgs: list[dict[str, Any]], render: Callable[..., str], first: int = 0
 ) -> tuple[str, list[tuple[int, int]]]:
     """The rendered conversation and the character spans of the assistant's turns from turn
     `first` on, found by rendering each prefix (a template that renders prefixes consistently, as
@@ -73,7 +74,7 @@ def _chat_spans(
         before, upto = render(msgs[:i], True), render(msgs[: i + 1], False)
         if full.startswith(upto) and upto.startswith(before):
             spans.append((len(before), len(upto)))
-        else:  # fall back to locating the reply's text
+        elif m["content"]:  # fall back to locating the reply's text
             start = full.find(m["content"], cursor)
             if start >= 0:
                 spans.append((start, start + len(m["content"])))
@@ -90,12 +91,17 @@ def tokenize_rows(
     warn: Callable[[str], None] = lambda message: None,
 ) -> tuple[list[dict[str, list[int]]], int]:
     """Tokenized examples and how many rows were empty after formatting."""
-    masks = res["train_on_responses_only"] or fmt in COMPLETION_ONLY
+    masks = masked(fmt, res["train_on_responses_only"])
     template = chat_template(res, tokenizer) if fmt in CHAT_FORMATS else None
     eos = tokenizer.eos_token or ""
 
-    def render(msgs, gen):
-        return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen, chat_template=template)
+    def renderer(tools: list[dict[str, Any]] | None) -> Callable[..., str]:
+        def render(msgs: list[dict[str, Any]], gen: bool) -> str:
+            return tokenizer.apply_chat_template(
+                msgs, tools=tools, tokenize=False, add_generation_prompt=gen, chat_template=template
+            )
+
+        return render
 
     out: list[dict[str, list[int]]] = []
     skipped = 0
@@ -113,9 +119,14 @@ def tokenize_rows(
             msgs = to_messages(fmt, row, where)
             try:
                 first = completion_start(fmt, row, where)
-                text, spans = ("", []) if msgs is None else _chat_spans(msgs, render, first)
+                text, spans = ("", []) if msgs is None else _chat_spans(msgs, renderer(tools_of(row, where)), first)
+            except DatasetError:
+                raise
             except Exception as e:  # a template that rejects the row: said as the form says it
                 raise refused(where, e) from None
+            dropped = dropped_tool_calls(msgs or [], text, where)
+            if dropped:
+                raise dropped
         if not text:
             skipped += 1
             continue
@@ -135,18 +146,11 @@ def tokenize_rows(
         if n % step == 0:
             progress(n / len(rows))
     if nothing_to_learn and not out:
-        raise DatasetError(
-            f"{res['dataset']}: in every row the response starts after max_seq_length {res['max_seq_length']}, "
-            f"so nothing would be learned: --max-seq-length {min(nothing_to_learn) + 64} or more keeps "
-            f"the shortest prompt ({min(nothing_to_learn)} tokens) with part of its response"
-        )
+        raise nothing_learned(res["dataset"], res["max_seq_length"], min(nothing_to_learn))
     if not out:
         raise DatasetError(f"{res['dataset']}: all {len(rows)} rows are empty after formatting as {fmt}")
     if nothing_to_learn:
-        warn(
-            f"{len(nothing_to_learn)} of {len(rows)} rows skipped: their response starts after max_seq_length "
-            f"{res['max_seq_length']}, so truncation leaves nothing to learn"
-        )
+        warn(skipped_warning(len(nothing_to_learn), len(rows), res["max_seq_length"]))
     return out, skipped
 
 

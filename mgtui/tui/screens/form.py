@@ -173,6 +173,7 @@ class FormScreen(AppScreen):
             m.value("max_seq_length"),
             delay,
             m.value("columns"),
+            m.value("train_on_responses_only"),
         )
 
     def on_dataset_panel_changed(self, event: DatasetPanel.Changed) -> None:

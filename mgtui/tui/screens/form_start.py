@@ -36,7 +36,12 @@ class StartFlow:
             form.query_one("#i-dataset").focus()
             return
         # the engine would stop on any of these
-        problem = form.device_problem() or form.dataset_panel.error or form.dataset_panel.problem
+        problem = (
+            form.device_problem()
+            or form.dataset_panel.error
+            or form.dataset_panel.problem
+            or form.dataset_panel.blocking
+        )
         if problem:
             form.notify(f"Start refused: {problem}", severity="error", timeout=10)
             return

@@ -37,6 +37,8 @@ class DatasetPanel(Static):
         self.scan_limit = scan_limit
         self.key: Key | None = None
         self.max_seq_length = 0
+        self.responses_only = False
+        self.prompts: list[int] = []  # per counted row, the tokens before its first trained one
         self.report: ScanReport | None = None
         self.error: str | None = None
         self.counted = ""  # how the tokens were counted; "" while counting
@@ -53,13 +55,14 @@ class DatasetPanel(Static):
         max_seq_length: int,
         delay: float = 0.4,
         columns: str = "",
+        responses_only: bool = False,
     ) -> None:
         """Show what the form now names. A change of data, model or template is scanned once typing
-        pauses for `delay` seconds; a new max-seq-length only redraws."""
+        pauses for `delay` seconds; a new max-seq-length or masking only redraws."""
         key = (dataset, fmt, base_model, chat_template, columns)
-        if key == self.key and max_seq_length == self.max_seq_length:
+        if key == self.key and (max_seq_length, responses_only) == (self.max_seq_length, self.responses_only):
             return
-        self.max_seq_length = max_seq_length
+        self.max_seq_length, self.responses_only = max_seq_length, responses_only
         if key != self.key:
             if self.key is None or (key[:2], key[4]) != (self.key[:2], self.key[4]):  # other data: start afresh
                 self.report, self.error = None, None
@@ -117,14 +120,21 @@ class DatasetPanel(Static):
                     self.app.call_from_thread(self._counting, asked, message["progress"])
                     continue
                 if "refused" in message:  # a row the chat template refuses: the engine would stop on it too
-                    self.app.call_from_thread(self._got_tokens, asked, [], "tokens not counted", message["refused"])
+                    self.app.call_from_thread(self._got_tokens, asked, [], "tokens not counted", message["refused"], [])
                 else:
                     self.app.call_from_thread(
-                        self._got_tokens, asked, message["tokens"], message["how"], message["problem"]
+                        self._got_tokens,
+                        asked,
+                        message["tokens"],
+                        message["how"],
+                        message["problem"],
+                        message["prompts"],
                     )
                 return
             if not worker.is_cancelled:  # it died without a word (killed, out of memory)
-                self.app.call_from_thread(self._got_tokens, asked, [], "tokens not counted: the count stopped", None)
+                self.app.call_from_thread(
+                    self._got_tokens, asked, [], "tokens not counted: the count stopped", None, []
+                )
         finally:
             child.kill()
             child.wait()
@@ -132,6 +142,7 @@ class DatasetPanel(Static):
     def _got(self, asked: Key, report: ScanReport | None, error: str | None) -> None:
         if asked == self.key:  # else a newer scan is on its way
             self.report, self.error, self.counted, self.progress, self.problem = report, error, "", 0.0, None
+            self.prompts = []
             self.update(self.text())
             self.post_message(self.Changed())
 
@@ -140,18 +151,41 @@ class DatasetPanel(Static):
             self.progress = done
             self.update(self.text())
 
-    def _got_tokens(self, asked: Key, tokens: list[int], counted: str, problem: str | None) -> None:
+    def _got_tokens(self, asked: Key, tokens: list[int], counted: str, problem: str | None, prompts: list[int]) -> None:
         if asked == self.key and self.report is not None:
             # Sorted once here: the figures are redrawn on every edit, and length_stats sorts (fast when sorted).
             self.report.tokens, self.counted, self.problem = sorted(tokens), counted, problem
+            self.prompts = prompts
             self.update(self.text())
             self.post_message(self.Changed())
 
     def truncation(self, max_seq_length: int) -> str | None:
-        """How many rows max_seq_length would cut short, for the field's note; None if none."""
+        """How many rows max_seq_length would cut short (and leave nothing to learn), for the field's
+        note; None if none."""
         tokens = self.report.tokens if self.report is not None and self.counted else []
         cut = length_stats(tokens, max_seq_length)["truncated"] if tokens else 0
-        return f"{cut} rows truncated" if cut else None  # short: the note fits under the field at 80 columns
+        lost = len(self.unlearnable())
+        # short: the note fits under the field at 80 columns
+        return (f"{cut} rows truncated" + (f", {lost} learn nothing" if lost else "")) if cut else None
+
+    def unlearnable(self) -> list[int]:
+        """Prompt lengths of the counted rows that max-seq-length leaves with no trained token."""
+        from ...data.tokens import masked, unlearnable
+
+        r = self.report
+        if r is None or not self.prompts or not masked(r.format, self.responses_only):
+            return []
+        return unlearnable(self.prompts, self.max_seq_length)
+
+    @property
+    def blocking(self) -> str | None:
+        """The engine would stop: no counted row has a token left to learn."""
+        from ...data.tokens import nothing_learned
+
+        lost = self.unlearnable()
+        if lost and len(lost) == len(self.prompts) and self.report is not None:
+            return str(nothing_learned(self.report.source, self.max_seq_length, min(lost)))
+        return None
 
     def text(self) -> Text:
         if self.key is None or not self.key[0]:
@@ -185,6 +219,13 @@ class DatasetPanel(Static):
                     f"{stats['truncated']} rows longer than max-seq-length {self.max_seq_length}: "
                     "they will be truncated\n",
                     style="yellow",
+                )
+            lost = self.unlearnable()
+            if lost:
+                t.append(
+                    f"{len(lost)} rows learn nothing: their prompt fills max-seq-length; "
+                    + ("the run would stop\n" if len(lost) == len(self.prompts) else "they will be skipped\n"),
+                    style="bold red" if len(lost) == len(self.prompts) else "yellow",
                 )
         if self.problem:
             t.append(self.problem + "\n", style="bold yellow")
