@@ -8,6 +8,7 @@ from typing import Literal, TypedDict
 SettingName = Literal[
     "base_model",
     "dataset",
+    "dataset_split",
     "dataset_format",
     "columns",
     "chat_template",
@@ -54,6 +55,7 @@ SettingName = Literal[
 class SettingValues(TypedDict):
     base_model: str
     dataset: str
+    dataset_split: str
     dataset_format: str
     columns: str
     chat_template: str

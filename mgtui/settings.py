@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, cast
 
-from .data.scan import FORMATS, column_map
+from .data.scan import FORMATS, check_split, column_map
 from .data.templates import unknown_template
 from .setting_types import SettingName, SettingValues
 from .units import comma_list
@@ -117,6 +117,7 @@ M, L, P, OPT, OUT, ADV = GROUPS
 SETTINGS: tuple[Setting, ...] = (
     S("base_model", str, "unsloth/llama-3.1-8b-bnb-4bit", "Hub name or local directory of the base model", M),
     S("dataset", str, "", "Training data: a .jsonl/.json/.csv/.parquet file, a saved dataset directory, or a Hub name", M, path=True),
+    S("dataset_split", str, "train", "A Hub dataset's split, or a slice of it, as train[:2000]; dataset org/name:subset picks a subset", M),
     S("dataset_format", str, "auto", "How rows are read; auto detects it from the columns", M,
       choices=("auto", *FORMATS)),
     S("columns", str, "", "Your file's columns, named as a format reads them: prompt=question,completion=answer", M),
@@ -326,6 +327,10 @@ def validate(res: Resolved) -> None:
         column_map(v["columns"])
     except ValueError as e:
         raise SettingError("columns", f"--columns: {e}") from None
+    try:
+        check_split(v["dataset_split"])
+    except ValueError as e:
+        raise SettingError("dataset_split", f"--dataset-split: {e}") from None
     problem = unknown_template(v["chat_template"])
     if problem:
         raise SettingError("chat_template", problem)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 FORMATS = ("text", "messages", "sharegpt", "alpaca", "prompt_completion", "chat_prompt_completion")
 CHAT_FORMATS = ("messages", "sharegpt", "chat_prompt_completion")  # rendered through a chat template
@@ -46,6 +47,22 @@ BUILTIN = {"builtin:demo-chat": Path(__file__).with_name("demo_chat.jsonl")}
 
 class DatasetError(ValueError):
     """A problem with the user's data: one line, naming the file and the line or row."""
+
+
+SPLIT = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)(\[(?P<start>\d+%?)?:(?P<stop>\d+%?)?\])?$")
+
+
+def check_split(spec: str) -> None:
+    """A split, or a slice of one as `datasets` reads it (train, train[:2000], train[10%:50%]).
+    Raises ValueError naming what is wrong."""
+    if not SPLIT.match(spec.strip()):
+        raise ValueError(f"{spec!r} is not a split or a slice of one, such as train or train[:2000]")
+
+
+def hub_dataset(source: str) -> tuple[str, str | None]:
+    """(repository, subset) of a Hub dataset named 'org/name' or 'org/name:subset'."""
+    repo, _, subset = source.partition(":")
+    return repo, subset or None
 
 
 def resolve_source(name: str) -> Path | None:
@@ -393,55 +410,69 @@ def scan(
     path = resolve_source(source)
     if path is None:
         return ScanReport(source, fmt, hub=True)
-    report = ScanReport(str(path), fmt)
-    batch: list[str] = []
     try:
-        mapping = column_map(columns)
+        column_map(columns)
     except ValueError as e:
         raise DatasetError(f"--columns: {e}") from None
     try:
-        for where, row in iter_rows(path, columns):
-            if report.rows == 0:
-                missing = {source for source, target in mapping.items() if target not in row}
-                if missing:
-                    raise DatasetError(f"{where}: --columns names {sorted(missing)}, not among the file's columns")
-                found = set(row)
-                report.columns = sorted(found)
-                if fmt == "auto":
-                    detected = detect_format(found, row)
-                    if detected is None:
-                        raise DatasetError(
-                            f"{where}: no recognised fields; found columns {sorted(found)}; "
-                            f"accepted formats: {ACCEPTED}; or map yours, e.g. --columns prompt=question,completion=answer"
-                        )
-                    report.format = detected
-                elif not REQUIRED[fmt] <= found:
-                    raise DatasetError(
-                        f"{where}: format {fmt} needs {sorted(REQUIRED[fmt])}; found columns {sorted(found)}"
-                    )
-            report.rows += 1
-            text = plain_render(report.format, row, where)
-            if text is None:
-                report.skipped += 1
-            else:
-                report.usable += 1
-                if count is not None:
-                    batch.append(text if render is None else render(report.format, row, where) or "")
-                    if len(batch) == 512:
-                        report.tokens += count(batch)
-                        batch.clear()
-                if not report.sample:
-                    report.sample = text
-            if limit and report.rows >= limit:
-                break
+        return scan_rows(str(path), iter_rows(path, columns), fmt, limit, count, render, columns)
     except UnicodeDecodeError as e:
         raise DatasetError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except OSError as e:
         raise DatasetError(f"{path}: cannot read: {e.strerror or e}") from None
+
+
+def scan_rows(
+    source: str,
+    rows: Iterable[tuple[str, dict[str, Any]]],
+    fmt: str = "auto",
+    limit: int | None = None,
+    count: Callable[[list[str]], list[int]] | None = None,
+    render: Callable[[str, dict[str, Any], str], str | None] | None = None,
+    columns: str = "",
+) -> ScanReport:
+    """scan() over rows already read, (where, row) with columns mapped: a file's, or a Hub dataset's."""
+    report = ScanReport(source, fmt)
+    batch: list[str] = []
+    mapping = column_map(columns)
+    for where, row in rows:
+        if report.rows == 0:
+            missing = {column for column, target in mapping.items() if target not in row}
+            if missing:
+                raise DatasetError(f"{where}: --columns names {sorted(missing)}, not among the file's columns")
+            found = set(row)
+            report.columns = sorted(found)
+            if fmt == "auto":
+                detected = detect_format(found, row)
+                if detected is None:
+                    raise DatasetError(
+                        f"{where}: no recognised fields; found columns {sorted(found)}; "
+                        f"accepted formats: {ACCEPTED}; or map yours, e.g. --columns prompt=question,completion=answer"
+                    )
+                report.format = detected
+            elif not REQUIRED[fmt] <= found:
+                raise DatasetError(
+                    f"{where}: format {fmt} needs {sorted(REQUIRED[fmt])}; found columns {sorted(found)}"
+                )
+        report.rows += 1
+        text = plain_render(report.format, row, where)
+        if text is None:
+            report.skipped += 1
+        else:
+            report.usable += 1
+            if count is not None:
+                batch.append(text if render is None else render(report.format, row, where) or "")
+                if len(batch) == 512:
+                    report.tokens += count(batch)
+                    batch.clear()
+            if not report.sample:
+                report.sample = text
+        if limit and report.rows >= limit:
+            break
     if report.rows == 0:
-        raise DatasetError(f"{path}: the dataset is empty")
+        raise DatasetError(f"{source}: the dataset is empty")
     if report.usable == 0:
-        raise DatasetError(f"{path}: all {report.rows} rows are empty after formatting as {report.format}")
+        raise DatasetError(f"{source}: all {report.rows} rows are empty after formatting as {report.format}")
     if batch and count is not None:
         report.tokens += count(batch)
     return report

@@ -16,13 +16,14 @@ from ..data.scan import (
     alpaca_parts,
     column_map,
     completion_start,
-    detect_format,
     dropped_tool_calls,
+    hub_dataset,
     iter_rows,
     prompt_completion_parts,
     rename,
     resolve_source,
     scan,
+    scan_rows,
     to_messages,
     tools_of,
 )
@@ -32,7 +33,8 @@ from ..settings import Resolved
 
 
 def load_rows(res: Resolved) -> tuple[str, list[dict[str, Any]]]:
-    """(format, rows), checked. Local sources through data/scan.py; Hub names through `datasets`."""
+    """(format, rows), checked row by row with the same errors for a file and a Hub dataset. Local
+    sources through data/scan.py; Hub names ('org/name' or 'org/name:subset') through `datasets`."""
     source, fmt = res["dataset"], res["dataset_format"]
     path = resolve_source(source)
     if path is not None:
@@ -40,19 +42,23 @@ def load_rows(res: Resolved) -> tuple[str, list[dict[str, Any]]]:
         return report.format, [row for _, row in iter_rows(path, res["columns"])]
     from datasets import load_dataset
 
+    repo, subset = hub_dataset(source)
     try:
-        ds = load_dataset(source, split="train")
+        ds = load_dataset(repo, subset, split=res["dataset_split"])
     except Exception as e:
-        raise DatasetError(f"{source}: cannot load from the Hub: {str(e).splitlines()[0]}") from None
+        raise DatasetError(f"{source}: cannot load from the Hub: {hub_problem(e)}") from None
     mapping = column_map(res["columns"])
     rows = [rename(row, mapping) for row in ds]
-    if not rows:
-        raise DatasetError(f"{source}: the dataset is empty")
-    if fmt == "auto":
-        fmt = detect_format(set(rows[0]), rows[0]) or ""
-        if not fmt:
-            raise DatasetError(f"{source}: no recognised fields; found columns {sorted(rows[0])}")
-    return fmt, rows
+    where = f"{source} ({res['dataset_split']})"
+    report = scan_rows(
+        where, ((f"{where}: row {n}", row) for n, row in enumerate(rows, 1)), fmt, columns=res["columns"]
+    )
+    return report.format, rows
+
+
+def hub_problem(error: Exception) -> str:
+    """The first line of what `datasets` said, which names a missing subset or split with the ones there are."""
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def chat_template(res: Resolved, tokenizer) -> str:
