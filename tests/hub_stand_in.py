@@ -62,12 +62,12 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 DEFAULT_TOKEN = "hf_standintokenstandintokenstandin0"
 DEFAULT_USER = "stand-in-user"
@@ -87,6 +87,7 @@ class RecordedRequest:
     query: dict[str, list[str]]
     headers: dict[str, str]  # lower-case names
     stray: bool = False  # addressed to another host, through the proxy route
+    body: bytes = b""
     status: int | None = None
 
     @property
@@ -122,15 +123,23 @@ class _FileInfo:
     pointer_size: int | None
 
 
-class _StandInError(Exception):
-    """Stops a handler with a Hub-shaped error answer."""
+class _StandInError(ValueError):
+    """Stops a handler with a Hub-shaped error answer (a ValueError for bad input to the public API)."""
 
-    def __init__(self, status: int, message: str, code: str | None = None, headers: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
         self.headers = dict(headers or {})
+        self.extra = dict(extra or {})  # more fields of the JSON body
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -142,7 +151,7 @@ def _lfs_pointer(sha256: str, size: int) -> bytes:
 
 
 def _is_true(values: list[str] | None) -> bool:
-    return bool(values) and values[-1].lower() in ("1", "true", "yes")  # type: ignore[index]
+    return values is not None and len(values) > 0 and values[-1].lower() in ("1", "true", "yes")
 
 
 class HubStandIn:
@@ -167,7 +176,6 @@ class HubStandIn:
         self._settings: dict[tuple[str, str], RepoSettings] = {}
         self._drops: dict[tuple[str, str, str], _Drop] = {}
         self._cdn: dict[str, tuple[str, str, str]] = {}  # sha256 -> (repo_type, repo_id, path)
-        self._hash_cache: dict[tuple[str, int, int], _FileInfo] = {}
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -180,8 +188,7 @@ class HubStandIn:
         class Handler(_Handler):
             hub = stand_in
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # daemon threads: stop() never waits on one
         self._thread = threading.Thread(target=self._server.serve_forever, name="hub-stand-in", daemon=True)
         self._thread.start()
         return self
@@ -227,10 +234,11 @@ class HubStandIn:
         files: Mapping[str, bytes | str] | None = None,
         *,
         repo_type: str = "model",
-        private: bool = False,
-        gated: GatedMode = False,
+        private: bool | None = None,
+        gated: GatedMode | None = None,
     ) -> Path:
-        """Create (or extend) a repo directory with `files` ({path in repo: content}) and set its behaviours."""
+        """Create (or extend) a repo directory with `files` ({path in repo: content}); `private`/`gated` are set
+        when given (a new repo is public and not gated)."""
         repo = self.repo_dir(repo_id, repo_type)
         repo.mkdir(parents=True, exist_ok=True)
         for rel, content in (files or {}).items():
@@ -238,7 +246,10 @@ class HubStandIn:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content.encode() if isinstance(content, str) else content)
         settings = self.settings(repo_id, repo_type)
-        settings.private, settings.gated = private, gated
+        if private is not None:
+            settings.private = private
+        if gated is not None:
+            settings.gated = gated
         return repo
 
     def settings(self, repo_id: str, repo_type: str = "model") -> RepoSettings:
@@ -298,7 +309,6 @@ class HubStandIn:
                 "HF_HUB_DISABLE_XET": "1",
                 "HF_HUB_DISABLE_TELEMETRY": "1",
                 "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-                "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
                 "HF_UPDATE_DOWNLOAD_COUNTS": "0",
                 "HTTP_PROXY": self.endpoint,
                 "HTTPS_PROXY": self.endpoint,
@@ -322,23 +332,13 @@ class HubStandIn:
         return rel.endswith(self.lfs_suffixes)
 
     def _file_info(self, repo: Path, rel: str) -> _FileInfo:
-        path = repo / rel
-        stat = path.stat()
-        key = (str(path), stat.st_mtime_ns, stat.st_size)
-        with self._lock:
-            cached = self._hash_cache.get(key)
-        if cached is not None:
-            return cached
-        data = path.read_bytes()
+        # Hashed on every call, no cache: a test may rewrite a file within the mtime's granularity.
+        data = (repo / rel).read_bytes()
         if self._is_lfs(rel):
             sha256 = hashlib.sha256(data).hexdigest()
             pointer = _lfs_pointer(sha256, len(data))
-            info = _FileInfo(len(data), git_blob_sha1(pointer), sha256, len(pointer))
-        else:
-            info = _FileInfo(len(data), git_blob_sha1(data), None, None)
-        with self._lock:
-            self._hash_cache[key] = info
-        return info
+            return _FileInfo(len(data), git_blob_sha1(pointer), sha256, len(pointer))
+        return _FileInfo(len(data), git_blob_sha1(data), None, None)
 
     def _entry(self, repo: Path, rel: str, *, expand: bool, sha: str) -> dict[str, Any]:
         """A /tree or /paths-info entry, shaped as the Hub's."""
@@ -357,6 +357,9 @@ class HubStandIn:
 
 class _Handler(BaseHTTPRequestHandler):
     hub: HubStandIn
+    _record: RecordedRequest  # of the request being handled
+    _method: str
+    _body: bytes
     protocol_version = "HTTP/1.1"  # keep-alive, as httpx expects from the Hub
     timeout = 60  # an idle keep-alive connection must not hold a thread forever
 
@@ -397,19 +400,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.hub.requests.append(record)
         self._record = record
         self._method = method
-        self._body = self._read_body() if method in ("POST", "PUT") else b""
+        self._body = record.body = self._read_body() if method in ("POST", "PUT") else b""
         try:
             if stray:
                 raise _StandInError(403, f"Hub stand-in: no network, refused {method} {self.path}")
             self._route(split.path, parse_qs(split.query))
         except _StandInError as err:
             self._error(err)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client went away mid-answer
         except Exception as exc:  # a stand-in bug: 501 is not retried by the client, so the test fails fast
             self._error(_StandInError(501, f"Hub stand-in failed: {type(exc).__name__}: {exc}"))
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip(), 16)
                 if size == 0:
@@ -431,7 +436,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _json(self, obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> None:
-        self._send(status, json.dumps(obj).encode(), {"Content-Type": "application/json; charset=utf-8", **(headers or {})})
+        self._send(
+            status, json.dumps(obj).encode(), {"Content-Type": "application/json; charset=utf-8", **(headers or {})}
+        )
 
     def _error(self, err: _StandInError) -> None:
         headers = {"X-Error-Message": err.message, **err.headers}
@@ -439,7 +446,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers["X-Error-Code"] = err.code
         if err.status == 403 and self._method == "CONNECT":
             self.close_connection = True
-        self._json({"error": err.message}, err.status, headers)
+        self._json({"error": err.message, **err.extra}, err.status, headers)
 
     # -- auth ------------------------------------------------------------------------------------------------------
 
@@ -557,11 +564,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = path.strip("/")
         base = repo / _safe_relpath(path) if path else repo
         if not base.is_dir():  # the Hub answers a file path, too, with EntryNotFound
-            raise _StandInError(404, f"{path} does not exist on \"{revision}\"", "EntryNotFound")
+            raise _StandInError(404, f'{path} does not exist on "{revision}"', "EntryNotFound")
         children = base.rglob("*") if _is_true(query.get("recursive")) else base.iterdir()
-        rels = sorted(
-            p.relative_to(repo).as_posix() for p in children if ".git" not in p.relative_to(repo).parts
-        )
+        rels = sorted(p.relative_to(repo).as_posix() for p in children if ".git" not in p.relative_to(repo).parts)
         expand = _is_true(query.get("expand"))
         self._json([self.hub._entry(repo, rel, expand=expand, sha=sha) for rel in rels])
 
@@ -640,7 +645,9 @@ class _Handler(BaseHTTPRequestHandler):
         if range_header is not None:
             parsed = _parse_range(range_header, size)
             if parsed is None:
-                raise _StandInError(416, "Requested Range Not Satisfiable", headers={"Content-Range": f"bytes */{size}"})
+                raise _StandInError(
+                    416, "Requested Range Not Satisfiable", headers={"Content-Range": f"bytes */{size}"}
+                )
             start, end = parsed
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
@@ -697,7 +704,8 @@ class _Handler(BaseHTTPRequestHandler):
         repo = self.hub.repo_dir(repo_id, repo_type)
         url = f"{self.hub.endpoint}/{'' if repo_type == 'model' else repo_type + 's/'}{repo_id}"
         if repo.is_dir():
-            raise _StandInError(409, f"You already created this {repo_type} repo", headers={})
+            # create_repo(exist_ok=True) reads the url from this 409's body.
+            raise _StandInError(409, f"You already created this {repo_type} repo", extra={"url": url})
         repo.mkdir(parents=True)
         settings = self.hub.settings(repo_id, repo_type)
         settings.private = payload.get("visibility") == "private" or bool(payload.get("private"))
@@ -783,9 +791,3 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     except ValueError:
         return None
     return (start, end) if 0 <= start < size and start < end else None
-
-
-def iter_quoted(path: str) -> Iterator[str]:
-    """Path segments as the client quotes them; handy to build URLs in tests."""
-    for part in path.split("/"):
-        yield quote(part, safe="")

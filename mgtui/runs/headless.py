@@ -15,11 +15,12 @@ from typing import Any, TextIO
 from ..data.scan import DatasetError, scan
 from ..data.tokens import check_rows
 from ..errors import EXIT_FAILED, EXIT_FOR_STATE, EXIT_OK, EXIT_STOPPED, EXIT_USAGE, UsageError, how_it_ended
+from ..hub_check import check_hub
 from ..settings import Resolved
 from .events import EVENTS_FILE, INPUT_KINDS, EventFollower
 from .launch import LaunchError, disk_warning, request_stop, start, trainable_params
 from .rundir import LOG_FILE
-from .view import describe, fmt_duration
+from .view import describe, fmt_duration, phase_line
 
 
 def progress_line(e: dict[str, Any], width: int = 20) -> str:
@@ -38,6 +39,7 @@ class Display:
         self.out = out
         self.tty = out.isatty()
         self.line = ""
+        self.tenth = -1
 
     def show(self, e: dict[str, Any]) -> None:
         text = describe(e)
@@ -47,6 +49,14 @@ class Display:
                 self.out.write("\r\x1b[K" + self.line)
             else:
                 self.out.write(progress_line(e) + "\n")
+        elif e["type"] == "phase" and e.get("progress") not in (None, 0.0):
+            line = phase_line(e)
+            if self.tty:
+                self.line = line
+                self.out.write("\r\x1b[K" + line)
+            elif int((e["progress"] or 0) * 10) != self.tenth:  # a log file gets a line per tenth
+                self.tenth = int((e["progress"] or 0) * 10)
+                self.out.write(line + "\n")
         elif text:
             self.out.write(("\r\x1b[K" if self.tty else "") + text + "\n" + (self.line if self.tty else ""))
         self.out.flush()
@@ -98,6 +108,11 @@ def train_headless(res: Resolved, force: bool = False, detach: bool = False) -> 
         )
         if skipping:
             print(f"warning: {skipping}", file=sys.stderr)
+        hub = check_hub(res["base_model"], res["dataset"], res["trust_remote_code"])
+        if hub.problems:
+            raise UsageError(hub.problems[0])
+        for note in hub.notes:
+            print(f"hub: {note}", file=sys.stderr)
         trainable = trainable_params(res)
         warning = disk_warning(res, report.rows, trainable) if trainable else None
         if warning:

@@ -18,14 +18,29 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
+def fmt_bytes(n: float) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+
+
+def phase_line(e: dict[str, Any]) -> str:
+    """A phase with its progress: for a download, bytes done of the total, speed and time left."""
+    line = e["phase"].replace("_", " ")
+    if e.get("progress") is not None:
+        line += f" {e['progress']:.0%}"
+    if e.get("total_bytes"):
+        line += f" · {fmt_bytes(e.get('done_bytes') or 0)} of {fmt_bytes(e['total_bytes'])}"
+        if e.get("speed_bps"):
+            line += f" · {fmt_bytes(e['speed_bps'])}/s · ETA {fmt_duration(e.get('eta_s'))}"
+    return line + (f" · {e['detail']}" if e.get("detail") else "")
+
+
 def describe(e: dict[str, Any]) -> str | None:
     """One line for an event, or None for events only the progress line shows."""
     t = e["type"]
     if t == "phase":
-        if e["phase"] == "preparing_data" and e.get("progress") not in (None, 0.0):
+        if e.get("progress") not in (None, 0.0):
             return None  # the progress line is enough
-        p = f" {e['progress']:.0%}" if e.get("progress") is not None and e["phase"] == "preparing_data" else ""
-        return f"phase: {e['phase'].replace('_', ' ')}{p}{' - ' + e['detail'] if e.get('detail') else ''}"
+        return f"phase: {e['phase'].replace('_', ' ')}{' - ' + e['detail'] if e.get('detail') else ''}"
     if t == "start":
         return f"engine: {e['backend']} on {e['device']} ({e.get('precision')}-bit), estimate {e.get('estimate_gb')} GB"
     if t == "dataset":
@@ -40,6 +55,8 @@ def describe(e: dict[str, Any]) -> str | None:
         return f"eval: step {e['step']} loss {e.get('eval_loss')}"
     if t == "done":
         return f"done: {e['steps']} steps in {fmt_duration(e['runtime_s'])}, final loss {e.get('final_loss')}; adapter in {e['adapter']}"
+    if t == "stopped" and e.get("download"):
+        return f"stopped: {e['message']}"
     if t == "stopped":
         return f"stopped at step {e['steps']}; adapter in {e['adapter']}; continue with --resume"
     if t == "failed":
@@ -56,6 +73,8 @@ class RunView:
     phase: str = "starting"
     phase_progress: float | None = None
     phase_detail: str = ""
+    phase_t: float | None = None  # when the phase began (event time)
+    phase_event: dict[str, Any] = field(default_factory=dict)  # its latest event: bytes, speed, ETA
     step: int = 0
     total_steps: int = 0
     epoch: float = 0.0
@@ -102,7 +121,10 @@ class RunView:
         changed = (e["phase"], e.get("detail", "")) != (self.phase, self.phase_detail)
         if changed and e.get("progress") in (None, 0, 0.0):  # progress updates are shown, not logged
             self._note("phase", e)
+        if e["phase"] != self.phase:
+            self.phase_t = e.get("t")
         self.phase = e["phase"]
+        self.phase_event = e
         self.phase_progress = e.get("progress")
         self.phase_detail = e.get("detail", "")
         if e.get("total_steps"):

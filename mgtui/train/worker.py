@@ -22,7 +22,7 @@ from typing import Any
 from .. import presets
 from ..backend_choice import choose_backend
 from ..cuda_check import CudaFacts, DeviceError, problems, requested_indices, torch_build
-from ..data.scan import DatasetError, scan
+from ..data.scan import DatasetError, resolve_source, scan
 from ..demo_model import BUILTIN_MODEL
 from ..errors import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, EXIT_USAGE
 from ..nvml import GpuSource, NvmlSource, process_gpu_bytes
@@ -30,6 +30,7 @@ from ..runs import rundir
 from ..runs.events import EVENTS_FILE, EventWriter
 from ..settings import Resolved, resolve
 from ..units import gib, gib3
+from .download import DownloadStopped
 
 LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "unsloth", "datasets")
 
@@ -204,6 +205,9 @@ def run(run_dir: Path, resume: bool = False) -> int:
     state: dict[str, Any] = {"step": 0, "backend": "transformers", "total_gib": None}
     try:
         code = _train(res, run_dir, resume, ev, stop, state, rank, local_rank, world, t0)
+    except DownloadStopped as e:
+        ev.emit("stopped", steps=0, adapter=None, download=True, message=str(e), done_bytes=e.done, total_bytes=e.total)
+        code = EXIT_STOPPED
     except (DatasetError, DeviceError) as e:
         ev.emit("failed", kind="input" if isinstance(e, DatasetError) else "device", message=str(e), step=state["step"])
         _rank_error(run_dir, rank, world, str(e))
@@ -245,6 +249,19 @@ def run(run_dir: Path, resume: bool = False) -> int:
     return code
 
 
+def download_name(res: Resolved, plan: Any) -> str:
+    """The repository loading will read: Unsloth swaps a 16-bit name for its pre-quantized upload
+    when loading in 4-bit, so that is the one to download."""
+    if plan.backend != "unsloth":
+        return res["base_model"]
+    try:
+        from unsloth.models.loader_utils import get_model_name
+
+        return get_model_name(res["base_model"], load_in_4bit=plan.precision == 4) or res["base_model"]
+    except Exception:  # a mapping Unsloth can't make: it loads the name as given
+        return res["base_model"]
+
+
 def _rank_error(run_dir: Path, rank: int, world: int, message: str) -> None:
     """Under torchrun a rank's error goes to a file the supervisor reads (ranks other than 0 have
     no event log, and rank 0's own error may only echo another rank's death)."""
@@ -281,6 +298,9 @@ def _train(
         from .tiny import build_tiny_llama
 
         res.values["base_model"] = str(build_tiny_llama())
+    from .download import WeightsProgress, fetch_model
+
+    fetch_model(download_name(res, plan), res["trust_remote_code"], ev.emit, stop)
     state["backend"] = plan.backend
     if cuda:
         torch.cuda.set_device(local_rank)
@@ -304,11 +324,17 @@ def _train(
 
     from .backends import load_model, sft_kwargs
 
-    model, tokenizer = load_model(res, plan, local_rank)
+    quantizing = f"; quantizing to {plan.precision}-bit" if plan.precision in (4, 8) else ""
+    ev.emit("phase", phase="loading_model", detail=f"loading weights{quantizing}", progress=0.0)
+    with WeightsProgress(ev.emit, f"loading weights{quantizing}"):
+        model, tokenizer = load_model(res, plan, local_rank)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
 
-    ev.emit("phase", phase="preparing_data", progress=0.0, detail="tokenizing")
+    if resolve_source(res["dataset"]) is None:  # datasets fetches it; tokenizing's progress follows
+        ev.emit("phase", phase="downloading", detail=f"dataset {res['dataset']} ({res['dataset_split']})")
+    else:
+        ev.emit("phase", phase="preparing_data", progress=0.0, detail="tokenizing")
     from .datasets import build_datasets
 
     train_ds, eval_ds, report, warnings = build_datasets(
@@ -459,4 +485,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if any(t.name == "download" for t in threading.enumerate()):
+        os._exit(code)  # a stopped download's threads would hold the exit while they retry
+    sys.exit(code)

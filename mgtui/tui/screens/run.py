@@ -5,6 +5,7 @@ after a dropped SSH session and a finished run all take the same path."""
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -21,7 +22,7 @@ from ...runs import rundir
 from ...runs.events import EVENTS_FILE, EventFollower
 from ...runs.launch import request_stop
 from ...runs.registry import mark_seen
-from ...runs.view import RunView, fmt_duration
+from ...runs.view import RunView, fmt_duration, phase_line
 from ...units import comma_list
 from ..messages import AdviceChosen
 from ..widgets.charts import LossChart
@@ -30,6 +31,7 @@ from ..widgets.vram import bar
 from .base import AppScreen
 from .modals import Choice, confirm
 
+BEFORE_TRAINING = ("starting", "downloading", "loading_model", "preparing_data")
 LOG_STYLE = {"warning": "yellow", "error": "bold red", "phase": "cyan", "info": ""}
 
 
@@ -112,6 +114,8 @@ class RunScreen(AppScreen):
             changed = self._check_engine()
         if changed or self.exit_note:
             self.render_view()
+        elif self.view.phase in BEFORE_TRAINING:  # the phase's clock ticks between its events
+            self.query_one("#progress", Static).update(self.progress_text())
 
     def _check_engine(self) -> bool:
         """An engine that died without a last word (killed, crashed) is reported, not waited on.
@@ -154,12 +158,12 @@ class RunScreen(AppScreen):
     def progress_text(self) -> Text:
         v = self.view
         t = Text()
-        phase = v.phase.replace("_", " ")
-        t.append(f"{phase}", style="bold cyan")
-        if v.phase == "preparing_data" and v.phase_progress is not None:
-            t.append(f" {v.phase_progress:.0%}")
-        if v.phase_detail and v.phase in ("loading_model", "preparing_data"):
-            t.append(f" · {v.phase_detail}", style="dim")
+        if v.phase in BEFORE_TRAINING and v.phase_event:
+            t.append(phase_line(v.phase_event), style="bold cyan")
+            if v.phase_t is not None:  # a slow phase shows as slow, not as a hang
+                t.append(f" · {fmt_duration(max(0.0, time.time() - v.phase_t))}", style="dim")
+        else:
+            t.append(v.phase.replace("_", " "), style="bold cyan")
         t.append("\n")
         total = v.total_steps or 0
         frac = v.step / total if total else 0.0
@@ -211,6 +215,10 @@ class RunScreen(AppScreen):
             for a in e.get("advice_text") or []:
                 t.append(f"· {a}\n")
             t.append("esc: back to the form", style="dim")
+            return t
+        if kind == "stopped" and e.get("download"):
+            t.append("Stopped during the download\n", style="bold yellow")
+            t.append(e.get("message", "") + "\nesc: back to the form", style="")
             return t
         style = "bold green" if kind == "done" else "bold yellow"
         t.append(
