@@ -158,6 +158,17 @@ def check_repo(repo: str, kind: str, remote_code: bool, out: HubCheck) -> None:
         out.notes.append(f"{flag} {repo}: in the cache")
 
 
+def hub_names(base_model: str, dataset: str) -> bool:
+    """Whether the model or the dataset is a Hub name (and so worth asking the Hub about)."""
+    from .data.scan import resolve_source
+
+    try:
+        hub_data = bool(dataset) and not dataset.startswith("builtin:") and resolve_source(dataset) is None
+    except ValueError:
+        hub_data = False
+    return is_hub_name(base_model) or hub_data
+
+
 def check_hub(base_model: str, dataset: str, remote_code: bool = False) -> HubCheck:
     """The base model and the dataset, where they are Hub names, and the room their download needs."""
     from .data.scan import hub_dataset, resolve_source

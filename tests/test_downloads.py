@@ -186,3 +186,27 @@ def test_a_hub_dataset_by_subset_and_split_trains_and_a_bad_row_is_named(hub, tm
     failed = train(hub, home, "--base-model", "org/tiny", "--dataset", "org/bad", "--output-dir", str(tmp_path / "b"))
     assert failed.returncode == 2
     assert "org/bad (train): row 3: turn 1: unknown role 'robot'" in failed.stderr + json.dumps(events(tmp_path / "b"))
+
+
+async def test_the_form_asks_the_hub_when_start_is_pressed(tmp_path, isolated_home, monkeypatch):
+    """Offline (as the tests are) with a model that is not cached: Start is refused with the fix, in
+    one line, by a check that ran in a thread while the form kept answering keys."""
+    from app_helpers import NO_GPU, settle
+
+    from mgtui.tui.app import MgApp
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    data = write_dataset(tmp_path / "train.jsonl", "messages", n=8)
+    out = tmp_path / "out"
+    values = {"base_model": "org/not-here", "dataset": str(data), "output_dir": str(out)}
+    app = MgApp(values, None, NO_GPU, offer_runs=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+r")
+        said = "Start refused: --base-model org/not-here: not in the cache"
+        for _ in range(2400):  # the check's answer arrives from its thread
+            if any(n.message.startswith(said) for n in app._notifications):
+                break
+            await pilot.pause(0.05)
+        assert any(n.message.startswith(said) and "HF_HUB_OFFLINE is set" in n.message for n in app._notifications)
+        assert not out.exists()

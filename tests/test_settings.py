@@ -112,7 +112,10 @@ def test_quality_mode_without_explicit_flags_is_reported():
         (["--use-gradient-checkpointing", "maybe"], "'maybe' is not one of unsloth, true, false"),
         (["--eval-split", "0.9"], "0.9 is not a number from 0 to 0.5"),
         (["--unknown-flag"], "unrecognized arguments: --unknown-flag"),
-        (["--chat-template", "chatlm"], "--chat-template: unknown template 'chatlm' (known: chatml, hermes, llama-3, gemma"),
+        (
+            ["--chat-template", "chatlm"],
+            "--chat-template: unknown template 'chatlm' (known: chatml, hermes, llama-3, gemma",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(capsys, args, message):

@@ -40,7 +40,8 @@ def describe(e: dict[str, Any]) -> str | None:
     if t == "phase":
         if e.get("progress") not in (None, 0.0):
             return None  # the progress line is enough
-        return f"phase: {e['phase'].replace('_', ' ')}{' - ' + e['detail'] if e.get('detail') else ''}"
+        p = f" {e['progress']:.0%}" if e.get("progress") is not None and e["phase"] == "preparing_data" else ""
+        return f"phase: {e['phase'].replace('_', ' ')}{p}{' - ' + e['detail'] if e.get('detail') else ''}"
     if t == "start":
         return f"engine: {e['backend']} on {e['device']} ({e.get('precision')}-bit), estimate {e.get('estimate_gb')} GB"
     if t == "dataset":

@@ -46,6 +46,30 @@ class StartFlow:
             form.notify(f"Start refused: {problem}", severity="error", timeout=10)
             return
         res = m.resolved
+        from ...hub_check import hub_names
+
+        if hub_names(res["base_model"], res["dataset"]):  # asked of the Hub in a thread: keys keep working
+            form.notify("Checking the model and data on the Hub…", timeout=4)
+            form.run_worker(lambda: self.check_hub(res), thread=True, exclusive=True, group="hub-check")
+            return
+        self.proceed(res)
+
+    def check_hub(self, res: Resolved) -> None:
+        from ...hub_check import check_hub
+
+        found = check_hub(res["base_model"], res["dataset"], res["trust_remote_code"])
+        self.form.app.call_from_thread(self.checked, res, found.problems, found.notes)
+
+    def checked(self, res: Resolved, problems: list[str], notes: list[str]) -> None:
+        if problems:
+            self.form.notify(f"Start refused: {problems[0]}", severity="error", timeout=15)
+            return
+        if notes:
+            self.form.notify("\n".join(notes), timeout=8)
+        self.proceed(res)
+
+    def proceed(self, res: Resolved) -> None:
+        form = self.form
         out = Path(res["output_dir"]).expanduser()
         reason = rundir.occupied(out)
         if reason and not res["resume"]:
