@@ -11,7 +11,7 @@ from typing import Callable
 
 from .data.scan import BUILTIN, FILE_KINDS
 from .demo_model import BUILTIN_MODEL
-from .hub_cache import hub_cache_dir
+from .hub_cache import hub_cached
 
 
 def complete_path(text: str, want_file: Callable[[str], bool] = lambda name: True) -> str | None:
@@ -40,16 +40,6 @@ def complete_path(text: str, want_file: Callable[[str], bool] = lambda name: Tru
         if len(name) > len(tail):
             return text + name[len(tail) :]  # extends the text as typed (a "~" stays a "~")
     return None
-
-
-def hub_cached(kind: str) -> list[str]:
-    """Repo ids of the models (kind "models") or datasets ("datasets") in the local hub cache."""
-    try:
-        names = os.listdir(hub_cache_dir())
-    except OSError:
-        return []
-    prefix = kind + "--"
-    return sorted(n[len(prefix) :].replace("--", "/", 1) for n in names if n.startswith(prefix))
 
 
 def _first_extending(text: str, names: list[str]) -> str | None:

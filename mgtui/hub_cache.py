@@ -15,9 +15,33 @@ def hub_cache_dir() -> Path:
     )
 
 
+def repo_cache_dir(repo_id: str, kind: str = "model") -> Path:
+    """Where huggingface_hub caches a repository (kind "model" or "dataset")."""
+    return hub_cache_dir() / f"{kind}s--{repo_id.replace('/', '--')}"
+
+
+def hub_cached(kind: str) -> list[str]:
+    """Repo ids of the models (kind "models") or datasets ("datasets") in the local hub cache."""
+    try:
+        names = os.listdir(hub_cache_dir())
+    except OSError:
+        return []
+    prefix = kind + "--"
+    return sorted(n[len(prefix) :].replace("--", "/", 1) for n in names if n.startswith(prefix))
+
+
+def offline() -> bool:
+    """HF_HUB_OFFLINE, read as huggingface_hub reads it."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
 def hf_cache_file(repo_id: str, filename: str) -> Path | None:
     """A model's file (its newest snapshot's) in the local Hugging Face cache, without importing huggingface_hub."""
-    snaps = hub_cache_dir() / ("models--" + repo_id.replace("/", "--")) / "snapshots"
+    snaps = repo_cache_dir(repo_id) / "snapshots"
     if not snaps.is_dir():
         return None
     found = sorted(snaps.glob(f"*/{filename}"), key=lambda p: p.stat().st_mtime, reverse=True)
@@ -28,13 +52,13 @@ def hub_config(repo_id: str, timeout: float = 3.0) -> Path | None:
     """Fetch config.json alone from the Hub within `timeout` seconds; None offline or on any
     failure. huggingface_hub retries for tens of seconds when offline, so it runs in a thread
     that is abandoned at the deadline, after a quick reachability check."""
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false") or repo_id.count("/") != 1:
+    if offline() or repo_id.count("/") != 1:
         return None
     import socket
     import threading
     from urllib.parse import urlparse
 
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    host = urlparse(endpoint()).hostname or "huggingface.co"
     try:
         socket.create_connection((host, 443), timeout=min(timeout, 1.5)).close()
     except OSError:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .demo_model import BUILTIN_MODEL
-from .hub_cache import hub_cache_dir
+from .hub_cache import endpoint, hub_cache_dir, hub_cached, offline, repo_cache_dir
 from .units import GIB
 
 # What from_pretrained reads from a model repository: config, weights, tokenizer and template.
@@ -38,37 +37,31 @@ def model_files(names: list[str], remote_code: bool = False) -> list[str]:
     return picked
 
 
-def offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-
-
 def is_hub_name(name: str) -> bool:
     """org/name (not a local directory, nor the demo's built-in model)."""
     return name != BUILTIN_MODEL and name.count("/") == 1 and not Path(name).expanduser().exists()
 
 
-def cached_repos(kind: str = "model") -> list[str]:
-    """The repositories of this kind in the local cache, as org/name."""
-    prefix = f"{kind}s--"
+def is_hub_dataset(dataset: str) -> bool:
+    """A dataset named org/name[:subset] (not a file, a directory or a built-in)."""
+    from .data.scan import resolve_source
+
+    if not dataset or dataset.startswith("builtin:"):
+        return False
     try:
-        found = [p.name[len(prefix) :] for p in hub_cache_dir().iterdir() if p.name.startswith(prefix)]
-    except OSError:
-        return []
-    return [f.replace("--", "/", 1) for f in found]
+        return resolve_source(dataset) is None
+    except ValueError:  # a path that doesn't exist: the dataset check says so
+        return False
 
 
 def is_cached(repo: str, kind: str = "model") -> bool:
-    snaps = hub_cache_dir() / f"{kind}s--{repo.replace('/', '--')}" / "snapshots"
+    snaps = repo_cache_dir(repo, kind) / "snapshots"
     return snaps.is_dir() and any(snaps.iterdir())
 
 
 def did_you_mean(repo: str, kind: str = "model") -> str:
     """'; did you mean X?' from the cached repositories, or ''."""
-    close = difflib.get_close_matches(repo, cached_repos(kind), n=1, cutoff=0.75)
+    close = difflib.get_close_matches(repo, hub_cached(f"{kind}s"), n=1, cutoff=0.75)
     return f"; did you mean {close[0]}?" if close else ""
 
 
@@ -94,13 +87,29 @@ def _token() -> str | None:
     return get_token()
 
 
-def _sizes_left(repo: str, kind: str, files: list[str] | None) -> tuple[int, int]:
-    """(bytes still to download, files) for `files` of the repository (None: all of them)."""
-    from huggingface_hub import snapshot_download
+@dataclass
+class RemoteFiles:
+    sha: str  # the commit they were listed at: downloading at it skips a second look-up
+    sizes: dict[str, int]  # what loading reads (a dataset: every file), in bytes
+    left: list[str]  # those not in the cache
 
-    infos = snapshot_download(repo, repo_type=kind, allow_patterns=files, dry_run=True)
-    left = [i for i in infos if i.will_download]
-    return sum(i.file_size or 0 for i in left), len(left)
+    def bytes(self, names: list[str]) -> int:
+        return sum(self.sizes[n] for n in names)
+
+
+def remote_files(repo: str, kind: str = "model", remote_code: bool = False) -> RemoteFiles:
+    """One metadata call: the repository's files with their sizes, and which are not cached yet."""
+    from huggingface_hub import HfApi, try_to_load_from_cache
+
+    api = HfApi()
+    info = api.model_info(repo, files_metadata=True) if kind == "model" else api.dataset_info(repo, files_metadata=True)
+    assert info.sha is not None, "the Hub names the commit it listed"
+    sizes = {s.rfilename: (s.lfs.size if s.lfs else s.size) or 0 for s in info.siblings or []}
+    wanted = {n: sizes[n] for n in (model_files(list(sizes), remote_code) if kind == "model" else sizes)}
+    left = [
+        n for n in wanted if not isinstance(try_to_load_from_cache(repo, n, revision=info.sha, repo_type=kind), str)
+    ]
+    return RemoteFiles(info.sha, wanted, left)
 
 
 def check_repo(repo: str, kind: str, remote_code: bool, out: HubCheck) -> None:
@@ -116,7 +125,7 @@ def check_repo(repo: str, kind: str, remote_code: bool, out: HubCheck) -> None:
             )
         return
     import httpx
-    from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_url
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
@@ -126,12 +135,10 @@ def check_repo(repo: str, kind: str, remote_code: bool, out: HubCheck) -> None:
     )
 
     try:
-        info = HfApi().model_info(repo) if kind == "model" else HfApi().dataset_info(repo)
-        names = [s.rfilename for s in info.siblings or []]
-        files = model_files(names, remote_code) if kind == "model" else None
-        probe = (files or names or ["README.md"])[0]
-        get_hf_file_metadata(hf_hub_url(repo, probe, repo_type=kind))  # a gated repository refuses its files
-        left, count = _sizes_left(repo, kind, files)
+        found = remote_files(repo, kind, remote_code)
+        probe = next(iter(found.sizes), "README.md")
+        # a gated repository lists its files but refuses them
+        get_hf_file_metadata(hf_hub_url(repo, probe, repo_type=kind, revision=found.sha))
     except GatedRepoError:
         out.problems.append(
             f"{flag} {repo}: a gated {what}; accept the license at {endpoint()}/"
@@ -150,39 +157,29 @@ def check_repo(repo: str, kind: str, remote_code: bool, out: HubCheck) -> None:
         else:
             out.problems.append(f"{flag} {repo}: the Hub can't be reached ({endpoint()}) and it is not in the cache")
         return
+    left = found.bytes(found.left)
     out.download_bytes += left
-    out.files += count
-    if left:
-        out.notes.append(f"{flag} {repo}: {left / GIB:.1f} GB to download ({count} files)")
+    out.files += len(found.left)
+    if found.left:
+        out.notes.append(f"{flag} {repo}: {left / GIB:.1f} GB to download ({len(found.left)} files)")
     else:
         out.notes.append(f"{flag} {repo}: in the cache")
 
 
 def hub_names(base_model: str, dataset: str) -> bool:
     """Whether the model or the dataset is a Hub name (and so worth asking the Hub about)."""
-    from .data.scan import resolve_source
-
-    try:
-        hub_data = bool(dataset) and not dataset.startswith("builtin:") and resolve_source(dataset) is None
-    except ValueError:
-        hub_data = False
-    return is_hub_name(base_model) or hub_data
+    return is_hub_name(base_model) or is_hub_dataset(dataset)
 
 
 def check_hub(base_model: str, dataset: str, remote_code: bool = False) -> HubCheck:
     """The base model and the dataset, where they are Hub names, and the room their download needs."""
-    from .data.scan import hub_dataset, resolve_source
+    from .data.scan import hub_dataset
 
     out = HubCheck()
     if is_hub_name(base_model):
         check_repo(base_model, "model", remote_code, out)
-    if dataset and not dataset.startswith("builtin:"):
-        try:
-            hub = resolve_source(dataset) is None
-        except ValueError:
-            hub = False  # the dataset check says what is wrong with it
-        if hub:
-            check_repo(hub_dataset(dataset)[0], "dataset", False, out)
+    if is_hub_dataset(dataset):
+        check_repo(hub_dataset(dataset)[0], "dataset", False, out)
     if out.download_bytes and not out.problems:
         cache = hub_cache_dir()
         problem = room_problem(out.download_bytes, cache, free_bytes(cache))

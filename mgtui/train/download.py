@@ -12,7 +12,8 @@ import threading
 import time
 from typing import Any, Callable, Iterable
 
-from ..hub_check import is_hub_name, model_files, offline
+from ..hub_cache import offline
+from ..hub_check import is_hub_name, remote_files
 from ..units import GIB
 
 Emit = Callable[..., Any]
@@ -131,17 +132,18 @@ def fetch_model(repo: str, remote_code: bool, emit: Emit, stop: threading.Event)
     do for a local directory or offline; files already cached are said and skipped."""
     if not is_hub_name(repo) or offline():
         return
-    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub import snapshot_download
 
-    names = [s.rfilename for s in HfApi().model_info(repo).siblings or []]
-    files = model_files(names, remote_code)
-    plan = snapshot_download(repo, allow_patterns=files, dry_run=True)
-    cached = [f for f in plan if not f.will_download]
-    if not [f for f in plan if f.will_download]:
+    found = remote_files(repo, "model", remote_code)
+    if not found.left:
         return  # all in the cache: loading says the rest
+    cached = [n for n in found.sizes if n not in found.left]
     if cached:
-        have = sum(f.file_size or 0 for f in cached)
-        emit("message", message=f"{len(cached)} of {len(plan)} files ({have / GIB:.2f} GB) are in the cache already")
+        have = found.bytes(cached)
+        emit(
+            "message",
+            message=f"{len(cached)} of {len(found.sizes)} files ({have / GIB:.2f} GB) are in the cache already",
+        )
     progress = ByteProgress(emit, stop, "downloading", repo)
     emit("phase", phase="downloading", detail=repo, progress=0.0)
     notes = ResumeNotes(emit)
@@ -151,7 +153,9 @@ def fetch_model(repo: str, remote_code: bool, emit: Emit, stop: threading.Event)
 
     def download() -> None:
         try:
-            snapshot_download(repo, allow_patterns=files, tqdm_class=progress.tqdm_class())
+            snapshot_download(
+                repo, revision=found.sha, allow_patterns=list(found.sizes), tqdm_class=progress.tqdm_class()
+            )
         except BaseException as e:  # handed to the main thread
             failed.append(e)
 
