@@ -237,10 +237,13 @@ def check_rows(
     """What `model-garden train` checks before anything loads: rows the chat template refuses, and
     (when the prompt is masked and this machine has the tokenizer) rows that truncation leaves with
     nothing to learn. Raises DatasetError when the engine would stop; returns a warning for some rows."""
-    check_chat_rows(source, fmt, base_model, chat_template, columns=columns)
     if not masked(fmt, responses_only) or resolve_source(source) is None:
+        check_chat_rows(source, fmt, base_model, chat_template, columns=columns)
         return None
-    _, _, _, prompts = count_dataset(source, fmt, 10**9, base_model, chat_template, columns=columns)
+    # Every row rendered and counted once: a row the template refuses raises here, as in check_chat_rows.
+    _, _, problem, prompts = count_dataset(source, fmt, 10**9, base_model, chat_template, columns=columns)
+    if problem:
+        raise DatasetError(problem)
     lost = unlearnable(prompts, max_seq_length)
     if lost and len(lost) == len(prompts):
         raise nothing_learned(source, max_seq_length, min(lost))
