@@ -72,8 +72,6 @@ def describe(e: dict[str, Any]) -> str | None:
 @dataclass
 class RunView:
     phase: str = "starting"
-    phase_progress: float | None = None
-    phase_detail: str = ""
     phase_t: float | None = None  # when the phase began (event time)
     phase_event: dict[str, Any] = field(default_factory=dict)  # its latest event: bytes, speed, ETA
     step: int = 0
@@ -119,15 +117,13 @@ class RunView:
             getattr(self, "_on_" + e.get("type", ""), self._on_other)(e)
 
     def _on_phase(self, e: dict[str, Any]) -> None:
-        changed = (e["phase"], e.get("detail", "")) != (self.phase, self.phase_detail)
+        changed = (e["phase"], e.get("detail", "")) != (self.phase, self.phase_event.get("detail", ""))
         if changed and e.get("progress") in (None, 0, 0.0):  # progress updates are shown, not logged
             self._note("phase", e)
         if e["phase"] != self.phase:
             self.phase_t = e.get("t")
         self.phase = e["phase"]
         self.phase_event = e
-        self.phase_progress = e.get("progress")
-        self.phase_detail = e.get("detail", "")
         if e.get("total_steps"):
             self.total_steps = e["total_steps"]
 

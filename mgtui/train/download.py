@@ -90,6 +90,8 @@ class ByteProgress:
         return Bar
 
     def add(self, n: int) -> None:
+        if self.stop.is_set():  # ends an abandoned download's thread before it reports after the stop
+            raise DownloadStopped(self.detail, self.done, self.total)
         with self.lock:
             self.done += n
             now = time.monotonic()
@@ -97,8 +99,6 @@ class ByteProgress:
             if now - self.last >= EVERY_S or (self.total and self.done >= self.total):
                 self.last = now
                 self.report()
-        if self.stop.is_set():
-            raise DownloadStopped(self.detail, self.done, self.total)
 
     def report(self) -> None:
         speed = self.rate.per_s()
