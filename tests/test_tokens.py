@@ -99,7 +99,7 @@ async def test_the_form_counts_rows_that_truncation_leaves_nothing_to_learn(tiny
         await settle(pilot)
         panel = lambda: str(app.screen.query_one("#dataset").render())  # noqa: E731
         assert "6 rows learn nothing: their prompt fills max-seq-length; the run would stop" in panel()
-        assert str(app.screen.query_one("#n-max_seq_length").render()) == "6 rows truncated, 6 learn nothing"
+        assert str(app.screen.query_one("#n-max_seq_length").render()) == "6 learn nothing, 6 rows truncated"
         await pilot.press("ctrl+r")
         await pilot.pause()
         assert any(

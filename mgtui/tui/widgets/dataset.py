@@ -165,8 +165,8 @@ class DatasetPanel(Static):
         tokens = self.report.tokens if self.report is not None and self.counted else []
         cut = length_stats(tokens, max_seq_length)["truncated"] if tokens else 0
         lost = len(self.unlearnable())
-        # short: the note fits under the field at 80 columns
-        return (f"{cut} rows truncated" + (f", {lost} learn nothing" if lost else "")) if cut else None
+        # short, the worse news first: the note is cut at about 18 columns at 80x24
+        return ((f"{lost} learn nothing, " if lost else "") + f"{cut} rows truncated") if cut else None
 
     def unlearnable(self) -> list[int]:
         """Prompt lengths of the counted rows that max-seq-length leaves with no trained token."""
