@@ -105,7 +105,19 @@ def build_parser(prog: str) -> Parser:
 
     a = sub.add_parser("attach", help="open the app on a run directory (running or finished)")
     a.add_argument("output_dir", metavar="OUTPUT_DIR")
-    sub.add_parser("runs", help="list this user's runs that are going or finished since last seen")
+    r = sub.add_parser(
+        "runs", help="list this user's runs that are going or finished since last seen (--all: every run)"
+    )
+    r.add_argument("--all", action="store_true", help="every run, with its figures and the settings that differ")
+    r.add_argument("--json", action="store_true", help="the --all table as one JSON array, for scripts")
+    r.add_argument(
+        "--under",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also list run directories found under DIR (repeatable; the app's runs screen remembers its own)",
+    )
+    r.add_argument("--archived", action="store_true", help="with --all: include archived runs")
     return p
 
 
@@ -203,8 +215,34 @@ def cmd_app(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     from .runs.registry import list_runs
 
+    if args.all or args.json or args.under:
+        return print_history(args.under, args.archived, args.json)
     for run in list_runs():
         print(f"{run.state:<9} {run.output_dir}  (pid {run.pid}, started {run.started})")
+    return EXIT_OK
+
+
+def print_history(under: list[str], archived: bool, as_json: bool) -> int:
+    import json
+    from pathlib import Path
+
+    from .runs import history
+
+    for folder in under:
+        if not Path(folder).expanduser().is_dir():
+            raise UsageError(f"--under {folder}: no such folder")
+    runs = history.collect([Path(f) for f in under], include_archived=archived)
+    if as_json:
+        diff = history.differing(runs)
+        print(json.dumps([r.as_json(diff) for r in runs], indent=2))
+        return EXIT_OK
+    if not runs:
+        print("no runs yet: start one with `model-garden train` or the app", file=sys.stderr)
+        return EXIT_OK
+    heads, rows = history.table(runs, full=True)
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(heads)]
+    for row in [heads, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
     return EXIT_OK
 
 

@@ -16,7 +16,8 @@ Types and their extra keys (absent keys mean "not known"):
               progress (0..1, when measurable), detail (text)
     dataset   rows, format, tokens {min, mean, p95, max}, max_seq_length, truncated, eval_rows
     log       step, total_steps, epoch, loss, learning_rate, grad_norm, tokens_per_s,
-              samples_per_s, eta_s, elapsed_s
+              samples_per_s, eta_s, elapsed_s, tokens_seen (this process's count: a resumed
+              run's starts again at 0)
     eval      step, eval_loss (and any other eval_* metric)
     memory    peak_reserved_gb, peak_allocated_gb (torch), peak_nvml_gb (the process as nvidia-smi
               shows it, CUDA context included: what estimate_gb predicts), total_gb (CUDA only)

@@ -1,6 +1,7 @@
 """Where this user's runs are listed: one small pointer file per run in
 $XDG_STATE_HOME/mgtui/runs/ (~/.local/state/mgtui/runs by default). Only runs started by this
-user are there, and only those still running or finished since last seen are listed."""
+user are there. list_runs gives those still running or finished since last seen; the whole
+history is runs/history.py's."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .rundir import RUN_FILE, read_json, run_state, write_json_atomic
 
@@ -23,18 +25,36 @@ def _pointer(run_dir: Path) -> Path:
     return registry_dir() / f"{key}.json"
 
 
-def register(run_dir: Path) -> None:
+def register(run_dir: Path, keep: bool = False) -> None:
+    """A new run (unseen), or with `keep` an existing entry left as it is (a run found in a
+    folder gets one when it is archived)."""
     p = _pointer(run_dir)
+    if keep and p.exists():
+        return
     p.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(p, {"output_dir": str(Path(run_dir).resolve()), "registered": time.time(), "seen": False})
+    write_json_atomic(p, {"output_dir": str(Path(run_dir).resolve()), "registered": time.time(), "seen": keep})
 
 
-def mark_seen(run_dir: Path) -> None:
+def set_flag(run_dir: Path, key: str, value: bool) -> None:
     p = _pointer(run_dir)
     data = read_json(p)
     if data:
-        data["seen"] = True
+        data[key] = value
         write_json_atomic(p, data)
+
+
+def mark_seen(run_dir: Path) -> None:
+    set_flag(run_dir, "seen", True)
+
+
+def forget(run_dir: Path) -> None:
+    _pointer(run_dir).unlink(missing_ok=True)
+
+
+def pointers() -> list[dict[str, Any]]:
+    """Every entry: output_dir, registered, seen, and archived where set."""
+    d = registry_dir()
+    return [data for p in (sorted(d.glob("*.json")) if d.is_dir() else []) if (data := read_json(p))]
 
 
 @dataclass(frozen=True)
@@ -47,9 +67,9 @@ class ListedRun:
 
 def list_runs() -> list[ListedRun]:
     out = []
-    d = registry_dir()
-    for p in sorted(d.glob("*.json")) if d.is_dir() else []:
-        data = read_json(p)
+    for data in pointers():
+        if data.get("archived"):
+            continue
         run_dir = Path(data.get("output_dir", ""))
         info = read_json(run_dir / RUN_FILE)
         if not info or info.get("uid", os.getuid()) != os.getuid():

@@ -82,6 +82,7 @@ class EventCallback(TrainerCallback):
         tokens = seen - self.tokens_last if seen else steps * self.samples_per_step * self.tokens_per_sample
         done_here = state.global_step - self.step_at_start
         per_step = (now - self.t0) / max(done_here, 1)
+        self.tokens_total += tokens
         self.emit(
             "log",
             step=state.global_step,
@@ -94,9 +95,9 @@ class EventCallback(TrainerCallback):
             samples_per_s=round(steps * self.samples_per_step / dt, 2),
             eta_s=round(per_step * (state.max_steps - state.global_step), 1),
             elapsed_s=round(now - self.t0, 2),
+            tokens_seen=round(self.tokens_total),
         )
         self.t_last, self.step_last, self.tokens_last = now, state.global_step, seen
-        self.tokens_total += tokens
         mark = (now, state.global_step, self.tokens_total)
         if self.steady_from is None:
             self.steady_from = mark

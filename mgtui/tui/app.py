@@ -15,7 +15,7 @@ from textual.screen import Screen
 from ..errors import UsageError
 from ..nvml import GpuSource, NvmlSource
 from ..runs import rundir
-from .messages import AdviceChosen, AttachRequested, StartRequested
+from .messages import AdviceChosen, AttachRequested, CompareRequested, RunsRequested, StartRequested
 from .screens.base import AppScreen
 from .screens.form import FormScreen
 from .textual_private import SafeCommandPalette, guard_option_list_paging
@@ -61,7 +61,9 @@ def binding_lines(bindings: Iterable[Binding | tuple[str, ...]]) -> list[tuple[s
 
 
 def help_text() -> str:
-    from .screens.run import RunScreen  # the run screen's module loads when first needed
+    from .screens.compare import CompareScreen  # these screens' modules load when first needed
+    from .screens.run import RunScreen
+    from .screens.runs import RunsScreen
 
     def section(title: str, rows: list[tuple[str, str]]) -> str:
         return title + "\n" + "\n".join(f"  {k:<17} {w}" for k, w in rows)
@@ -72,6 +74,8 @@ def help_text() -> str:
             "mgtui sets up and runs LoRA/QLoRA fine-tuning, all from the keyboard.",
             section("Form", [*FORM_KEYS, *binding_lines(FormScreen.BINDINGS)]),
             section("Run", binding_lines(RunScreen.BINDINGS)),
+            section("Runs (ctrl+l on the form)", binding_lines(RunsScreen.BINDINGS)),
+            section("Compare", binding_lines(CompareScreen.BINDINGS)),
             section("Anywhere", app_rows),
             NOTES,
         ]
@@ -173,6 +177,16 @@ class MgApp(App):
 
     def on_attach_requested(self, message: AttachRequested) -> None:
         self.attach(message.run_dir)
+
+    def on_runs_requested(self, message: RunsRequested) -> None:
+        from .screens.runs import RunsScreen  # loaded when first opened: the form opens faster
+
+        self.push_screen(RunsScreen(self.gpu_source))
+
+    def on_compare_requested(self, message: CompareRequested) -> None:
+        from .screens.compare import CompareScreen
+
+        self.push_screen(CompareScreen(self.gpu_source, message.runs))
 
     def attach(self, run_dir: Path) -> None:
         if not rundir.is_run_dir(run_dir):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
 from ..settings import Resolved
+
+if TYPE_CHECKING:  # the runs screen's module loads it when first opened
+    from ..runs.history import RunRecord
 
 
 class StartRequested(Message):
@@ -34,3 +37,15 @@ class AdviceChosen(Message):
         super().__init__()
         self.changes = changes
         self.title = title
+
+
+class RunsRequested(Message):
+    """Open the runs screen: every run, to open, compare or tidy up."""
+
+
+class CompareRequested(Message):
+    """Compare these runs side by side."""
+
+    def __init__(self, runs: list[RunRecord]) -> None:
+        super().__init__()
+        self.runs = runs

@@ -19,6 +19,7 @@ from ...form_model import FormModel
 from ...nvml import GpuReading, GpuSample, GpuSource
 from ...settings import BY_NAME, GROUPS, SETTINGS, Resolved
 from ...units import gib
+from ..messages import RunsRequested
 from ..widgets.dataset import DatasetPanel
 from ..widgets.fields import FieldGroup, FieldInput, label_of
 from ..widgets.vram import VramPanel
@@ -43,6 +44,7 @@ class FormScreen(AppScreen):
         Binding("ctrl+y", "copy_command", "Copy", tooltip="copy the command line (OSC 52: works over SSH)"),
         Binding("ctrl+g", "pick_planning_card", "GPU", tooltip="choose the GPU to plan for"),
         Binding("ctrl+t", "toggle_quality", "Quality", tooltip="toggle quality mode"),
+        Binding("ctrl+l", "runs", "Runs", tooltip="every run: open, compare, archive, delete"),
         Binding(
             "f2",
             "toggle_panels",
@@ -397,6 +399,9 @@ class FormScreen(AppScreen):
             self.sub_title = f"{est.peak_gib:.1f} GB · {verdict} · f2 panels"
         else:
             self.sub_title = "settings"
+
+    def action_runs(self) -> None:
+        self.post_message(RunsRequested())
 
     def action_toggle_quality(self) -> None:
         self.model.set_value("quality_mode", not self.model.value("quality_mode"))

@@ -3,6 +3,7 @@ column shows its points' mean, so 30 000 steps draw almost as fast as 300."""
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from operator import itemgetter
 
 from rich.text import Text
@@ -11,40 +12,74 @@ from textual.widget import Widget
 _DOTS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))  # [row][col] bits of a Braille cell
 
 
-def _columns(points: list[tuple[float, float]], cols: int, x0: float, x1: float) -> list[float | None]:
+def _columns(
+    points: list[tuple[float, float]], cols: int, x0: float, x1: float, connect: bool = False
+) -> list[float | None]:
     """Each column's mean, for points in step order: contiguous slices summed in C, so a 30 000
-    point history costs a fraction of a millisecond."""
+    point history costs a fraction of a millisecond. A series that spans only part of the x range
+    (a shorter run beside a longer one) is sliced by x."""
     n = len(points)
     if n == 0:
         return [None] * cols
     ys = [y for _, y in points] if n <= cols else None
     if ys is not None:  # fewer points than columns: place each one by its step
         out: list[float | None] = [None] * cols
+        placed: list[tuple[int, float]] = []
         for x, y in points:
-            out[min(cols - 1, int((x - x0) / max(x1 - x0, 1e-9) * cols))] = y
+            c = min(cols - 1, int((x - x0) / max(x1 - x0, 1e-9) * cols))
+            out[c] = y
+            placed.append((c, y))
+        if connect:  # a line through the points, not dots: curves that cross stay readable
+            for (ca, ya), (cb, yb) in zip(placed, placed[1:]):
+                for c in range(ca + 1, cb):
+                    out[c] = ya + (yb - ya) * (c - ca) / (cb - ca)
         return out
     values = list(map(itemgetter(1), points))
-    bounds = [round(i * n / cols) for i in range(cols + 1)]
+    if points[0][0] == x0 and points[-1][0] == x1:
+        bounds = [round(i * n / cols) for i in range(cols + 1)]
+    else:
+        xs = list(map(itemgetter(0), points))
+        bounds = [bisect_left(xs, x0 + i * (x1 - x0) / cols) for i in range(cols)] + [n]
     return [sum(values[a:b]) / (b - a) if b > a else None for a, b in zip(bounds, bounds[1:])]
 
 
-def render_chart(series: list[tuple[list[tuple[float, float]], str]], width: int, height: int) -> Text:
-    """series: ([(step, value)], style). Returns `height` lines of `width` cells with a y axis."""
+def _tick(x: float) -> str:
+    if x >= 1e6:
+        return f"{x / 1e6:.1f}M"
+    return f"{x / 1e3:.1f}k" if x >= 1e4 else f"{int(x)}"
+
+
+Series = list[tuple[list[tuple[float, float]], str]]
+
+
+def render_chart(
+    series: Series,
+    width: int,
+    height: int,
+    x_label: str = "step",
+    markers: Series | None = None,
+    connect: bool = False,
+) -> Text:
+    """series: ([(x, value)], style), drawn as dots, joined where `connect`; markers: the same,
+    drawn as ◆ at each point (evaluations beside training curves). Returns `height` lines of
+    `width` cells with axes."""
     series = [(s, style) for s, style in series if s]
+    markers = [(s, style) for s, style in markers or [] if s]
     if not series or width < 12 or height < 3:
         return Text("waiting for the first loss…", style="dim")
-    lo = min(min(map(itemgetter(1), s)) for s, _ in series)
-    hi = max(max(map(itemgetter(1), s)) for s, _ in series)
+    both = series + markers
+    lo = min(min(map(itemgetter(1), s)) for s, _ in both)
+    hi = max(max(map(itemgetter(1), s)) for s, _ in both)
     if hi - lo < 1e-9:
         lo, hi = lo - 0.5, hi + 0.5
-    x0, x1 = min(s[0][0] for s, _ in series), max(s[-1][0] for s, _ in series)  # each in step order
+    x0, x1 = min(s[0][0] for s, _ in both), max(s[-1][0] for s, _ in both)  # each in x order
     label_w = max(len(f"{hi:.2f}"), len(f"{lo:.2f}")) + 1
     cols = width - label_w
     rows = height - 1
     grid = [[0] * cols for _ in range(rows)]
     owner: list[list[str]] = [[""] * cols for _ in range(rows)]
     for points, style in series:
-        for sub_c, y in enumerate(_columns(points, cols * 2, x0, x1)):
+        for sub_c, y in enumerate(_columns(points, cols * 2, x0, x1, connect)):
             if y is None:
                 continue
             level = int((y - lo) / (hi - lo) * (rows * 4 - 1))
@@ -52,15 +87,23 @@ def render_chart(series: list[tuple[list[tuple[float, float]], str]], width: int
             c, dot_c = divmod(sub_c, 2)
             grid[r][c] |= _DOTS[dot_r][dot_c]
             owner[r][c] = style
+    marks: dict[tuple[int, int], str] = {}
+    for points, style in markers:
+        for x, y in points:
+            c = min(cols - 1, int((x - x0) / max(x1 - x0, 1e-9) * cols))
+            marks[(rows - 1 - int((y - lo) / (hi - lo) * (rows - 1) + 0.5), c)] = style
     t = Text()
     for r in range(rows):
         label = f"{hi:.2f}" if r == 0 else f"{lo:.2f}" if r == rows - 1 else ""
         t.append(f"{label:>{label_w - 1}}┤", style="dim")
         for c in range(cols):
-            t.append(chr(0x2800 + grid[r][c]) if grid[r][c] else " ", style=owner[r][c])
+            if (r, c) in marks:
+                t.append("◆", style=marks[(r, c)])
+            else:
+                t.append(chr(0x2800 + grid[r][c]) if grid[r][c] else " ", style=owner[r][c])
         t.append("\n")
-    axis = f"step {int(x0)}"
-    end = f"{int(x1)}"
+    axis = f"{x_label} {_tick(x0)}"
+    end = _tick(x1)
     t.append(" " * (label_w - 1) + "└" + axis + "─" * max(1, cols - len(axis) - len(end)) + end, style="dim")
     return t
 

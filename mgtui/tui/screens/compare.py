@@ -1,0 +1,125 @@
+"""Two or more runs side by side: their loss curves overlaid (train as lines, evaluations as ◆),
+by step or by tokens seen, smoothed on request; their figures; and only the settings that differ."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widget import Widget
+from textual.widgets import Footer, Header, Static
+
+from ...nvml import GpuSource
+from ...runs import history
+from ...runs.history import RunRecord
+from ..widgets.charts import render_chart
+from .base import AppScreen
+
+COLOURS = ("cyan", "magenta", "yellow", "green", "red", "blue", "bright_white", "orange3")
+SMOOTHING = (0.0, 0.6, 0.9)  # as TensorBoard's slider: the weight of the past
+
+
+def colour(i: int) -> str:
+    return COLOURS[i % len(COLOURS)]
+
+
+class CompareChart(Widget):
+    """Every run's training loss in its own colour, its evaluations as ◆ in the same colour."""
+
+    def __init__(self, runs: list[RunRecord], **kw) -> None:
+        super().__init__(**kw)
+        self.runs = runs
+        self.x = "step"
+        self.smoothing = 0.0
+
+    def lines(self) -> list[tuple[list[tuple[float, float]], str]]:
+        return [
+            (history.smooth(history.series(r.curves.train, self.x), self.smoothing), colour(i))
+            for i, r in enumerate(self.runs)
+        ]
+
+    def marks(self) -> list[tuple[list[tuple[float, float]], str]]:
+        return [(history.series(r.curves.eval, self.x), f"bold {colour(i)}") for i, r in enumerate(self.runs)]
+
+    def render(self) -> Text:
+        if not any(r.curves.train for r in self.runs):
+            return Text("none of these runs logged a loss yet", style="dim")
+        x_label = "step" if self.x == "step" else "tokens"
+        return render_chart(self.lines(), self.size.width, self.size.height, x_label, self.marks(), connect=True)
+
+
+class CompareScreen(AppScreen):
+    BINDINGS = [
+        Binding("escape", "back", "Back", tooltip="back to the runs"),
+        Binding("x", "toggle_x", "Step/tokens", tooltip="the x axis: optimizer steps or tokens seen"),
+        Binding("m", "smooth", "Smoothing", tooltip="smoothing of the training curves: off, 0.6, 0.9"),
+    ]
+
+    def __init__(self, gpu_source: GpuSource, runs: list[RunRecord]) -> None:
+        super().__init__(gpu_source)
+        self.runs = runs
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False, icon="◆")
+        yield Static(self.legend(), id="legend")
+        yield CompareChart(self.runs, id="cmpchart")
+        with VerticalScroll(id="cmpfigures"):
+            yield Static(self.figures(), id="figures")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.title = "mgtui"
+        self.refresh_sub_title()
+
+    def refresh_sub_title(self) -> None:
+        chart = self.query_one(CompareChart)
+        smoothing = f"smoothing {chart.smoothing}" if chart.smoothing else "raw"
+        self.sub_title = f"compare {len(self.runs)} runs · x: {chart.x} · {smoothing}"
+
+    def legend(self) -> Text:
+        t = Text()
+        for i, r in enumerate(self.runs):
+            t.append("━━ ", style=colour(i))
+            t.append(r.name + "  ")
+        t.append("◆ eval", style="dim")
+        return t
+
+    def figures(self) -> Table:
+        summary, settings = history.compare_rows(self.runs)
+        table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")
+        table.add_column("")
+        for i, r in enumerate(self.runs):
+            table.add_column(Text(r.name, style=f"bold {colour(i)}"), overflow="fold")
+        for name, cells in summary:
+            table.add_row(Text(name, style="dim"), *cells)
+        table.add_section()
+        if settings:
+            table.add_row(Text("settings that differ", style="bold"), *[""] * len(self.runs))
+            for name, cells in settings:
+                table.add_row(Text(name, style="dim"), *cells)
+        else:
+            table.add_row(Text("settings: all the same", style="dim"), *[""] * len(self.runs))
+        return table
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_toggle_x(self) -> None:
+        chart = self.query_one(CompareChart)
+        chart.x = "tokens" if chart.x == "step" else "step"
+        chart.refresh()
+        self.refresh_sub_title()
+
+    def action_smooth(self) -> None:
+        chart = self.query_one(CompareChart)
+        chart.smoothing = SMOOTHING[(SMOOTHING.index(chart.smoothing) + 1) % len(SMOOTHING)]
+        chart.refresh()
+        self.refresh_sub_title()
+
+    def palette_commands(self) -> Iterable[SystemCommand]:
+        yield SystemCommand("Step or tokens on the x axis", "Toggle (x)", self.action_toggle_x)
+        yield SystemCommand("Smooth the curves", "Off, 0.6, 0.9 (m)", self.action_smooth)
