@@ -54,6 +54,22 @@ def settings(model: Path, dataset: Path, out: Path, **overrides: Any):
     return resolve([values])
 
 
+def run_in_process(res) -> tuple[int, Path]:
+    """The engine in this process (the tests' own signal handlers are put back)."""
+    import signal
+
+    from mgtui.runs import launch
+    from mgtui.train import worker
+
+    run_dir, _ = launch.prepare(res)
+    old = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        return worker.run(run_dir, resume=res["resume"]), run_dir
+    finally:
+        signal.signal(signal.SIGINT, old[0])
+        signal.signal(signal.SIGTERM, old[1])
+
+
 def events(run_dir: Path) -> list[dict[str, Any]]:
     return list(read_events(Path(run_dir) / "events.jsonl"))
 

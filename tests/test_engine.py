@@ -10,22 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from engine_helpers import events, losses, settings, wait_for, write_dataset
+from engine_helpers import events, losses, run_in_process, settings, wait_for, write_dataset
 
 from mgtui.cli import main
 from mgtui.runs import launch, rundir
 from mgtui.settings import resolve
 from mgtui.train import worker
-
-
-def run_in_process(res) -> tuple[int, Path]:
-    run_dir, _ = launch.prepare(res)
-    old = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    try:
-        return worker.run(run_dir, resume=res["resume"]), run_dir
-    finally:
-        signal.signal(signal.SIGINT, old[0])
-        signal.signal(signal.SIGTERM, old[1])
 
 
 @pytest.mark.parametrize(

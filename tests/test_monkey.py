@@ -118,3 +118,28 @@ async def test_keys_typed_while_the_app_closes_are_dropped():
             send(app, key)
         await pilot.pause(0.3)
     assert app.return_code == 0
+
+
+async def test_random_keys_on_the_runs_screen_and_the_comparison(tmp_path):
+    """Ticking, comparing, sorting, filtering, archiving and deleting in any order, with the
+    comparison opened part-way (and escape leaving either screen, ctrl+l coming back)."""
+    from runs_helpers import three_runs
+
+    from mgtui.tui.screens.compare import CompareScreen
+    from mgtui.tui.screens.runs import RunsScreen
+
+    three_runs(tmp_path)
+    app = MgApp({}, None, NO_GPU, offer_runs=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        keys = [*KEYS, "ctrl+l", "c", "s", "h", "d", "y", "n", "o", "m", "x", "space", "space", "down", "up"]
+        for seed, then in enumerate([[], ["space", "down", "space", "c"]]):
+            while len(pilot.app.screen_stack) > 2:
+                pilot.app.pop_screen()
+                await pilot.pause()
+            await pilot.press("ctrl+l")
+            while not (isinstance(pilot.app.screen, RunsScreen) and pilot.app.screen.loaded):
+                await pilot.pause(0.05)
+            await pilot.press(*then)
+            assert isinstance(pilot.app.screen, CompareScreen if then else RunsScreen)
+            await hammer(pilot, 100 + seed, keys, 200)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from app_helpers import NO_GPU, one_gpu, settle
 from conftest import ROOT
+from runs_helpers import three_runs
 
 from mgtui.tui.app import MgApp
 
@@ -171,3 +172,42 @@ def test_run_screen_at_the_edges(snap_compare, tmp_path, monkeypatch, size):
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+async def _runs_screen(pilot, tick: tuple[str, ...] = ()) -> None:
+    from mgtui.tui.screens.runs import RunsScreen
+
+    await pilot.press("ctrl+l")
+    await wait_until(pilot, lambda: isinstance(pilot.app.screen, RunsScreen) and pilot.app.screen.loaded)
+    screen = pilot.app.screen
+    for name in tick:
+        screen.query_one("#runs").move_cursor(row=[r.name for r in screen.shown].index(name))
+        await pilot.press("space")
+    await pilot.pause(0.3)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_runs_screen(snap_compare, tmp_path, monkeypatch, utc, size):
+    monkeypatch.setenv("HOME", str(tmp_path))  # paths show as ~/runs/...: the same on every machine
+    three_runs(tmp_path / "runs")
+
+    async def run_before(pilot):
+        await _runs_screen(pilot, tick=("r64", "lr-half"))
+
+    assert snap_compare(form_app({}), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_compare_screen(snap_compare, tmp_path, monkeypatch, utc, size):
+    from mgtui.tui.screens.compare import CompareScreen
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    three_runs(tmp_path / "runs")
+
+    async def run_before(pilot):
+        await _runs_screen(pilot, tick=("r16", "r64", "lr-half"))
+        await pilot.press("c")
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, CompareScreen))
+        await pilot.pause(0.3)
+
+    assert snap_compare(form_app({}), terminal_size=size, run_before=run_before)

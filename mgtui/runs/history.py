@@ -347,7 +347,7 @@ def table(runs: list[RunRecord], full: bool = False) -> tuple[list[str], list[li
             "state": r.state + (" (archived)" if r.archived else ""),
             "when": when(r.started) if full else when(r.started)[5:],
             "run": short_path(r.path) if full else r.name,
-            "base model": (short_path(Path(model)) if full else model.rsplit("/", 1)[-1]) or "-",
+            "base model": (short_path(Path(model)) if full else model.rsplit("/", 1)[-1]) if model else "-",
             "final loss": fmt(r.final_loss),
             "best eval": fmt(r.best_eval_loss),
             "tok/s": fmt(r.tokens_per_s),

@@ -88,7 +88,10 @@ class MgApp(App):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (72, "-normal"), (150, "-wide")]
     BINDINGS = [
         Binding("f1", "help", "Help", tooltip="this help"),
-        Binding("ctrl+q", "quit_app", "Quit", priority=True, tooltip="quit (a live run asks: detach or stop)"),
+        # Not in the footer: at 80 columns the form's own keys and f1 fill it (f1 and the palette say ctrl+q).
+        Binding(
+            "ctrl+q", "quit_app", "Quit", priority=True, show=False, tooltip="quit (a live run asks: detach or stop)"
+        ),
     ]
 
     def __init__(

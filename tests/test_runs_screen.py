@@ -1,0 +1,149 @@
+"""The runs screen and the comparison, driven with Pilot as a person would from the form."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from app_helpers import NO_GPU
+from rich.console import Console
+from runs_helpers import recorded_run, three_runs
+
+from mgtui.tui.app import MgApp
+from mgtui.tui.screens.compare import CompareChart, CompareScreen
+from mgtui.tui.screens.modals import AskName, Choice
+from mgtui.tui.screens.run import RunScreen
+from mgtui.tui.screens.runs import RunsScreen
+
+
+async def wait_for(pilot, ready, timeout: float = 60.0) -> None:
+    import time
+
+    end = time.time() + timeout
+    while not ready():
+        if time.time() > end:
+            raise TimeoutError("the screen never got there")
+        await pilot.pause(0.05)
+
+
+async def open_runs(pilot) -> RunsScreen:
+    await pilot.press("ctrl+l")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, RunsScreen) and pilot.app.screen.loaded)
+    return pilot.app.screen
+
+
+async def highlight(pilot, screen: RunsScreen, name: str) -> None:
+    table = screen.query_one("#runs")
+    table.move_cursor(row=[r.name for r in screen.shown].index(name))
+    await pilot.pause()
+
+
+def app() -> MgApp:
+    return MgApp({}, None, NO_GPU, offer_runs=False)
+
+
+async def test_tick_two_runs_and_compare_their_curves(tmp_path):
+    three_runs(tmp_path)
+    async with app().run_test(size=(80, 24)) as pilot:
+        screen = await open_runs(pilot)
+        assert [r.name for r in screen.shown] == ["oom", "lr-half", "r64", "r16", "gone"]
+        assert screen.shown[-1].state == "missing"
+        await pilot.press("c")  # nothing ticked: it says what to do
+        assert isinstance(pilot.app.screen, RunsScreen)
+        for name in ("r64", "r16"):
+            await highlight(pilot, screen, name)
+            await pilot.press("space")
+        assert screen.ticked == {str(tmp_path / "r64"), str(tmp_path / "r16")}
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, CompareScreen))
+        chart = pilot.app.screen.query_one(CompareChart)
+        assert [r.name for r in chart.runs] == ["r64", "r16"]
+        lines = chart.lines()
+        assert len(lines) == 2 and lines[0][1] != lines[1][1]  # a colour each
+        assert lines[0][0][0] == (1.0, chart.runs[0].curves.train[0][2])
+        assert [len(points) for points, _ in chart.marks()] == [2, 0]  # r64 was evaluated twice
+        await pilot.press("x")
+        assert chart.x == "tokens" and chart.lines()[0][0][-1][0] > 120
+        await pilot.press("m")
+        assert chart.smoothing == 0.6 and chart.lines()[0][0][-1][1] != chart.runs[0].final_loss
+        console = Console(width=100, record=True)
+        console.print(pilot.app.screen.figures())
+        figures = console.export_text()
+        assert "lora-r" in figures and "learning-rate" not in figures  # only what differs
+        assert f"{chart.runs[0].final_loss:.4g}" in figures
+        await pilot.press("escape")
+        assert pilot.app.screen is screen
+
+
+async def test_filter_takes_letters_sort_cycles_and_enter_opens(tmp_path):
+    three_runs(tmp_path)
+    async with app().run_test(size=(80, 24)) as pilot:
+        screen = await open_runs(pilot)
+        await pilot.press("/", *"lr-half s")  # letters go to the filter, not to the keys
+        assert screen.sort == "when"
+        assert [r.name for r in screen.shown] == ["lr-half"]
+        await pilot.press("escape")  # from the filter: back to the list, not off the screen
+        assert pilot.app.screen is screen and screen.focused is screen.query_one("#runs")
+        await pilot.press("s")
+        assert screen.sort == "final loss"
+        screen.query_one("#filter").value = ""
+        await pilot.pause()
+        assert [r.name for r in screen.shown][:3] == ["r64", "lr-half", "r16"]  # best first
+        await highlight(pilot, screen, "gone")
+        await pilot.press("enter")  # a missing run says so, and opens nothing
+        assert pilot.app.screen is screen
+        await highlight(pilot, screen, "r16")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, RunScreen))
+        assert pilot.app.screen.run_dir == tmp_path / "r16"
+        await wait_for(pilot, lambda: pilot.app.screen.view.finished)
+        await pilot.press("escape")
+        assert pilot.app.screen is screen
+
+
+async def test_delete_asks_frees_and_refuses_a_running_run(tmp_path):
+    three_runs(tmp_path)
+    live = recorded_run(tmp_path / "live", hours=9)
+    (live / "run.json").write_text(json.dumps({"pid": os.getpid(), "state": "running", "uid": os.getuid()}))
+    async with app().run_test(size=(80, 24)) as pilot:
+        screen = await open_runs(pilot)
+        await highlight(pilot, screen, "live")
+        await pilot.press("d")
+        assert pilot.app.screen is screen and live.exists()  # refused, no question
+        await highlight(pilot, screen, "r16")
+        await pilot.press("d")
+        assert isinstance(pilot.app.screen, Choice)
+        assert "frees" in str(pilot.app.screen.body)
+        await pilot.press("n")
+        assert (tmp_path / "r16").exists()
+        await pilot.press("d", "y")
+        await wait_for(pilot, lambda: not (tmp_path / "r16").exists())
+        assert "r16" not in [r.name for r in screen.shown]
+        await highlight(pilot, screen, "gone")
+        await pilot.press("a")  # archived: hidden until asked for
+        assert "gone" not in [r.name for r in screen.shown]
+        await pilot.press("h")
+        assert "gone" in [r.name for r in screen.shown]
+
+
+async def test_a_folder_pointed_at_is_listed_from_then_on(tmp_path):
+    folder = tmp_path / "project"
+    recorded_run(folder / "outputs" / "found")
+    (Path(os.environ["XDG_STATE_HOME"]) / "mgtui" / "runs").mkdir(parents=True, exist_ok=True)
+    for pointer in (Path(os.environ["XDG_STATE_HOME"]) / "mgtui" / "runs").glob("*.json"):
+        pointer.unlink()  # only the folder knows of it
+    async with app().run_test(size=(80, 24)) as pilot:
+        screen = await open_runs(pilot)
+        assert screen.shown == []
+        await pilot.press("o")
+        assert isinstance(pilot.app.screen, AskName)
+        await pilot.press(*str(tmp_path / "nowhere"), "enter")
+        assert isinstance(pilot.app.screen, AskName)  # refused in place, with why
+        field = pilot.app.screen.query_one("#name")
+        field.value = str(folder)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: [r.name for r in screen.shown] == ["found"])
+    async with app().run_test(size=(80, 24)) as pilot:  # remembered
+        screen = await open_runs(pilot)
+        assert [r.name for r in screen.shown] == ["found"]
