@@ -89,6 +89,11 @@ def build_parser(prog: str) -> Parser:
         "--force", action="store_true", help="let --save-preset overwrite, and train into an occupied output directory"
     )
     t.add_argument("--detach", action="store_true", help="start the run in the background and return")
+    t.add_argument(
+        "--queue",
+        action="store_true",
+        help="wait in this user's queue until the GPUs have room for the estimate, then start (survives logout)",
+    )
 
     e = sub.add_parser(
         "estimate", help="predict peak GPU memory and what to change if it won't fit", allow_abbrev=False
@@ -118,6 +123,8 @@ def build_parser(prog: str) -> Parser:
         help="also list run directories found under DIR (repeatable; the app's runs screen remembers its own)",
     )
     r.add_argument("--archived", action="store_true", help="with --all: include archived runs")
+    r.add_argument("--cancel", metavar="OUTPUT_DIR", help="take a queued run out of the queue")
+    r.add_argument("--start-now", metavar="OUTPUT_DIR", help="start a queued run at once, whatever the GPUs hold")
     return p
 
 
@@ -170,7 +177,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return EXIT_OK
     from .runs.headless import train_headless
 
-    return train_headless(res, force=args.force, detach=args.detach)
+    return train_headless(res, force=args.force, detach=args.detach, queue=args.queue)
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
@@ -213,12 +220,34 @@ def cmd_app(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .runs import queue
     from .runs.registry import list_runs
 
+    noticed = queue.ensure_waiter()  # a waiter that died is noticed, and replaced, here
+    if noticed:
+        print(f"note: {noticed}", file=sys.stderr)
+    if args.cancel or args.start_now:
+        target = Path(args.cancel or args.start_now).expanduser()
+        if args.cancel:
+            if not queue.cancel(target):
+                raise UsageError(f"--cancel {target}: not waiting in the queue")
+            print(f"cancelled {target}", file=sys.stderr)
+            return EXIT_OK
+        problem = queue.start_now(target)
+        if problem:
+            raise UsageError(f"--start-now {target}: {problem}")
+        print(f"started {target}; follow it with: mgtui attach {target}", file=sys.stderr)
+        return EXIT_OK
     if args.all or args.json or args.under:
         return print_history(args.under, args.archived, args.json)
+    q = queue.read_queue()
     for run in list_runs():
-        print(f"{run.state:<9} {run.output_dir}  (pid {run.pid}, started {run.started})")
+        if run.state == "queued" and (place := queue.place_of(Path(run.output_dir), q)):
+            print(f"queued #{place[0]:<2} {run.output_dir}  (waits for {place[1]})")
+        else:
+            print(f"{run.state:<9} {run.output_dir}  (pid {run.pid}, started {run.started})")
     return EXIT_OK
 
 

@@ -8,9 +8,11 @@ and single fields that a GPU doesn't support are None (shown as N/A).
 from __future__ import annotations
 
 import os
+import pwd
 import threading
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from .units import GIB
@@ -48,9 +50,11 @@ class GpuReading:
 
 
 class GpuSource(Protocol):
-    """What the UI reads GPUs through; tests feed recorded readings."""
+    """What the UI reads GPUs through; tests feed recorded readings (and process tables)."""
 
     def read(self) -> GpuReading: ...
+
+    def describe(self, pid: int) -> tuple[str, str]: ...
 
 
 class NvmlSource:
@@ -73,6 +77,10 @@ class NvmlSource:
             except Exception as e:  # NVMLError: no driver, no permission
                 self._init_error = f"NVML unavailable: {_nvml_reason(e)}"
         return self._nvml
+
+    @staticmethod
+    def describe(pid: int) -> tuple[str, str]:
+        return describe_pid(pid)
 
     def read(self) -> GpuReading:
         with self._lock:
@@ -163,10 +171,73 @@ def visible_gpu_count(source: GpuSource | None = None) -> int:
 
 
 class FixedSource:
-    """A reading given in advance: the --gpu-memory planning case, and tests."""
+    """A reading given in advance: the --gpu-memory planning case, and tests (with a recorded
+    process table: PID to user and command)."""
 
-    def __init__(self, reading: GpuReading) -> None:
+    def __init__(self, reading: GpuReading, table: dict[int, tuple[str, str]] | None = None) -> None:
         self.reading = reading
+        self.table = table
 
     def read(self) -> GpuReading:
         return self.reading
+
+    def describe(self, pid: int) -> tuple[str, str]:
+        return describe_pid(pid) if self.table is None else self.table.get(pid, NOT_VISIBLE)
+
+
+NOT_VISIBLE = ("?", "not visible here (another container or PID namespace)")
+READING_ENV = "MGTUI_GPU_READING"
+
+
+class FileSource:
+    """A reading recorded as JSON, read again at every look ({"gpus": [{index, name, memory_total,
+    memory_used, process_memory: {pid: bytes}}], "error": ...}): the queue's waiter is driven
+    with it in tests and demos (MGTUI_GPU_READING=FILE), its free memory changed over time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> GpuReading:
+        import json
+
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError) as e:
+            return GpuReading(error=f"{self.path}: {e}")
+        gpus = []
+        for g in data.get("gpus", []):
+            procs = {int(k): v for k, v in g.pop("process_memory", {}).items()}
+            gpus.append(GpuSample(process_memory=procs, **g))
+        return GpuReading(tuple(gpus), data.get("error"))
+
+    @staticmethod
+    def describe(pid: int) -> tuple[str, str]:
+        return describe_pid(pid)
+
+
+def file_source() -> FileSource | None:
+    path = os.environ.get(READING_ENV)
+    return FileSource(Path(path)) if path else None
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def describe_pid(pid: int, proc: Path = Path("/proc")) -> tuple[str, str]:
+    """(user, shortened command) from the process table; ("?", why) when the PID is not ours to see."""
+    try:
+        uid = (proc / str(pid)).stat().st_uid
+        argv = (proc / str(pid) / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return NOT_VISIBLE
+    words = [a.decode(errors="replace") for a in argv if a]
+    if not words:
+        return _user(uid), "?"
+    words[0] = os.path.basename(words[0])
+    if words[0].startswith("python") and len(words) > 2 and words[1] == "-m":
+        words = [words[2], *words[3:]]  # "python -m mgtui.train.worker ..." reads as the module
+    return _user(uid), " ".join(words)

@@ -29,6 +29,7 @@ SettingName = Literal[
     "use_gradient_checkpointing",
     "batch_size",
     "gradient_accumulation_steps",
+    "max_gpu_memory",
     "epochs",
     "max_steps",
     "learning_rate",
@@ -76,6 +77,7 @@ class SettingValues(TypedDict):
     use_gradient_checkpointing: str
     batch_size: int
     gradient_accumulation_steps: int
+    max_gpu_memory: float
     epochs: float
     max_steps: int
     learning_rate: float

@@ -142,6 +142,7 @@ SETTINGS: tuple[Setting, ...] = (
       choices=("unsloth", "true", "false")),
     S("batch_size", int, 2, "Sequences per device per step", P, min=1, max=4096),
     S("gradient_accumulation_steps", int, 4, "Steps accumulated per optimizer update (effective batch = batch × this)", P, min=1, max=4096),
+    S("max_gpu_memory", float, 0.0, "Cap the run at this many GB of GPU memory per process (0: no cap); past it, an out-of-memory with advice, not the whole card", P, min=0, max=4096),
 
     S("epochs", float, 3.0, "Passes over the dataset (ignored when max_steps > 0)", OPT, min=0.01, max=1000),
     S("max_steps", int, 0, "Stop after this many optimizer steps (0 = use epochs)", OPT, min=0),

@@ -52,3 +52,22 @@ async def settle(pilot, seconds: float = 0.3, timeout: float = 120.0) -> None:
         await pilot.pause(0.05)
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()
+
+
+def shared_gpu(total_gib: float = 24.0) -> FixedSource:
+    """A card that two other users hold 14.5 GiB of, and a PID this machine can't see (a container)."""
+    procs = {4242: int(9.0 * GIB), 5151: int(4.5 * GIB), 6060: int(1.0 * GIB)}
+    sample = GpuSample(
+        0,
+        "NVIDIA GeForce RTX 4090",
+        int(total_gib * GIB),
+        sum(procs.values()),
+        utilization=64,
+        temperature=61,
+        power_w=250.0,
+        power_limit_w=450.0,
+        sm_clock_mhz=2520,
+        process_memory=procs,
+    )
+    table = {4242: ("alice", "python train.py --model llama-3.1-8b --epochs 3"), 5151: ("bob", "ollama serve")}
+    return FixedSource(GpuReading((sample,)), table)

@@ -42,6 +42,27 @@ def utc(monkeypatch: pytest.MonkeyPatch):
     time.tzset()
 
 
+@pytest.fixture
+def busy_gpu_for_the_waiter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A queue waiter started by the code under test sees one RTX 4090 with 2 GiB free (so queued
+    runs keep waiting), and is stopped when the test ends."""
+    import json
+    import signal
+
+    gib = 1024**3
+    reading = tmp_path / "waiter-gpus.json"
+    used = 22 * gib
+    gpu = {"index": 0, "name": "RTX 4090", "memory_total": 24 * gib, "memory_used": used, "process_memory": {"1": used}}
+    reading.write_text(json.dumps({"gpus": [gpu]}))
+    monkeypatch.setenv("MGTUI_GPU_READING", str(reading))
+    yield reading
+    from mgtui.runs import queue
+
+    pid = queue.read_queue().waiter_pid
+    if pid and queue.waiter_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Llama and its tokenizer, built locally once per test session."""

@@ -64,3 +64,39 @@ def three_runs(base: Path) -> list[Path]:
         f.unlink()
     gone.rmdir()
     return runs
+
+
+def queued_run(path: Path, estimate_gb: float | None, **settings: Any) -> Path:
+    """A run directory prepared as `--queue` leaves it, and its entry in this user's queue."""
+    from mgtui.runs import launch, queue
+    from mgtui.settings import resolve
+
+    values = {"base_model": "builtin:tiny-llama", "dataset": "builtin:demo-chat", "output_dir": str(path)}
+    res = resolve([{**values, **settings}])
+    run_dir, _ = launch.prepare(res)
+    queue.add(run_dir, estimate_gb)
+    registry.register(run_dir)
+    return run_dir
+
+
+def recorded_settings() -> dict[str, Any]:
+    """The recorded run's settings, for queued runs listed beside it (so that only what the test
+    changes differs)."""
+    start = next(json.loads(x) for x in (DATA / "run_done.jsonl").read_text().splitlines() if '"start"' in x)
+    return {k: v for k, v in start["settings"].items() if k not in ("output_dir", "resume")}
+
+
+def two_queued(base: Path, hours: float = 5.0) -> list[Path]:
+    """Two runs waiting in the queue, at a fixed time: #1 waits for memory, #2 for #1."""
+    from mgtui.runs import queue
+
+    runs = [queued_run(base / "q-r32", 8.5, **{**recorded_settings(), "lora_r": 32}),
+            queued_run(base / "q-r128", 8.5, **{**recorded_settings(), "lora_r": 128})]  # fmt: skip
+    with queue.locked() as q:
+        for i, e in enumerate(q.entries):
+            e.queued = T0 + hours * 3600 + i
+            e.reason = "GPU 0: needs 9.5 GB, 2.0 GB free" if i == 0 else "1 earlier queued run"
+    for i, run in enumerate(runs):
+        info = json.loads((run / "run.json").read_text())
+        (run / "run.json").write_text(json.dumps({**info, "queued": T0 + hours * 3600 + i}))
+    return runs

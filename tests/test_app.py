@@ -291,10 +291,12 @@ async def test_every_action_is_bound_and_in_the_palette():
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         keys = {b.key for b in FormScreen.BINDINGS}
-        assert {"ctrl+r", "ctrl+o", "ctrl+s", "ctrl+y", "ctrl+g", "ctrl+t", "alt+1"} <= keys
+        assert {"ctrl+r", "ctrl+b", "ctrl+l", "ctrl+o", "ctrl+s", "ctrl+y", "ctrl+g", "ctrl+t", "alt+1"} <= keys
         titles = [c.title for c in app.get_system_commands(app.screen)]
         for title in (
             "Start the run",
+            "Queue the run",
+            "Runs",
             "Load preset",
             "Save preset",
             "Copy command line",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from app_helpers import NO_GPU
 from rich.console import Console
-from runs_helpers import recorded_run, three_runs
+from runs_helpers import recorded_run, three_runs, two_queued
 
 from mgtui.tui.app import MgApp
 from mgtui.tui.screens.compare import CompareChart, CompareScreen
@@ -147,3 +147,20 @@ async def test_a_folder_pointed_at_is_listed_from_then_on(tmp_path):
     async with app().run_test(size=(80, 24)) as pilot:  # remembered
         screen = await open_runs(pilot)
         assert [r.name for r in screen.shown] == ["found"]
+
+
+async def test_queued_runs_show_their_place_and_can_be_cancelled(tmp_path, busy_gpu_for_the_waiter):
+    three_runs(tmp_path)
+    first, second = two_queued(tmp_path)
+    async with app().run_test(size=(80, 24)) as pilot:
+        screen = await open_runs(pilot)
+        rows = {r.name: r for r in screen.shown}
+        assert (rows["q-r32"].queue_place, rows["q-r128"].queue_place) == (1, 2)
+        assert rows["q-r128"].waiting_for == "1 earlier queued run"
+        await highlight(pilot, screen, "q-r32")
+        assert "waits for GPU 0: needs 9.5 GB, 2.0 GB free" in str(screen.query_one("#runinfo").render())
+        await pilot.press("enter")
+        assert isinstance(pilot.app.screen, Choice)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: {r.name: r.queue_place for r in screen.shown}.get("q-r128") == 1)
+        assert {r.name: r.state for r in screen.shown}["q-r32"] == "cancelled"

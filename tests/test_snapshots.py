@@ -9,9 +9,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from app_helpers import NO_GPU, one_gpu, settle
+from app_helpers import NO_GPU, settle, shared_gpu
 from conftest import ROOT
-from runs_helpers import three_runs
+from runs_helpers import three_runs, two_queued
 
 from mgtui.tui.app import MgApp
 
@@ -107,7 +107,7 @@ def replay(tmp_path: Path, log: str, alive: bool) -> Path:
 def test_run_screen_replayed(snap_compare, tmp_path, monkeypatch, size, log, alive, gpu):
     monkeypatch.chdir(tmp_path)  # the screen shows the run's path: keep it the same on every machine
     replay(tmp_path, log, alive)
-    app = MgApp({}, None, one_gpu(24.0, 21.5, 97) if gpu == "one" else NO_GPU, attach=Path("run"), offer_runs=False)
+    app = MgApp({}, None, shared_gpu() if gpu == "one" else NO_GPU, attach=Path("run"), offer_runs=False)
 
     last = json.loads((tmp_path / "run" / "events.jsonl").read_text().splitlines()[-1])["seq"]
 
@@ -187,12 +187,16 @@ async def _runs_screen(pilot, tick: tuple[str, ...] = ()) -> None:
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_runs_screen(snap_compare, tmp_path, monkeypatch, utc, size):
+def test_runs_screen(snap_compare, tmp_path, monkeypatch, utc, busy_gpu_for_the_waiter, size):
+    """Finished, failed and missing runs, and two queued ones with their place and what they wait for."""
     monkeypatch.setenv("HOME", str(tmp_path))  # paths show as ~/runs/...: the same on every machine
     three_runs(tmp_path / "runs")
+    two_queued(tmp_path / "runs")
 
     async def run_before(pilot):
         await _runs_screen(pilot, tick=("r64", "lr-half"))
+        screen = pilot.app.screen
+        screen.query_one("#runs").move_cursor(row=0)  # the newest: queued #2
 
     assert snap_compare(form_app({}), terminal_size=size, run_before=run_before)
 
@@ -211,3 +215,17 @@ def test_compare_screen(snap_compare, tmp_path, monkeypatch, utc, size):
         await pilot.pause(0.3)
 
     assert snap_compare(form_app({}), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_form_on_a_shared_gpu(snap_compare, size):
+    """Other users hold memory on the card: the VRAM panel plans on what is free now and says so,
+    and the GPU picker lists who holds it."""
+    app = form_app({"dataset": "builtin:demo-chat", "base_model": "unsloth/llama-3.1-8b-bnb-4bit"}, gpu=shared_gpu())
+
+    async def run_before(pilot):
+        await _settle(pilot)
+        await pilot.press("ctrl+g")
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)

@@ -38,6 +38,9 @@ def plan(
     c: Coefficients = DEFAULT,
     gpu_count: int = 1,
 ) -> MemoryPlan:
+    cap = res["max_gpu_memory"]
+    if cap and (gpu_gib is None or cap < gpu_gib):  # the run may not use more: plan for the cap
+        gpu_gib, gpu_label = cap, f"{gpu_label or 'GPU'} capped at {cap:g} GB"
     world = res.world_size(gpu_count)
     common: dict[str, Any] = dict(world_size=world, effective_batch=res.effective_batch * world, backend=backend)
     if found.arch is None:

@@ -18,7 +18,7 @@ from ..errors import EXIT_FAILED, EXIT_FOR_STATE, EXIT_OK, EXIT_STOPPED, EXIT_US
 from ..hub_check import check_hub
 from ..settings import Resolved
 from .events import EVENTS_FILE, INPUT_KINDS, EventFollower
-from .launch import LaunchError, disk_warning, request_stop, start, trainable_params
+from .launch import LaunchError, disk_warning, enqueue, request_stop, start, trainable_params
 from .rundir import LOG_FILE
 from .view import describe, fmt_duration, phase_line
 
@@ -93,7 +93,27 @@ def follow(run_dir: Path, proc, display: Display, offset: int = 0, poll: float =
             request_stop(run_dir)
 
 
-def train_headless(res: Resolved, force: bool = False, detach: bool = False) -> int:
+def queued(res: Resolved, force: bool) -> int:
+    """--queue: the run waits in this user's queue; the waiter starts it (LaunchError: bad input)."""
+    from . import queue
+
+    run_dir, place, noticed = enqueue(res, force=force)
+    if noticed:
+        print(f"note: {noticed}", file=sys.stderr)
+    entry = queue.read_queue().find(run_dir)
+    need = (
+        f"needs {entry.need_gb:.1f} GB per GPU (estimate + {queue.MARGIN_GB:.0f} GB margin)"
+        if entry and entry.need_gb
+        else "no estimate for this model: it waits only for the runs before it"
+    )
+    print(f"queued #{place}: {run_dir}; {need}")
+    print(
+        f"see it with: model-garden runs · cancel: model-garden runs --cancel {run_dir} · follow: mgtui attach {run_dir}"
+    )
+    return EXIT_OK
+
+
+def train_headless(res: Resolved, force: bool = False, detach: bool = False, queue: bool = False) -> int:
 
     try:
         report = scan(res["dataset"], res["dataset_format"], columns=res["columns"])  # bad data: exit 2 now
@@ -119,6 +139,8 @@ def train_headless(res: Resolved, force: bool = False, detach: bool = False) -> 
             print(f"warning: {warning}", file=sys.stderr)
         log = Path(res["output_dir"]).expanduser() / EVENTS_FILE
         offset = log.stat().st_size if res["resume"] and log.exists() else 0  # a resumed run's new events
+        if queue:
+            return queued(res, force)
         run_dir, proc, moved = start(res, force=force)
     except (DatasetError, LaunchError) as e:
         raise UsageError(str(e)) from None

@@ -13,6 +13,7 @@ from typing import Any, Iterable
 
 from ..settings import BY_NAME, DEFAULTS
 from .events import EVENTS_FILE, read_events
+from .queue import place_of, read_queue
 from .registry import forget, pointers, registry_dir
 from .rundir import RUN_FILE, SUMMARY_FILE, is_run_dir, launcher_alive, read_json, run_state, write_json_atomic
 
@@ -48,6 +49,8 @@ class RunRecord:
     device: str = ""
     archived: bool = False
     curves: Curves = field(default_factory=Curves)
+    queue_place: int | None = None  # 1 = next, while it waits in the queue
+    waiting_for: str = ""  # what the queue's waiter last saw it wait for
 
     @property
     def name(self) -> str:
@@ -73,6 +76,8 @@ class RunRecord:
             "estimate_gb": self.estimate_gb,
             "duration_s": self.duration_s,
             "archived": self.archived,
+            "queue_place": self.queue_place,
+            "waiting_for": self.waiting_for or None,
         }
 
 
@@ -84,7 +89,7 @@ def read_record(path: Path, archived: bool = False) -> RunRecord:
         return RunRecord(path, "missing", archived=archived)
     st = run_state(path)
     info = read_json(path / RUN_FILE)
-    rec = RunRecord(path, st.state, started=info.get("started"), archived=archived)
+    rec = RunRecord(path, st.state, started=info.get("started") or info.get("queued"), archived=archived)
     _fold_events(rec, path)
     summary = read_json(path / SUMMARY_FILE)
     if summary:  # the engine's own figures where it wrote them: steady speed, peak, runtime
@@ -210,6 +215,10 @@ def collect(extra: Iterable[Path] = (), include_archived: bool = True) -> list[R
             if str(path) not in seen:
                 seen[str(path)] = read_record(path)
     runs = [r for r in seen.values() if include_archived or not r.archived]
+    q = read_queue()
+    for r in runs:
+        if r.state == "queued" and (place := place_of(r.path, q)):
+            r.queue_place, r.waiting_for, r.estimate_gb = place
     return sorted(runs, key=lambda r: r.started or 0.0, reverse=True)
 
 
@@ -291,6 +300,10 @@ def delete(rec: RunRecord) -> None:
     problem = delete_problem(rec)
     if problem:
         raise ValueError(problem)
+    if rec.state == "queued":
+        from .queue import cancel
+
+        cancel(rec.path)
     if rec.path.exists():
         shutil.rmtree(rec.path)
     forget(rec.path)
@@ -344,7 +357,7 @@ def table(runs: list[RunRecord], full: bool = False) -> tuple[list[str], list[li
     for r in runs:
         model = r.base_model.rstrip("/")
         cells = {
-            "state": r.state + (" (archived)" if r.archived else ""),
+            "state": (f"queued #{r.queue_place}" if r.queue_place else r.state) + (" (archived)" if r.archived else ""),
             "when": when(r.started) if full else when(r.started)[5:],
             "run": short_path(r.path) if full else r.name,
             "base model": (short_path(Path(model)) if full else model.rsplit("/", 1)[-1]) if model else "-",

@@ -12,7 +12,7 @@ from typing import Mapping
 
 from .. import presets
 from ..cuda_check import problems_here
-from ..nvml import FixedSource, GpuSource, NvmlSource, visible_gpu_count
+from ..nvml import FixedSource, GpuReading, GpuSource, NvmlSource, visible_gpu_count
 from ..settings import Resolved
 from . import rundir
 from .registry import register
@@ -121,15 +121,18 @@ def start(
     """Start the engine detached, once this machine's GPUs are known to be usable by its torch.
     The GPUs visible here set the default number of processes, for the app and the headless
     command alike."""
-    problem = model_dir_problem(res["base_model"]) or tracker_problem(res["report_to"])
-    if problem:
-        raise LaunchError(problem)
     reading = (source or NvmlSource()).read()
-    for problem in problems_here(reading, res["gpus"]):
-        raise LaunchError(problem)
+    checks(res, reading)
     run_dir, moved = prepare(res, force)
     gpu_count = visible_gpu_count(FixedSource(reading))
     nproc = res.world_size(gpu_count) // res["nnodes"]
+    proc = spawn(run_dir, res, nproc)
+    return run_dir, proc, moved
+
+
+def spawn(run_dir: Path, res: Resolved, nproc: int) -> subprocess.Popen:
+    """The engine, detached, on a prepared run directory: a run started by hand and a queued run
+    whose turn has come take this same path."""
     env = engine_env(res, os.environ, run_dir)
     log = open(run_dir / rundir.LOG_FILE, "ab")
     proc = subprocess.Popen(
@@ -143,10 +146,68 @@ def start(
     )
     log.close()
     if res["node_rank"] > 0:  # a helper node: the run, its log and its record live on node 0
-        return run_dir, proc, moved
+        return proc
     rundir.write_run_file(run_dir, proc.pid, launcher=True, launcher_pid=proc.pid, gpus=res["gpus"])
     register(run_dir)
-    return run_dir, proc, moved
+    return proc
+
+
+def checks(res: Resolved, reading: GpuReading) -> None:
+    """What would stop the engine at once: refused before it starts (or is queued)."""
+    problem = model_dir_problem(res["base_model"]) or tracker_problem(res["report_to"])
+    if problem:
+        raise LaunchError(problem)
+    for problem in problems_here(reading, res["gpus"]):
+        raise LaunchError(problem)
+
+
+def planned_estimate(res: Resolved, reading: GpuReading) -> float | None:
+    """Peak GPU memory per card for these settings on this machine (None: unknown architecture)."""
+    from ..backend_choice import planned_backend
+    from ..estimate import lookup, plan
+
+    gpus = len(reading.gpus)
+    backend = planned_backend(res["base_model"], res.world_size(gpus), gpus)[0]
+    p = plan(res, lookup(res["base_model"], online=False), None, backend=backend, gpu_count=max(1, gpus))
+    return round(p.estimate.peak_gib, 2) if p.estimate else None
+
+
+def enqueue(
+    res: Resolved, estimate_gb: float | None = None, force: bool = False, source: GpuSource | None = None
+) -> tuple[Path, int, str | None]:
+    """Prepare the run directory and put the run in this user's queue; the waiter starts it when
+    the cards have room. Returns (run directory, place in the queue, what was noticed or None)."""
+    from . import queue
+
+    if res["node_rank"] > 0 or res["nnodes"] > 1:
+        raise LaunchError("--queue: multi-node runs start together on every node; start them by hand")
+    if res["resume"]:
+        raise LaunchError("--queue: a resumed run starts at once (--resume without --queue)")
+    reading = (source or NvmlSource()).read()
+    checks(res, reading)
+    if estimate_gb is None:
+        estimate_gb = planned_estimate(res, reading)
+    run_dir, _ = prepare(res, force)
+    nproc = res.world_size(visible_gpu_count(FixedSource(reading))) // res["nnodes"]
+    _, place = queue.add(run_dir, estimate_gb, nproc, res["gpus"])
+    register(run_dir)
+    return run_dir, place, queue.ensure_waiter()
+
+
+def start_queued(run_dir: Path, cards: list[int], nproc: int) -> subprocess.Popen:
+    """A queued run's turn: its settings as prepared, on the cards the waiter picked."""
+    from ..settings import resolve
+
+    pre = presets.load_path(run_dir / rundir.SETTINGS_FILE)
+    values, explicit = dict(pre.values), pre.explicit_keys()
+    if cards and not values.get("gpus"):  # the engine sees them as CUDA_VISIBLE_DEVICES
+        values["gpus"] = ",".join(map(str, cards))
+        explicit.add("gpus")
+    res = resolve([values], explicit)
+    info = rundir.read_json(run_dir / rundir.RUN_FILE)
+    info.pop("started", None)  # the run starts now; it was queued at info["queued"]
+    rundir.write_json_atomic(run_dir / rundir.RUN_FILE, info)
+    return spawn(run_dir, res, nproc)
 
 
 def request_stop(run_dir: Path) -> bool:

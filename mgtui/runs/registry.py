@@ -1,6 +1,6 @@
 """Where this user's runs are listed: one small pointer file per run in
 $XDG_STATE_HOME/mgtui/runs/ (~/.local/state/mgtui/runs by default). Only runs started by this
-user are there. list_runs gives those still running or finished since last seen; the whole
+user are there. list_runs gives those queued, running or finished since last seen; the whole
 history is runs/history.py's."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
-from .rundir import RUN_FILE, read_json, run_state, write_json_atomic
+from .rundir import RUN_FILE, pid_alive, read_json, run_pids, run_state, write_json_atomic
 
 
 def registry_dir() -> Path:
@@ -75,7 +75,25 @@ def list_runs() -> list[ListedRun]:
         if not info or info.get("uid", os.getuid()) != os.getuid():
             continue
         st = run_state(run_dir)
-        if st.state == "running" or (st.finished and not data.get("seen")):
+        if st.state in ("running", "queued") or (st.finished and not data.get("seen")):
             started = time.strftime("%Y-%m-%d %H:%M", time.localtime(st.started)) if st.started else "?"
             out.append(ListedRun(str(run_dir), st.state, st.pid, started))
+    return out
+
+
+def runs_by_pid(candidates: Iterable[int]) -> dict[int, str]:
+    """Which of `candidates` (PIDs on a GPU) belong to this user's running mgtui runs: PID to the
+    run directory's name. Every rank of a run counts (rundir.run_pids)."""
+    candidates = list(candidates)
+    out: dict[int, str] = {}
+    if not candidates:
+        return out
+    for data in pointers():  # run.json only, not the event logs: this is asked every second
+        run_dir = Path(data.get("output_dir", ""))
+        info = read_json(run_dir / RUN_FILE)
+        if info.get("state") != "running" or not pid_alive(info.get("pid")):
+            continue
+        for pid in run_pids(info, candidates):
+            if pid in candidates:
+                out[pid] = run_dir.name
     return out

@@ -68,14 +68,16 @@ def read_json(path: Path) -> dict[str, Any]:
 @dataclass(frozen=True)
 class RunState:
     path: Path
-    state: str  # running | done | stopped | failed | dead (engine gone without a last word) | new
+    # running | done | stopped | failed | dead (engine gone without a last word) | new
+    # | queued (waiting its turn: runs/queue.py) | cancelled (taken out of the queue)
+    state: str
     pid: int | None
     started: float | None
     last_event: dict[str, Any] | None
 
     @property
     def finished(self) -> bool:
-        return self.state in ("done", "stopped", "failed", "dead")
+        return self.state in ("done", "stopped", "failed", "dead", "cancelled")
 
 
 def run_state(path: Path) -> RunState:
@@ -87,6 +89,8 @@ def run_state(path: Path) -> RunState:
         last = event
     if info.get("state") == "running" and pid_alive(pid):
         state = "running"  # checked first: a resumed run's log still ends with its last stop
+    elif info.get("state") in ("queued", "cancelled") and not last:
+        state = info["state"]
     elif last and last.get("type") in TERMINAL:
         state = last["type"]
     elif info.get("state") in TERMINAL:
@@ -113,6 +117,8 @@ def occupied(path: Path) -> str | None:
     st = run_state(path)
     if st.state == "running":
         return f"{path} holds a running run (pid {st.pid})"
+    if st.state == "queued":
+        return f"{path} holds a queued run (model-garden runs --cancel {path} takes it out of the queue)"
     if st.state != "new":
         return f"{path} holds a {st.state} run"
     if any((path / f).exists() for f in ADAPTER_FILES) or any(path.glob("checkpoint-*")):

@@ -29,7 +29,7 @@ from ..nvml import GpuSource, NvmlSource, process_gpu_bytes
 from ..runs import rundir
 from ..runs.events import EVENTS_FILE, EventWriter
 from ..settings import Resolved, resolve
-from ..units import gib, gib3
+from ..units import GIB, gib, gib3
 from .download import DownloadStopped
 
 LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "unsloth", "datasets")
@@ -67,6 +67,17 @@ def estimate_gb(res: Resolved, backend: str, gpu_gib: float | None, world: int) 
 
     p = plan(res, lookup(res["base_model"], online=False), gpu_gib, backend=backend, gpu_count=per_node(res, world))
     return round(p.estimate.peak_gib, 3) if p.estimate else None
+
+
+def cap_memory(cuda: Any, cap_gb: float, device: int, emit: Any) -> float:
+    """--max-gpu-memory: a hard per-process limit in the caching allocator, so that going past it
+    raises torch's OutOfMemoryError (reported with advice for the cap) instead of taking the whole
+    card from its other users. Returns the GiB the run may use."""
+    total = cuda.mem_get_info(device)[1]
+    fraction = min(1.0, cap_gb * GIB / total)
+    cuda.set_per_process_memory_fraction(fraction, device)
+    emit("message", message=f"GPU memory capped at {cap_gb:g} GB ({fraction:.0%} of the card)")
+    return min(cap_gb, gib(total))
 
 
 def per_node(res: Resolved, world: int) -> int:
@@ -305,6 +316,8 @@ def _train(
     if cuda:
         torch.cuda.set_device(local_rank)
         state["total_gib"] = gib(torch.cuda.mem_get_info()[1])
+        if res["max_gpu_memory"]:
+            state["total_gib"] = cap_memory(torch.cuda, res["max_gpu_memory"], local_rank, ev.emit)
     estimate = estimate_gb(res, plan.backend, state["total_gib"], world)
     ev.emit(
         "start",

@@ -170,6 +170,14 @@ class MgApp(App):
         try:
             from ..runs import launch
 
+            if message.queue:
+                run_dir, place, noticed = launch.enqueue(message.res, message.estimate_gb, source=self.gpu_source)
+                self.notify(
+                    f"Queued #{place}: {run_dir}. It starts when the GPUs have room; ctrl+l lists it"
+                    + (f"\n{noticed}" if noticed else ""),
+                    timeout=10,
+                )
+                return
             run_dir, proc, _ = launch.start(message.res, source=self.gpu_source)
         except launch.LaunchError as e:
             self.notify(str(e), severity="error", timeout=10)

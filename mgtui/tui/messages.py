@@ -14,12 +14,13 @@ if TYPE_CHECKING:  # the runs screen's module loads it when first opened
 
 
 class StartRequested(Message):
-    """Start training with these settings (the form has checked them)."""
+    """Start training with these settings (the form has checked them), or queue them."""
 
-    def __init__(self, res: Resolved, estimate_gb: float | None) -> None:
+    def __init__(self, res: Resolved, estimate_gb: float | None, queue: bool = False) -> None:
         super().__init__()
         self.res = res
         self.estimate_gb = estimate_gb
+        self.queue = queue
 
 
 class AttachRequested(Message):

@@ -16,9 +16,10 @@ from textual.timer import Timer
 from textual.widgets import Checkbox, Footer, Header, Input, Label, Select, Static
 
 from ...form_model import FormModel
+from ...gpu_procs import HIDDEN_GIB, others_gib
 from ...nvml import GpuReading, GpuSample, GpuSource
 from ...settings import BY_NAME, GROUPS, SETTINGS, Resolved
-from ...units import gib
+from ...units import comma_list, gib
 from ..messages import RunsRequested
 from ..widgets.dataset import DatasetPanel
 from ..widgets.fields import FieldGroup, FieldInput, label_of
@@ -45,6 +46,14 @@ class FormScreen(AppScreen):
         Binding("ctrl+g", "pick_planning_card", "GPU", tooltip="choose the GPU to plan for"),
         Binding("ctrl+t", "toggle_quality", "Quality", tooltip="toggle quality mode"),
         Binding("ctrl+l", "runs", "Runs", tooltip="every run: open, compare, archive, delete"),
+        Binding(
+            "ctrl+b",
+            "queue",
+            "Queue",
+            priority=True,
+            show=False,  # the footer is full at 80 columns; Start offers it when the GPU is busy
+            tooltip="queue the run: it starts by itself when the GPUs have room (survives logout)",
+        ),
         Binding(
             "f2",
             "toggle_panels",
@@ -324,8 +333,26 @@ class FormScreen(AppScreen):
             return "reading GPUs…", None
         if not self.gpus.gpus:
             return f"no GPU: {self.gpus.error}", None
-        g = self.gpus.gpus[0]
+        g = self.planned_card()
         return f"GPU {g.index} {g.name} (free)", g.available_gib()
+
+    def planned_card(self) -> GpuSample:
+        """The card a run would have least room on: of those chosen to train on (all by default)."""
+        chosen = set(comma_list(self.model.value("gpus")))
+        cards = [g for g in self.detected if str(g.index) in chosen] or list(self.detected)
+        return min(cards, key=lambda g: g.available_gib())
+
+    def busy_note(self) -> str:
+        """When other processes hold memory on the card planned for: the plan is for what is free now."""
+        if self.target is not None or not self.detected:
+            return ""
+        g = self.planned_card()
+        held = others_gib(g)
+        if held <= HIDDEN_GIB:
+            return ""
+        return (
+            f"other processes hold {held:.1f} GB of GPU {g.index}: planning on the {g.available_gib():.1f} GB free now"
+        )
 
     def refresh_estimate(self) -> None:
         res = self.model.resolved
@@ -338,7 +365,7 @@ class FormScreen(AppScreen):
         from ...estimate import plan
 
         self.plan = plan(res, self.found, gpu_gib, label, self.backend(res)[0], gpu_count=len(self.detected))
-        panel.show(self.plan)
+        panel.show(self.plan, busy=self.busy_note())
         self.refresh_sub_title()
 
     def backend(self, res: Resolved) -> tuple[str, str | None]:
@@ -370,6 +397,9 @@ class FormScreen(AppScreen):
 
     def action_start(self) -> None:
         self.start_flow.start()
+
+    def action_queue(self) -> None:
+        self.start_flow.start(queue=True)
 
     def action_load_preset(self) -> None:
         self.preset_dialogs.choose_and_load()
@@ -425,6 +455,10 @@ class FormScreen(AppScreen):
 
     def palette_commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Start the run", "Validate and start training (ctrl+r)", self.action_start)
+        yield SystemCommand(
+            "Queue the run", "Start by itself when the GPUs have room; survives logout (ctrl+b)", self.action_queue
+        )
+        yield SystemCommand("Runs", "Every run: open, compare, archive, delete (ctrl+l)", self.action_runs)
         yield SystemCommand("Load preset", "Apply a built-in or user preset (ctrl+o)", self.action_load_preset)
         yield SystemCommand("Save preset", "Save the form as a preset (ctrl+s)", self.action_save_preset)
         yield SystemCommand(

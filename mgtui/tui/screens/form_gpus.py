@@ -6,6 +6,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...estimate.gpu_catalog import COMMON_GPUS
+from ...gpu_procs import HIDDEN_GIB, hidden_note, line, others_gib, processes
+from ...nvml import GpuSample
+from ...runs.registry import runs_by_pid
 from ...units import comma_list, gib
 from .modals import PickMany, PickOne
 
@@ -18,6 +21,22 @@ NO_TARGET = "__none__"
 class GpuPickers:
     def __init__(self, form: FormScreen) -> None:
         self.form = form
+
+    def process_lines(self, g: GpuSample, width: int = 70) -> list[str]:
+        """Who holds the card: its processes (this user's mgtui runs named), or why none are shown."""
+        candidates = set(g.process_memory)
+        procs = processes(g, runs_by_pid(candidates), self.form.gpu_source.describe)
+        out = [line(p, width) for p in procs]
+        note = hidden_note(g)
+        return [*out, *([note] if note else [])] or ["no process holds memory on it"]
+
+    @staticmethod
+    def holders(g: GpuSample) -> str:
+        held = others_gib(g)
+        if held <= HIDDEN_GIB:
+            return ""
+        n = len(g.process_memory)
+        return f" · {n or 'hidden'} process{'es' if n != 1 else ''} hold {held:.1f} GB"
 
     def pick_training_gpus(self) -> None:
         form = self.form
@@ -33,7 +52,8 @@ class GpuPickers:
             (
                 str(g.index),
                 f"GPU {g.index}: {g.name} · {gib(g.memory_used):.1f} of {gib(g.memory_total):.0f} GB used"
-                + (f" · {g.utilization}% busy" if g.utilization is not None else ""),
+                + (f" · {g.utilization}% busy" if g.utilization is not None else "")
+                + self.holders(g),
                 not chosen or str(g.index) in chosen,
             )
             for g in found
@@ -60,8 +80,9 @@ class GpuPickers:
         options.append((NO_TARGET, "No target: show the estimate only"))
 
         def details(key: str) -> str:
-            if key.startswith("gpu:"):
-                return "The detected GPU's total minus what other processes hold"
+            if key.startswith("gpu:") and form.gpus:
+                g = form.gpus.gpus[int(key[4:])]
+                return "\n".join(["The detected GPU's total minus what other processes hold:", *self.process_lines(g)])
             return "Plan a run for a GPU you don't have here" if key.startswith("plan:") else ""
 
         def chosen(key: str | None) -> None:

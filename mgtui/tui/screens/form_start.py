@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ...gpu_procs import others_gib
 from ...runs import rundir
 from ...settings import Resolved
+from ...units import GIB
 from ..messages import AttachRequested, StartRequested
 from .modals import Choice
 
@@ -25,8 +27,10 @@ ANSWERS = {
 class StartFlow:
     def __init__(self, form: FormScreen) -> None:
         self.form = form
+        self.queue = False  # Queue (ctrl+b) rather than Start
 
-    def start(self) -> None:
+    def start(self, queue: bool = False) -> None:
+        self.queue = queue
         form, m = self.form, self.form.model
         if m.resolved is None or not m.valid:
             form.notify("Start refused: fix the marked fields first", severity="error")
@@ -76,7 +80,36 @@ class StartFlow:
             answers = [(a, *ANSWERS[a]) for a in rundir.occupied_answers(out)]
             form.app.push_screen(Choice("Output directory in use", reason, answers), lambda a: self.answered(a, res))
             return
-        form.post_message(StartRequested(res, form.estimate_gb()))
+        busy = None if self.queue else self.busy()
+        if busy:
+            form.app.push_screen(
+                Choice(
+                    "The GPU is busy",
+                    busy,
+                    [("queue", "Queue it", "q"), ("start", "Start anyway", "s"), ("cancel", "Cancel", "escape")],
+                ),
+                lambda a: self.go(res, a == "queue") if a in ("queue", "start") else None,
+            )
+            return
+        self.go(res, self.queue)
+
+    def go(self, res: Resolved, queue: bool) -> None:
+        self.form.post_message(StartRequested(res, self.form.estimate_gb(), queue))
+
+    def busy(self) -> str | None:
+        """The run would fit the card, but not beside what other processes hold on it now."""
+        form = self.form
+        if form.target is not None or not form.detected or form.plan is None or form.plan.estimate is None:
+            return None
+        g = form.planned_card()
+        need = form.plan.estimate.peak_gib
+        if need <= g.available_gib() or need > (g.memory_total - g.memory_reserved) / GIB:
+            return None  # fits now, or fits no card of this size: the VRAM panel's steps say what to change
+        return (
+            f"GPU {g.index} has {g.available_gib():.1f} GB free; this run needs about {need:.1f} GB. "
+            f"Other processes hold {others_gib(g):.1f} GB (ctrl+g lists them).\n"
+            "Queue it to start by itself once there is room (it survives logout), or start anyway."
+        )
 
     def answered(self, answer: str | None, res: Resolved) -> None:
         form = self.form
@@ -84,7 +117,7 @@ class StartFlow:
             form.model.apply({"resume": True})
             form.refresh_form()
             if form.model.resolved is not None:
-                form.post_message(StartRequested(form.model.resolved, form.estimate_gb()))
+                self.go(form.model.resolved, self.queue)
         elif answer == "new":
             form.model.apply({"output_dir": rundir.free_directory(res["output_dir"])})
             form.refresh_form()

@@ -17,11 +17,12 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Header, RichLog, Sparkline, Static
 
 from ...errors import how_it_ended
+from ...gpu_procs import THIS_RUN, processes
 from ...nvml import GpuSource
 from ...runs import rundir
 from ...runs.events import EVENTS_FILE, EventFollower
 from ...runs.launch import request_stop
-from ...runs.registry import mark_seen
+from ...runs.registry import mark_seen, runs_by_pid
 from ...runs.view import RunView, fmt_duration, phase_line
 from ...units import comma_list
 from ..messages import AdviceChosen
@@ -240,8 +241,11 @@ class RunScreen(AppScreen):
     def poll_gpus(self) -> None:
         reading = self.gpu_source.read()
         info = rundir.read_json(self.run_dir / rundir.RUN_FILE)
-        own = rundir.run_pids(info, {pid for g in reading.gpus for pid in g.process_memory})
-        self.app.call_from_thread(self.query_one("#gpus", GpuPanel).show, reading, own)
+        candidates = {pid for g in reading.gpus for pid in g.process_memory}
+        own = rundir.run_pids(info, candidates)
+        names = {**runs_by_pid(candidates), **dict.fromkeys(own, THIS_RUN)}
+        procs = {g.index: processes(g, names, self.gpu_source.describe) for g in reading.gpus}
+        self.app.call_from_thread(self.query_one("#gpus", GpuPanel).show, reading, own, procs)
 
     # --- actions -----------------------------------------------------------------------------
     @property

@@ -14,11 +14,11 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from ...nvml import GpuSource
-from ...runs import history
+from ...runs import history, queue
 from ...runs.history import RunRecord
 from ..messages import AttachRequested, CompareRequested
 from .base import AppScreen
-from .modals import AskName, confirm
+from .modals import AskName, Choice, confirm
 
 TICK = "✓"
 
@@ -68,13 +68,16 @@ class RunsScreen(AppScreen):
     @work(thread=True, exclusive=True, group="runs")
     def reload(self) -> None:
         """Every run's event log is read: in a thread, so the screen answers keys meanwhile."""
+        noticed = queue.ensure_waiter()  # a queue waiter that died is noticed (and replaced) here
         runs = history.collect(self.extra)
-        self.app.call_from_thread(self._loaded, runs)
+        self.app.call_from_thread(self._loaded, runs, noticed)
 
-    def _loaded(self, runs: list[RunRecord]) -> None:
+    def _loaded(self, runs: list[RunRecord], noticed: str | None = None) -> None:
         self.runs = runs
         self.loaded = True
         self.refresh_table()
+        if noticed:
+            self.notify(noticed, severity="warning", timeout=10)
 
     # --- the table --------------------------------------------------------------------------
     def refresh_table(self) -> None:
@@ -114,9 +117,14 @@ class RunsScreen(AppScreen):
         line = Text(history.short_path(run.path), style="bold")
         if run.state == "missing":
             line.append("  directory gone: a archives, d removes it from the list", style="yellow")
+        if run.queue_place:
+            line.append(f"  waits for {run.waiting_for}", style="yellow")
         ticked = len(self.ticked)
         hint = f"{ticked} ticked: c compares" if ticked >= 2 else "space ticks to compare"
-        hint += " · enter opens · a archive · h archived · o folder"
+        if run.queue_place:
+            hint = "enter: start it now, or cancel it · " + hint
+        else:
+            hint += " · enter opens · a archive · h archived · o folder"
         line.append(f"\n{hint}", style="dim")
         self.query_one("#runinfo", Static).update(line)
 
@@ -150,7 +158,32 @@ class RunsScreen(AppScreen):
         if run.state == "missing":
             self.notify(f"{run.path}: the directory is gone", severity="warning")
             return
+        if run.queue_place:
+            self.ask_queued(run)
+            return
         self.post_message(AttachRequested(run.path))
+
+    def ask_queued(self, run: RunRecord) -> None:
+        def answer(a: str | None) -> None:
+            if a == "start":
+                problem = queue.start_now(run.path)
+                if problem:
+                    self.notify(problem, severity="error")
+                    return
+                self.post_message(AttachRequested(run.path))
+            elif a == "cancel":
+                queue.cancel(run.path)
+                self.notify(f"{run.name}: taken out of the queue (its directory is kept)")
+            self.reload()
+
+        self.app.push_screen(
+            Choice(
+                f"Queued #{run.queue_place}: {run.name}",
+                f"Waiting: {run.waiting_for}",
+                [("start", "Start now", "s"), ("cancel", "Cancel it", "c"), ("wait", "Keep waiting", "escape")],
+            ),
+            answer,
+        )
 
     def action_tick(self) -> None:
         run = self.current()

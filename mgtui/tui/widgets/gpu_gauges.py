@@ -8,6 +8,7 @@ from collections import deque
 from rich.text import Text
 from textual.widget import Widget
 
+from ...gpu_procs import GpuProcess, hidden_note, line
 from ...nvml import GIB, GpuReading, GpuSample
 from .vram import bar
 
@@ -21,6 +22,21 @@ def spark(values: list[float], width: int) -> str:
 
 def na(value, fmt: str) -> str:
     return "N/A" if value is None else fmt.format(value)
+
+
+SHOWN_PROCESSES = 3  # per card, largest first; the rest are counted
+
+
+def render_processes(g: GpuSample, procs: list[GpuProcess], width: int) -> Text:
+    t = Text()
+    for p in procs[:SHOWN_PROCESSES]:
+        t.append(line(p, width) + "\n", style="bold" if p.run else "")
+    if len(procs) > SHOWN_PROCESSES:
+        t.append(f"  … {len(procs) - SHOWN_PROCESSES} more\n", style="dim")
+    note = hidden_note(g)
+    if note:
+        t.append(note + "\n", style="yellow")
+    return t
 
 
 def render_gpu(g: GpuSample, history: list[float], own: set[int], width: int) -> Text:
@@ -50,9 +66,10 @@ class GpuPanel(Widget):
         self.selected: set[int] | None = None  # GPU indices the run uses; None = all
         self.reading: GpuReading | None = None
         self.own_pids: set[int] = set()
+        self.procs: dict[int, list[GpuProcess]] = {}  # each card's processes, largest first
 
-    def show(self, reading: GpuReading, own_pids: set[int]) -> None:
-        self.reading, self.own_pids = reading, own_pids
+    def show(self, reading: GpuReading, own_pids: set[int], procs: dict[int, list[GpuProcess]] | None = None) -> None:
+        self.reading, self.own_pids, self.procs = reading, own_pids, procs or {}
         for g in reading.gpus:
             if g.utilization is not None:
                 self.history.setdefault(g.index, deque(maxlen=120)).append(g.utilization)
@@ -69,4 +86,5 @@ class GpuPanel(Widget):
         for g in reading.gpus:
             if self.selected is None or g.index in self.selected:
                 t.append_text(render_gpu(g, list(self.history.get(g.index, ())), self.own_pids, width))
+                t.append_text(render_processes(g, self.procs.get(g.index, []), width))
         return t

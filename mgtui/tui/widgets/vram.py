@@ -30,12 +30,14 @@ def bar(fraction: float, width: int, style: str) -> Text:
     return Text("█" * filled, style=style) + Text("░" * (width - filled), style="dim")
 
 
-def render_plan(p: MemoryPlan | None, width: int = 32, pending: str = "") -> Text:
+def render_plan(p: MemoryPlan | None, width: int = 32, pending: str = "", busy: str = "") -> Text:
     t = Text()
     if p is None:
         return Text(pending or "waiting for valid settings", style="dim")
     gpu = p.gpu_label or "no GPU"
     t.append(f"{gpu}\n", style="bold")
+    if busy:
+        t.append(busy + "\n", style="yellow")
     e = p.estimate
     if e is None:
         t.append(p.lookup.source + "\n", style="yellow")
@@ -89,10 +91,11 @@ class VramPanel(Widget):
         super().__init__(**kw)
         self.plan: MemoryPlan | None = None
         self.pending = ""
+        self.busy = ""  # other processes hold memory on the card planned for
 
-    def show(self, p: MemoryPlan | None, pending: str = "") -> None:
-        self.plan, self.pending = p, pending
+    def show(self, p: MemoryPlan | None, pending: str = "", busy: str = "") -> None:
+        self.plan, self.pending, self.busy = p, pending, busy
         self.refresh(layout=True)
 
     def render(self) -> Text:
-        return render_plan(self.plan, max(20, self.content_size.width or 32), self.pending)
+        return render_plan(self.plan, max(20, self.content_size.width or 32), self.pending, self.busy)
