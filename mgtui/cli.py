@@ -110,6 +110,14 @@ def build_parser(prog: str) -> Parser:
 
     a = sub.add_parser("attach", help="open the app on a run directory (running or finished)")
     a.add_argument("output_dir", metavar="OUTPUT_DIR")
+    c = sub.add_parser("chat", help="try a finished run: its answers beside the base model's, in the app")
+    c.add_argument("output_dir", metavar="OUTPUT_DIR")
+    from .train.export import add_arguments  # argparse only: the export's libraries load when it runs
+
+    x = sub.add_parser(
+        "export", help="a finished run as a merged 16-bit model, a GGUF file, or on the Hub", allow_abbrev=False
+    )
+    add_arguments(x)
     r = sub.add_parser(
         "runs", help="list this user's runs that are going or finished since last seen (--all: every run)"
     )
@@ -215,8 +223,10 @@ def cmd_presets(args: argparse.Namespace) -> int:
 def cmd_app(args: argparse.Namespace) -> int:
     from .tui.app import run_app
 
-    attach = getattr(args, "output_dir", None)
-    return run_app(preset=args.preset, gpu_memory=args.gpu_memory, gpu_name=args.gpu_name, attach=attach)
+    target = getattr(args, "output_dir", None)
+    chat = target if args.command == "chat" else None
+    attach = target if args.command == "attach" else None
+    return run_app(preset=args.preset, gpu_memory=args.gpu_memory, gpu_name=args.gpu_name, attach=attach, chat=chat)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -251,6 +261,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .train.export import run
+
+    return run(args)
+
+
 def print_history(under: list[str], archived: bool, as_json: bool) -> int:
     import json
     from pathlib import Path
@@ -280,11 +296,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = "mgtui" if sys.argv and sys.argv[0].endswith("mgtui") else "model-garden"
     parser = build_parser(prog)
     args = parser.parse_args(argv)
-    if args.command == "attach":
+    if args.command in ("attach", "chat"):
         args.gpu_memory = args.gpu_name = args.preset = None
     handler = {
         None: cmd_app,
         "attach": cmd_app,
+        "chat": cmd_app,
+        "export": cmd_export,
         "train": cmd_train,
         "estimate": cmd_estimate,
         "presets": cmd_presets,

@@ -42,6 +42,7 @@ SettingName = Literal[
     "logging_steps",
     "save_steps",
     "save_total_limit",
+    "eval_prompts",
     "report_to",
     "resume",
     "gpus",
@@ -90,6 +91,7 @@ class SettingValues(TypedDict):
     logging_steps: int
     save_steps: int
     save_total_limit: int
+    eval_prompts: str
     report_to: str
     resume: bool
     gpus: str

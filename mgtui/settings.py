@@ -159,6 +159,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("logging_steps", int, 1, "Log loss and learning rate every N steps", OUT, min=1),
     S("save_steps", int, 100, "Save a checkpoint every N steps (the adapter is always saved at the end)", OUT, min=1),
     S("save_total_limit", int, 0, "Keep only the newest N checkpoints (0: keep them all), as the HF Trainer does", OUT, min=0),
+    S("eval_prompts", str, "", "A prompts file (a prompt per line, or JSONL) that base and tuned answer after training: answers.jsonl", OUT, path=True),
     S("report_to", str, "none", "Experiment tracker (its key comes from the environment, never from a preset)", OUT,
       choices=("none", "tensorboard", "wandb")),
     S("resume", bool, False, "Continue from the latest checkpoint in output_dir", OUT, in_preset=False),

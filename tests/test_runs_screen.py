@@ -164,3 +164,19 @@ async def test_queued_runs_show_their_place_and_can_be_cancelled(tmp_path, busy_
         await pilot.press("c")
         await wait_for(pilot, lambda: {r.name: r.queue_place for r in screen.shown}.get("q-r128") == 1)
         assert {r.name: r.state for r in screen.shown}["q-r32"] == "cancelled"
+
+
+async def test_a_queued_run_opened_says_where_it_stands_then_that_it_was_cancelled(tmp_path):
+    from mgtui.runs import queue
+
+    first, _ = two_queued(tmp_path)
+    app = MgApp({}, None, NO_GPU, attach=first, offer_runs=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = pilot.app.screen
+        await wait_for(pilot, lambda: screen.queued is not None)
+        progress = str(screen.query_one("#progress").render())
+        assert "queued #1 · waits for GPU 0: needs 9.5 GB, 2.0 GB free" in progress
+        assert screen.exit_note is None
+        queue.cancel(first)
+        await wait_for(pilot, lambda: screen.exit_note is not None)
+        assert screen.exit_note == "Cancelled: taken out of the queue before it started."

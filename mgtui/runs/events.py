@@ -12,7 +12,8 @@ Types and their extra keys (absent keys mean "not known"):
 
     start     pid, backend ("unsloth" | "transformers"), device ("cuda" | "cpu"), world_size,
               estimate_gb (the form's/estimator's peak for these settings), settings (flat dict)
-    phase     phase ("loading_model" | "preparing_data" | "training" | "evaluating" | "saving"),
+    phase     phase ("downloading" | "loading_model" | "preparing_data" | "training" | "evaluating" |
+              "saving" | "answering"),
               progress (0..1, when measurable), detail (text)
     dataset   rows, format, tokens {min, mean, p95, max}, max_seq_length, truncated, eval_rows
     log       step, total_steps, epoch, loss, learning_rate, grad_norm, tokens_per_s,
@@ -21,6 +22,8 @@ Types and their extra keys (absent keys mean "not known"):
     eval      step, eval_loss (and any other eval_* metric)
     memory    peak_reserved_gb, peak_allocated_gb (torch), peak_nvml_gb (the process as nvidia-smi
               shows it, CUDA context included: what estimate_gb predicts), total_gb (CUDA only)
+    answers   path (answers.jsonl), count, sample [{prompt, tuned, base}] (the first three, cut
+              at 300 characters): --eval-prompts answered by the tuned and the base model
     warning   message
     message   message
     done      final_loss, steps, runtime_s, adapter (path)

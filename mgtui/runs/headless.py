@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..data.prompts import read_prompts
 from ..data.scan import DatasetError, scan
 from ..data.tokens import check_rows
 from ..errors import EXIT_FAILED, EXIT_FOR_STATE, EXIT_OK, EXIT_STOPPED, EXIT_USAGE, UsageError, how_it_ended
@@ -128,6 +129,8 @@ def train_headless(res: Resolved, force: bool = False, detach: bool = False, que
         )
         if skipping:
             print(f"warning: {skipping}", file=sys.stderr)
+        if res["eval_prompts"]:
+            read_prompts(res["eval_prompts"])  # a bad prompts file: exit 2 now, not after training
         hub = check_hub(res["base_model"], res["dataset"], res["trust_remote_code"])
         if hub.problems:
             raise UsageError(hub.problems[0])

@@ -314,3 +314,17 @@ def disk_warning(need: int, free: int, path: Path) -> str | None:
         f"{path}: the adapter and checkpoints need about {need / 2**30:.1f} GB, {free / 2**30:.1f} GB free: "
         "free space, keep fewer checkpoints (--save-total-limit), or choose another --output-dir"
     )
+
+
+def weights_problem(run_dir: Path) -> str | None:
+    """Why this directory holds no trained model to chat with or export: one line, or None."""
+    if not run_dir.is_dir():
+        return f"{run_dir}: no such directory"
+    if not (run_dir / SETTINGS_FILE).exists() and not (run_dir / "adapter_config.json").exists():
+        return f"{run_dir}: not a run directory (no settings.toml or adapter_config.json)"
+    has_adapter = (run_dir / "adapter_config.json").exists()
+    weights = run_dir / ("adapter_model.safetensors" if has_adapter else "model.safetensors")
+    if not weights.exists() and not list(run_dir.glob("model*.safetensors")):
+        state = run_state(run_dir).state
+        return f"{run_dir}: no trained weights yet (the run is {state}); a run saves them when it ends"
+    return None

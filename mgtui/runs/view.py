@@ -52,6 +52,8 @@ def describe(e: dict[str, Any]) -> str | None:
         )
     if t in ("warning", "message"):
         return f"{t}: {e['message']}"
+    if t == "answers":
+        return f"answers: {e['count']} prompts answered by the tuned and the base model, in {e['path']}"
     if t == "eval":
         return f"eval: step {e['step']} loss {e.get('eval_loss')}"
     if t == "done":
@@ -95,6 +97,7 @@ class RunView:
     dataset: dict[str, Any] | None = None
     log: list[tuple[str, str]] = field(default_factory=list)  # (kind, text)
     end: dict[str, Any] | None = None  # the terminal event
+    answers: dict[str, Any] | None = None  # --eval-prompts answered: path, count, sample
     started_t: float | None = None
     last_seq: int = -1
     missed: int = 0  # gaps in seq: events a reader never saw
@@ -163,6 +166,10 @@ class RunView:
     def _on_memory(self, e: dict[str, Any]) -> None:
         self.peak_gb = e.get("peak_reserved_gb", self.peak_gb)
         self.peak_nvml_gb = e.get("peak_nvml_gb", self.peak_nvml_gb)
+
+    def _on_answers(self, e: dict[str, Any]) -> None:
+        self.answers = e
+        self._note("info", e)
 
     def _on_warning(self, e: dict[str, Any]) -> None:
         self._note("warning", e)

@@ -22,6 +22,7 @@ from typing import Any
 from .. import presets
 from ..backend_choice import choose_backend
 from ..cuda_check import CudaFacts, DeviceError, problems, requested_indices, torch_build
+from ..data.prompts import read_prompts
 from ..data.scan import DatasetError, resolve_source, scan
 from ..demo_model import BUILTIN_MODEL
 from ..errors import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, EXIT_USAGE
@@ -296,6 +297,7 @@ def _train(
 ) -> int:
     ev.emit("phase", phase="preparing_data", progress=0.0, detail="checking rows")
     scan(res["dataset"], res["dataset_format"], columns=res["columns"])  # bad data fails here, before the model loads
+    prompts = read_prompts(res["eval_prompts"]) if res["eval_prompts"] else []
 
     ev.emit("phase", phase="loading_model", detail=res["base_model"])
     found = boot(res, world)
@@ -348,7 +350,7 @@ def _train(
         ev.emit("phase", phase="downloading", detail=f"dataset {res['dataset']} ({res['dataset_split']})")
     else:
         ev.emit("phase", phase="preparing_data", progress=0.0, detail="tokenizing")
-    from .datasets import build_datasets
+    from .datasets import CHAT_FORMATS, build_datasets, chat_template
 
     train_ds, eval_ds, report, warnings = build_datasets(
         res, tokenizer, lambda p: ev.emit("phase", phase="preparing_data", progress=round(p, 3), detail="tokenizing")
@@ -390,7 +392,18 @@ def _train(
     ev.emit("phase", phase="saving", detail=str(run_dir))
     trainer.save_model(str(run_dir))  # the adapter, in PEFT format; written by the main process only
     if rank == 0:
+        if report["format"] in CHAT_FORMATS:  # the exact template trained with, for the chat and exports
+            tokenizer.chat_template = chat_template(res, tokenizer)
         tokenizer.save_pretrained(str(run_dir))
+        if prompts and not stop.is_set():
+            from .generate import answer_prompts
+
+            if plan.backend == "unsloth":
+                from unsloth import FastLanguageModel
+
+                FastLanguageModel.for_inference(trainer.model)
+            template = tokenizer.chat_template if report["format"] in CHAT_FORMATS else None
+            answer_prompts(trainer.model, tokenizer, template, prompts, run_dir, ev.emit)
     peak: dict[str, float | None] = {"peak_reserved_gb": None, "peak_allocated_gb": None, "peak_nvml_gb": None}
     if cuda:
         peak = cb.memory_now()

@@ -15,7 +15,14 @@ from textual.screen import Screen
 from ..errors import UsageError
 from ..nvml import GpuSource, NvmlSource
 from ..runs import rundir
-from .messages import AdviceChosen, AttachRequested, CompareRequested, RunsRequested, StartRequested
+from .messages import (
+    AdviceChosen,
+    AttachRequested,
+    ChatRequested,
+    CompareRequested,
+    RunsRequested,
+    StartRequested,
+)
 from .screens.base import AppScreen
 from .screens.form import FormScreen
 from .textual_private import SafeCommandPalette, guard_option_list_paging
@@ -28,8 +35,9 @@ FORM_KEYS = [
 ]
 NOTES = """\
 Runs keep training when the terminal closes or SSH drops. `mgtui`
-lists the runs still going or finished since you last looked;
-`mgtui attach OUTPUT_DIR` opens one directly.
+lists the runs queued, still going or finished since you last
+looked; `mgtui attach OUTPUT_DIR` opens one directly; ctrl+l on
+the form lists every run, to compare them.
 
 The VRAM panel: fits (green), tight at 90% or more (yellow), over
 (red) with the guide's "Out of Memory" steps, each with its new
@@ -61,7 +69,8 @@ def binding_lines(bindings: Iterable[Binding | tuple[str, ...]]) -> list[tuple[s
 
 
 def help_text() -> str:
-    from .screens.compare import CompareScreen  # these screens' modules load when first needed
+    from .screens.chat import ChatScreen  # these screens' modules load when first needed
+    from .screens.compare import CompareScreen
     from .screens.run import RunScreen
     from .screens.runs import RunsScreen
 
@@ -76,6 +85,7 @@ def help_text() -> str:
             section("Run", binding_lines(RunScreen.BINDINGS)),
             section("Runs (ctrl+l on the form)", binding_lines(RunsScreen.BINDINGS)),
             section("Compare", binding_lines(CompareScreen.BINDINGS)),
+            section("Chat (t on a finished run)", binding_lines(ChatScreen.BINDINGS)),
             section("Anywhere", app_rows),
             NOTES,
         ]
@@ -100,6 +110,7 @@ class MgApp(App):
         target: tuple[str, float | None] | None = None,
         gpu_source: GpuSource | None = None,
         attach: Path | None = None,
+        chat: Path | None = None,
         notice: str | None = None,
         scan_limit: int = 20000,
         offer_runs: bool = True,
@@ -109,6 +120,7 @@ class MgApp(App):
         self.target = target
         self.gpu_source = gpu_source or NvmlSource()
         self.attach_to = attach
+        self.chat_with = chat
         self.notice = notice
         self.scan_limit = scan_limit
         self.offer_runs = offer_runs
@@ -129,7 +141,9 @@ class MgApp(App):
         self.push_screen(FormScreen(self.chosen, self.gpu_source, self.target, self.scan_limit))
         if self.notice:
             self.notify(self.notice, title="Preset not loaded", severity="error", timeout=10)
-        if self.attach_to is not None:
+        if self.chat_with is not None:
+            self.open_chat(self.chat_with)
+        elif self.attach_to is not None:
             self.attach(self.attach_to)
         elif self.offer_runs:
             self.call_after_refresh(self.offer_listed_runs)
@@ -153,11 +167,16 @@ class MgApp(App):
 
         def details(key: str) -> str:
             r = by_dir[key]
+            if r.state == "queued":
+                from ..runs.queue import place_of
+
+                place = place_of(Path(r.output_dir))
+                return f"queued #{place[0]}: waits for {place[1]}" if place else "queued"
             return f"started {r.started}, pid {r.pid}: {'still training' if r.state == 'running' else r.state}"
 
         self.push_screen(
             PickOne(
-                "Your runs: still going, or finished since you last looked",
+                "Your runs: queued, still going, or finished since you last looked",
                 options,
                 details,
                 "enter: attach · escape: go to the form",
@@ -198,6 +217,18 @@ class MgApp(App):
         from .screens.compare import CompareScreen
 
         self.push_screen(CompareScreen(self.gpu_source, message.runs))
+
+    def on_chat_requested(self, message: ChatRequested) -> None:
+        self.open_chat(message.run_dir)
+
+    def open_chat(self, run_dir: Path) -> None:
+        from .screens.chat import ChatScreen
+
+        problem = rundir.weights_problem(run_dir)
+        if problem:
+            self.notify(problem, severity="error", timeout=10)
+            return
+        self.push_screen(ChatScreen(run_dir, self.gpu_source))
 
     def attach(self, run_dir: Path) -> None:
         if not rundir.is_run_dir(run_dir):
@@ -241,7 +272,11 @@ class MgApp(App):
 
 
 def run_app(
-    preset: str | None = None, gpu_memory: float | None = None, gpu_name: str | None = None, attach: str | None = None
+    preset: str | None = None,
+    gpu_memory: float | None = None,
+    gpu_name: str | None = None,
+    attach: str | None = None,
+    chat: str | None = None,
 ) -> int:
     chosen: dict[str, Any] = {}
     notice = None
@@ -264,6 +299,16 @@ def run_app(
         except EstimateInputError as e:
             raise UsageError(str(e)) from None
         target = (label + " (planning)", gib)
-    app = MgApp(chosen, target, attach=Path(attach).expanduser() if attach else None, notice=notice)
+    if chat:
+        problem = rundir.weights_problem(Path(chat).expanduser())
+        if problem:
+            raise UsageError(problem)
+    app = MgApp(
+        chosen,
+        target,
+        attach=Path(attach).expanduser() if attach else None,
+        chat=Path(chat).expanduser() if chat else None,
+        notice=notice,
+    )
     app.run()
     return 0

@@ -50,3 +50,11 @@ class CompareRequested(Message):
     def __init__(self, runs: list[RunRecord]) -> None:
         super().__init__()
         self.runs = runs
+
+
+class ChatRequested(Message):
+    """Try this run's model: the chat screen."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.run_dir = run_dir

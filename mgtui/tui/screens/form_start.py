@@ -24,6 +24,20 @@ ANSWERS = {
 }
 
 
+def prompts_problem(path: str) -> str | None:
+    """A prompts file for the quick look that the engine would refuse after training: refused now."""
+    if not path:
+        return None
+    from ...data.prompts import read_prompts
+    from ...data.scan import DatasetError
+
+    try:
+        read_prompts(path)
+    except DatasetError as e:
+        return str(e)
+    return None
+
+
 class StartFlow:
     def __init__(self, form: FormScreen) -> None:
         self.form = form
@@ -45,6 +59,7 @@ class StartFlow:
             or form.dataset_panel.error
             or form.dataset_panel.problem
             or form.dataset_panel.blocking
+            or prompts_problem(m.value("eval_prompts"))
         )
         if problem:
             form.notify(f"Start refused: {problem}", severity="error", timeout=10)

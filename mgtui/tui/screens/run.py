@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from rich.text import Text
 from textual import work
@@ -22,10 +22,11 @@ from ...nvml import GpuSource
 from ...runs import rundir
 from ...runs.events import EVENTS_FILE, EventFollower
 from ...runs.launch import request_stop
+from ...runs.queue import place_of
 from ...runs.registry import mark_seen, runs_by_pid
 from ...runs.view import RunView, fmt_duration, phase_line
 from ...units import comma_list
-from ..messages import AdviceChosen
+from ..messages import AdviceChosen, ChatRequested
 from ..widgets.charts import LossChart
 from ..widgets.gpu_gauges import GpuPanel
 from ..widgets.vram import bar
@@ -33,6 +34,22 @@ from .base import AppScreen
 from .modals import Choice, confirm
 
 BEFORE_TRAINING = ("starting", "downloading", "loading_model", "preparing_data")
+
+
+def answers_text(a: dict[str, Any]) -> Text:
+    """The quick look at quality: the first prompts' answers, tuned beside base."""
+    t = Text()
+    t.append(f"{a['count']} prompts answered (all in {Path(a['path']).name}):\n", style="bold")
+    for row in a.get("sample") or []:
+        t.append(f"› {row['prompt'][:120]}\n", style="bold")
+        t.append("  tuned: ", style="green")
+        t.append((row.get("tuned") or "").strip()[:200].replace("\n", " ") + "\n")
+        if row.get("base") is not None:
+            t.append("  base:  ", style="dim")
+            t.append((row.get("base") or "").strip()[:200].replace("\n", " ") + "\n", style="dim")
+    return t
+
+
 LOG_STYLE = {"warning": "yellow", "error": "bold red", "phase": "cyan", "info": ""}
 
 
@@ -49,6 +66,7 @@ class RunScreen(AppScreen):
         Binding("s", "stop", "Stop", tooltip="stop: asks first, saves adapter and checkpoint"),
         Binding("escape", "back", "Form", tooltip="back to the form (a live run asks: detach or stop)"),
         Binding("ctrl+y", "copy_snippet", "Copy load code", tooltip="copy the Python lines that load the adapter"),
+        Binding("t", "chat", "Try it", tooltip="a finished run: chat with it, beside the base model"),
         Binding("f2", "toggle_panels", "Panels", show=False, tooltip="under 72 columns: the metrics and GPU gauges"),
         *[
             Binding(
@@ -79,6 +97,7 @@ class RunScreen(AppScreen):
         self.exit_note: str | None = None
         self._log_shown = 0
         self._stop_requested = False
+        self.queued: tuple[int, str, float | None] | None = None  # place, what it waits for
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="◆")
@@ -129,7 +148,14 @@ class RunScreen(AppScreen):
             how = how_it_ended(code)
         else:
             info = rundir.read_json(self.run_dir / rundir.RUN_FILE)
+            if info.get("state") == "queued":  # its turn has not come: say where it stands
+                was, self.queued = self.queued, place_of(self.run_dir)
+                return self.queued != was
+            if info.get("state") == "cancelled":
+                self.exit_note = "Cancelled: taken out of the queue before it started."
+                return True
             if info.get("state") == "resuming" or rundir.pid_alive(info.get("pid")):
+                self.queued = None
                 return False
             how = "no running process"
         late = self.follower.read_new()  # its last words may have landed just now
@@ -159,6 +185,13 @@ class RunScreen(AppScreen):
     def progress_text(self) -> Text:
         v = self.view
         t = Text()
+        if self.queued and v.phase == "starting":
+            t.append(f"queued #{self.queued[0]}", style="bold yellow")
+            t.append(f" · waits for {self.queued[1]}\n", style="yellow")
+            t.append(
+                "it starts by itself; the runs screen (ctrl+l on the form) can start it now or cancel it", style="dim"
+            )
+            return t
         if v.phase in BEFORE_TRAINING and v.phase_event:
             t.append(phase_line(v.phase_event), style="bold cyan")
             if v.phase_t is not None:  # a slow phase shows as slow, not as a hang
@@ -232,6 +265,9 @@ class RunScreen(AppScreen):
             peak += f" (nvidia-smi; torch reserved {v.peak_gb:.2f})"
         t.append(f"peak memory {peak} · estimate {v.estimate_gb} GB\n")
         t.append(f"adapter: {e.get('adapter')}\n")
+        if v.answers:
+            t.append_text(answers_text(v.answers))
+        t.append("t: try it (tuned beside base) · e: export\n", style="bold")
         t.append(load_snippet(self.run_dir) + "\n", style="cyan")
         if kind == "stopped":
             t.append("continue it later with --resume\n", style="dim")
@@ -324,6 +360,13 @@ class RunScreen(AppScreen):
         else:
             then()
 
+    def action_chat(self) -> None:
+        if self.running:
+            self.notify("Still training: the chat opens once the run has saved its adapter", severity="warning")
+            return
+        self.post_message(ChatRequested(self.run_dir))
+
     def palette_commands(self) -> Iterable[SystemCommand]:
+        yield SystemCommand("Try it: chat", "Ask the tuned and the base model (t)", self.action_chat)
         yield SystemCommand("Stop the run", "Finish the step, save, stop (s)", self.action_stop)
         yield SystemCommand("Copy adapter loading code", "Python lines (ctrl+y)", self.action_copy_snippet)

@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from ...nvml import GpuSource
 from ...runs import history, queue
 from ...runs.history import RunRecord
-from ..messages import AttachRequested, CompareRequested
+from ..messages import AttachRequested, ChatRequested, CompareRequested
 from .base import AppScreen
 from .modals import AskName, Choice, confirm
 
@@ -33,6 +33,7 @@ class RunsScreen(AppScreen):
         Binding("slash", "filter", "Filter", tooltip="filter: rows that contain every word typed"),
         Binding("s", "sort", "Sort", tooltip="sort by the next column: when, losses, speed, time, state"),
         Binding("d", "delete", "Delete", tooltip="delete the run's directory (asks first; never a running run)"),
+        Binding("t", "chat", "Try", show=False, tooltip="chat with the run's model, beside the base model"),
         # Said on the line under the table: the footer has room for the keys above at 80 columns.
         Binding(
             "a", "archive", "Archive", show=False, tooltip="archive the run (hidden, kept on disk), or bring it back"
@@ -120,11 +121,11 @@ class RunsScreen(AppScreen):
         if run.queue_place:
             line.append(f"  waits for {run.waiting_for}", style="yellow")
         ticked = len(self.ticked)
-        hint = f"{ticked} ticked: c compares" if ticked >= 2 else "space ticks to compare"
+        first = f"{ticked} ticked: c compares" if ticked >= 2 else "space tick"
         if run.queue_place:
-            hint = "enter: start it now, or cancel it · " + hint
+            hint = f"enter: start it now, or cancel it · {first}"
         else:
-            hint += " · enter opens · a archive · h archived · o folder"
+            hint = f"{first} · enter open · t try · a archive · h archived · o add folder"
         line.append(f"\n{hint}", style="dim")
         self.query_one("#runinfo", Static).update(line)
 
@@ -184,6 +185,11 @@ class RunsScreen(AppScreen):
             ),
             answer,
         )
+
+    def action_chat(self) -> None:
+        run = self.current()
+        if run is not None:
+            self.post_message(ChatRequested(run.path))
 
     def action_tick(self) -> None:
         run = self.current()
