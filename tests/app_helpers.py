@@ -71,3 +71,33 @@ def shared_gpu(total_gib: float = 24.0) -> FixedSource:
     )
     table = {4242: ("alice", "python train.py --model llama-3.1-8b --epochs 3"), 5151: ("bob", "ollama serve")}
     return FixedSource(GpuReading((sample,)), table)
+
+
+class ReplayChat:
+    """The chat process's recorded lines (tests/data/chat_session.jsonl, from a real run of the demo
+    model) played back per request: the chat screen's snapshots show the same on every machine."""
+
+    def __init__(self, path) -> None:
+        import json
+
+        self.lines = [json.loads(x) for x in path.read_text().splitlines()]
+        self.pending: list[dict] = []
+        self.asked: list[tuple[int, list[dict], object, list[str]]] = []
+
+    def start(self) -> None:
+        self.pending += [e for e in self.lines if e["type"] in ("loading", "ready")]
+
+    def ask(self, rid, messages, sampling, which) -> bool:
+        self.asked.append((rid, messages, sampling, which))
+        self.pending += [e for e in self.lines if e.get("id") == rid and e.get("which") in which]
+        return True
+
+    def stop(self, rid) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+    def drain(self) -> list[dict]:
+        out, self.pending = self.pending, []
+        return out

@@ -69,3 +69,23 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from mgtui.train.tiny import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
+    """A finished run of the tiny model on the demo data, trained long enough that the adapter
+    changes the answers, with three prompts for the quick look (one in each form the file takes)."""
+    from engine_helpers import run_in_process, settings, write_dataset
+
+    base = tmp_path_factory.mktemp("after")
+    data = write_dataset(base / "data.jsonl", "messages", n=64)
+    prompts = base / "prompts.txt"
+    prompts.write_text(
+        "What is 11 plus 5?\n"
+        '{"prompt": "What is 7 plus 2?"}\n'
+        '{"messages": [{"role": "user", "content": "Name a colour."}]}\n'
+    )
+    res = settings(tiny_model, data, base / "run", max_steps=30, eval_prompts=str(prompts))
+    code, run_dir = run_in_process(res)
+    assert code == 0, (run_dir / "train.log").read_text()[-2000:]
+    return run_dir

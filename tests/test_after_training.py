@@ -11,8 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-from engine_helpers import events, run_in_process, settings, write_dataset
+from engine_helpers import events
 from hub_stand_in import HubStandIn
 
 from mgtui.cli import main
@@ -20,24 +19,6 @@ from mgtui.data.templates import NAMED_TEMPLATES, saved_template
 from mgtui.runs.chat import ChatProcess, Sampling, Turn, parse_sampling, save_conversation
 
 QUESTION = [{"role": "user", "content": "What is 11 plus 5?"}]
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
-    """The demo data, trained long enough that the adapter changes the answers; three prompts for
-    the quick look, one in each form the file takes."""
-    base = tmp_path_factory.mktemp("after")
-    data = write_dataset(base / "data.jsonl", "messages", n=64)
-    prompts = base / "prompts.txt"
-    prompts.write_text(
-        "What is 11 plus 5?\n"
-        '{"prompt": "What is 7 plus 2?"}\n'
-        '{"messages": [{"role": "user", "content": "Name a colour."}]}\n'
-    )
-    res = settings(tiny_model, data, base / "run", max_steps=30, eval_prompts=str(prompts))
-    code, run_dir = run_in_process(res)
-    assert code == 0, (run_dir / "train.log").read_text()[-2000:]
-    return run_dir
 
 
 def test_the_quick_look_answers_each_prompt_with_base_and_tuned(demo_run):

@@ -183,10 +183,14 @@ def test_a_killed_waiter_is_noticed_and_its_runs_start_for_real(tmp_path, tiny_m
     assert queue.read_queue().waiter_pid != pid
 
     assert main(["runs", "--start-now", str(tmp_path / "second")]) == 0  # no room, started anyway
-    wait_for(lambda: rundir.run_state(tmp_path / "second").state == "done", timeout=300)
+    wait_for(lambda: rundir.run_state(tmp_path / "second").finished, timeout=300)
+    assert rundir.run_state(tmp_path / "second").state == "done", (tmp_path / "second" / "train.log").read_text()[
+        -1500:
+    ]
     assert rundir.run_state(tmp_path / "first").state == "queued"
     write_reading(reading, 20.0)
-    wait_for(lambda: rundir.run_state(tmp_path / "first").state == "done", timeout=300)
+    wait_for(lambda: rundir.run_state(tmp_path / "first").finished, timeout=300)
+    assert rundir.run_state(tmp_path / "first").state == "done", (tmp_path / "first" / "train.log").read_text()[-1500:]
     for name in ("first", "second"):  # exactly as a run started by hand
         kinds = [e["type"] for e in read_events(tmp_path / name / "events.jsonl")]
         assert kinds[-1] == "done" and "start" in kinds

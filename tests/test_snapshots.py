@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from app_helpers import NO_GPU, settle, shared_gpu
+from app_helpers import NO_GPU, ReplayChat, settle, shared_gpu
 from conftest import ROOT
 from runs_helpers import three_runs, two_queued
 
@@ -229,3 +229,40 @@ def test_form_on_a_shared_gpu(snap_compare, size):
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_chat_screen(snap_compare, tmp_path, monkeypatch, size):
+    """Two prompts answered by the tuned and the base model, replayed from a recorded session of
+    the demo model (tuned: 200 steps; the base is the untrained tiny model)."""
+    from mgtui.tui.screens.chat import ChatScreen
+
+    monkeypatch.chdir(tmp_path)
+    Path("long").mkdir()
+
+    async def run_before(pilot):
+        screen = ChatScreen(Path("long"), NO_GPU)
+        screen.chat = ReplayChat(DATA / "chat_session.jsonl")
+        await pilot.app.push_screen(screen)
+        await wait_until(pilot, lambda: screen.ready)
+        for prompt in ("What is 11 plus 5?", "What colour is the sky?"):
+            await pilot.press(*prompt, "enter")
+            await wait_until(pilot, lambda: not screen.generating)
+        await pilot.pause(0.3)
+        steady_cursor(pilot)
+
+    assert snap_compare(form_app({}), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_export_dialog(snap_compare, tmp_path, monkeypatch, size):
+    from mgtui.tui.screens.export import ExportScreen
+
+    monkeypatch.chdir(tmp_path)
+
+    async def run_before(pilot):
+        await pilot.app.push_screen(ExportScreen(Path("long")))
+        await pilot.pause(0.3)
+        steady_cursor(pilot)
+
+    assert snap_compare(form_app({}), terminal_size=size, run_before=run_before)

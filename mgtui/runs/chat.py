@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import subprocess
 import sys
 import threading
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,13 @@ def parse_sampling(values: dict[str, str]) -> tuple[Sampling | None, str | None]
             return None, f"{name.replace('_', '-')}: {text} is not between {lo:g} and {hi:g}"
         parsed[name] = value
     return Sampling(**parsed), None
+
+
+def shown(text: str) -> str:
+    """A model's text as the terminal may show it: no control characters (a model can write an
+    escape sequence or a NUL), and a long run of blank lines said in a few words."""
+    out = "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc")
+    return re.sub(r"\n{4,}", lambda m: f"\n[{len(m.group())} blank lines]\n", out)
 
 
 @dataclass

@@ -22,12 +22,9 @@ from typing import Any, Callable
 
 from ..errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from ..runs import rundir
+from ..runs.export_job import CONVERTER_TYPES, GGUF_TYPES, QUANTIZE_TYPES
 
 Emit = Callable[..., None]
-# llama.cpp's converter writes these itself; the others are made from its f16 output by llama-quantize
-CONVERTER_TYPES = ("f32", "f16", "bf16", "q8_0")
-QUANTIZE_TYPES = ("q2_k", "q3_k_m", "q4_0", "q4_k_m", "q4_k_s", "q5_0", "q5_k_m", "q5_k_s", "q6_k")
-GGUF_TYPES = CONVERTER_TYPES + QUANTIZE_TYPES
 ADAPTER_UPLOAD = ("adapter_config.json", "adapter_model.safetensors", "README.md", "chat_template.jinja")
 GET_LLAMA_CPP = (
     "install a llama.cpp package that provides llama-convert-hf-to-gguf, or git clone "
@@ -264,6 +261,10 @@ def export(
 
 
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
+    # Cancelled from the app: unwind, so that the partial files beside the targets are removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     p = argparse.ArgumentParser(prog="model-garden export")
     add_arguments(p)
     p.add_argument("--json", action="store_true", help="progress as JSON lines (for the app)")

@@ -20,6 +20,7 @@ from .messages import (
     AttachRequested,
     ChatRequested,
     CompareRequested,
+    ExportRequested,
     RunsRequested,
     StartRequested,
 )
@@ -217,6 +218,15 @@ class MgApp(App):
         from .screens.compare import CompareScreen
 
         self.push_screen(CompareScreen(self.gpu_source, message.runs))
+
+    def on_export_requested(self, message: ExportRequested) -> None:
+        from .screens.export import ExportScreen
+
+        problem = rundir.weights_problem(message.run_dir)
+        if problem:
+            self.notify(problem, severity="error", timeout=10)
+            return
+        self.push_screen(ExportScreen(message.run_dir))
 
     def on_chat_requested(self, message: ChatRequested) -> None:
         self.open_chat(message.run_dir)

@@ -58,3 +58,11 @@ class ChatRequested(Message):
     def __init__(self, run_dir: Path) -> None:
         super().__init__()
         self.run_dir = run_dir
+
+
+class ExportRequested(Message):
+    """Export this run: a merged model, a GGUF file, an upload."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.run_dir = run_dir

@@ -25,6 +25,7 @@ from ...runs.chat import (
     history,
     parse_sampling,
     save_conversation,
+    shown,
 )
 from .base import AppScreen
 
@@ -173,7 +174,7 @@ class ChatScreen(AppScreen):
             for turn in self.turns:
                 t.append(f"you: {turn.prompt}\n", style="bold")
                 if which in turn.answers or which in self.pending:
-                    t.append(turn.answers.get(which, "") + ("▌" if which in self.pending else "") + "\n")
+                    t.append(shown(turn.answers.get(which, "")) + ("▌" if which in self.pending else "") + "\n")
                 if which in turn.done:
                     t.append(turn.done[which] + "\n", style="dim")
                 t.append("\n")

@@ -26,7 +26,7 @@ from ...runs.queue import place_of
 from ...runs.registry import mark_seen, runs_by_pid
 from ...runs.view import RunView, fmt_duration, phase_line
 from ...units import comma_list
-from ..messages import AdviceChosen, ChatRequested
+from ..messages import AdviceChosen, ChatRequested, ExportRequested
 from ..widgets.charts import LossChart
 from ..widgets.gpu_gauges import GpuPanel
 from ..widgets.vram import bar
@@ -67,6 +67,7 @@ class RunScreen(AppScreen):
         Binding("escape", "back", "Form", tooltip="back to the form (a live run asks: detach or stop)"),
         Binding("ctrl+y", "copy_snippet", "Copy load code", tooltip="copy the Python lines that load the adapter"),
         Binding("t", "chat", "Try it", tooltip="a finished run: chat with it, beside the base model"),
+        Binding("e", "export", "Export", tooltip="a finished run: a merged model, a GGUF file, or the Hub"),
         Binding("f2", "toggle_panels", "Panels", show=False, tooltip="under 72 columns: the metrics and GPU gauges"),
         *[
             Binding(
@@ -366,7 +367,14 @@ class RunScreen(AppScreen):
             return
         self.post_message(ChatRequested(self.run_dir))
 
+    def action_export(self) -> None:
+        if self.running:
+            self.notify("Still training: export once the run has saved its adapter", severity="warning")
+            return
+        self.post_message(ExportRequested(self.run_dir))
+
     def palette_commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Try it: chat", "Ask the tuned and the base model (t)", self.action_chat)
+        yield SystemCommand("Export", "Merged model, GGUF, or the Hub (e)", self.action_export)
         yield SystemCommand("Stop the run", "Finish the step, save, stop (s)", self.action_stop)
         yield SystemCommand("Copy adapter loading code", "Python lines (ctrl+y)", self.action_copy_snippet)

@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from ...nvml import GpuSource
 from ...runs import history, queue
 from ...runs.history import RunRecord
-from ..messages import AttachRequested, ChatRequested, CompareRequested
+from ..messages import AttachRequested, ChatRequested, CompareRequested, ExportRequested
 from .base import AppScreen
 from .modals import AskName, Choice, confirm
 
@@ -34,6 +34,7 @@ class RunsScreen(AppScreen):
         Binding("s", "sort", "Sort", tooltip="sort by the next column: when, losses, speed, time, state"),
         Binding("d", "delete", "Delete", tooltip="delete the run's directory (asks first; never a running run)"),
         Binding("t", "chat", "Try", show=False, tooltip="chat with the run's model, beside the base model"),
+        Binding("e", "export", "Export", show=False, tooltip="export the run: a merged model, a GGUF file, the Hub"),
         # Said on the line under the table: the footer has room for the keys above at 80 columns.
         Binding(
             "a", "archive", "Archive", show=False, tooltip="archive the run (hidden, kept on disk), or bring it back"
@@ -124,8 +125,12 @@ class RunsScreen(AppScreen):
         first = f"{ticked} ticked: c compares" if ticked >= 2 else "space tick"
         if run.queue_place:
             hint = f"enter: start it now, or cancel it · {first}"
-        else:
-            hint = f"{first} · enter open · t try · a archive · h archived · o add folder"
+        else:  # as many of the keys as the width holds (f1 lists them all)
+            hint = first
+            for part in ("enter open", "t try", "e export", "a archive", "h archived", "o folder"):
+                if len(hint) + len(part) + 3 > max(40, self.size.width - 2):
+                    break
+                hint += " · " + part
         line.append(f"\n{hint}", style="dim")
         self.query_one("#runinfo", Static).update(line)
 
@@ -190,6 +195,11 @@ class RunsScreen(AppScreen):
         run = self.current()
         if run is not None:
             self.post_message(ChatRequested(run.path))
+
+    def action_export(self) -> None:
+        run = self.current()
+        if run is not None:
+            self.post_message(ExportRequested(run.path))
 
     def action_tick(self) -> None:
         run = self.current()
