@@ -43,8 +43,12 @@ def load_rows(res: Resolved) -> tuple[str, list[dict[str, Any]]]:
     from datasets import load_dataset
 
     repo, subset = hub_dataset(source)
+    from .download import DownloadStopped
+
     try:
         ds = load_dataset(repo, subset, split=res["dataset_split"])
+    except DownloadStopped:
+        raise  # a stop asked for during the download, not a problem with the data
     except Exception as e:
         raise DatasetError(f"{source}: cannot load from the Hub: {hub_problem(e)}") from None
     mapping = column_map(res["columns"])

@@ -176,6 +176,52 @@ def fetch_model(repo: str, remote_code: bool, emit: Emit, stop: threading.Event)
     emit("message", message=f"downloaded {progress.done / GIB:.2f} GB of {repo}")
 
 
+class HubBytes:
+    """The bytes of the files huggingface_hub downloads for another library (`datasets` fetching a Hub
+    dataset passes no progress hook of its own), as the "downloading" phase: while open, the hub's
+    default progress bar reports its per-file downloads here. Each file's size joins the total as
+    its download begins, so the ETA firms up file by file."""
+
+    def __init__(self, emit: Emit, stop: threading.Event, detail: str) -> None:
+        self.progress = ByteProgress(emit, stop, "downloading", detail)
+        self.emit, self.detail = emit, detail
+
+    def __enter__(self) -> HubBytes:
+        import importlib
+
+        # the module (not the class huggingface_hub.utils re-exports under the same name)
+        self.module = vars(importlib.import_module("huggingface_hub.utils.tqdm"))
+        self.saved = self.module["tqdm"]
+        progress = self.progress
+
+        class Bar(self.saved):  # type: ignore[name-defined]
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                self.counts = kwargs.get("name") == "huggingface_hub.http_get"
+                if self.counts:
+                    with progress.lock:
+                        progress.total += int(kwargs.get("total") or 0) - int(kwargs.get("initial") or 0)
+                    kwargs["disable"] = True
+                super().__init__(*args, **kwargs)
+
+            def update(self, n: float | None = 1) -> bool | None:
+                if self.counts and n:
+                    progress.add(int(n))
+                return super().update(n)
+
+        self.module["tqdm"] = Bar
+        self.logger = logging.getLogger("huggingface_hub.file_download")
+        self.notes = ResumeNotes(self.emit)
+        self.logger.addHandler(self.notes)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.module["tqdm"] = self.saved
+        self.logger.removeHandler(self.notes)
+        if self.progress.done:
+            self.progress.report()
+            self.emit("message", message=f"downloaded {self.progress.done / 2**20:.1f} MB of {self.detail}")
+
+
 class WeightsProgress:
     """transformers' "Loading weights" loop (each tensor read, and quantized when 4/8-bit) as the
     loading_model phase's progress, through its public tqdm hook."""

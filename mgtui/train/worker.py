@@ -7,6 +7,7 @@ directory. Exit codes: 0 done, 1 failed, 2 bad input (dataset), 130 stopped.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -351,10 +352,16 @@ def _train(
     else:
         ev.emit("phase", phase="preparing_data", progress=0.0, detail="tokenizing")
     from .datasets import CHAT_FORMATS, build_datasets, chat_template
+    from .download import HubBytes
 
-    train_ds, eval_ds, report, warnings = build_datasets(
-        res, tokenizer, lambda p: ev.emit("phase", phase="preparing_data", progress=round(p, 3), detail="tokenizing")
-    )
+    hub_data = resolve_source(res["dataset"]) is None
+    fetching = HubBytes(ev.emit, stop, f"dataset {res['dataset']} ({res['dataset_split']})")
+    with fetching if hub_data else contextlib.nullcontext():
+        train_ds, eval_ds, report, warnings = build_datasets(
+            res,
+            tokenizer,
+            lambda p: ev.emit("phase", phase="preparing_data", progress=round(p, 3), detail="tokenizing"),
+        )
     ev.emit("dataset", **report)
     for w in warnings:
         ev.emit("warning", message=w)

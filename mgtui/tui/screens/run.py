@@ -268,7 +268,7 @@ class RunScreen(AppScreen):
         t.append(f"adapter: {e.get('adapter')}\n")
         if v.answers:
             t.append_text(answers_text(v.answers))
-        t.append("t: try it (tuned beside base) · e: export\n", style="bold")
+        t.append("t: try it beside the base · e: export\n", style="bold")
         t.append(load_snippet(self.run_dir) + "\n", style="cyan")
         if kind == "stopped":
             t.append("continue it later with --resume\n", style="dim")
