@@ -54,7 +54,12 @@ async def test_ask_both_models_stop_mid_answer_and_save(demo_run):
         await pilot.press("escape")  # stops the answer; the screen stays
         await wait_for(pilot, lambda: not screen.generating)
         assert pilot.app.screen is screen
-        assert screen.turns[1].done["tuned"].endswith("stopped") and "base" not in screen.turns[1].done
+        # The answer being written when escape arrived was stopped (the tiny model may end the tuned
+        # one by itself first; the untrained base writes newlines until stopped).
+        done = screen.turns[1].done
+        assert any(note.endswith("stopped") for note in done.values()), done
+        if done.get("tuned", "").endswith("stopped"):
+            assert "base" not in done  # a stopped request's base answer is skipped
 
         await pilot.press("ctrl+s")
         saved = [json.loads(x) for x in (demo_run / "conversations.jsonl").read_text().splitlines()]

@@ -181,7 +181,8 @@ def test_a_hub_dataset_by_subset_and_split_trains_and_a_bad_row_is_named(hub, tm
     assert report["rows"] == 6 and report["format"] == "prompt_completion"
     assert any(e.get("detail") == "dataset org/chat:qa (train[:6])" for e in events(run))
     fetched = [e for e in events(run) if e.get("phase") == "downloading" and e.get("total_bytes")]
-    assert fetched and fetched[-1]["done_bytes"] == fetched[-1]["total_bytes"] == len(qa.encode())  # its bytes shown
+    served = len(qa.encode()) + len(README.encode())  # the subset's file, and the card that names it
+    assert fetched and fetched[-1]["done_bytes"] == fetched[-1]["total_bytes"] == served
     assert fetched[-1]["detail"] == "dataset org/chat:qa (train[:6])" and fetched[-1]["progress"] == 1.0
     bad = local.splitlines()
     bad[2] = json.dumps({"messages": [{"role": "robot", "content": "hi"}]})
