@@ -59,7 +59,9 @@ async def test_form_start_progress_done_and_adapter(tmp_path, tiny_model):
         await wait_until(pilot, lambda: isinstance(app.screen, RunScreen))
         screen: RunScreen = app.screen
         await wait_until(pilot, lambda: screen.view.step > 0)  # progress shows while it trains
-        assert screen.view.phase == "training" and screen.view.total_steps == 15
+        # (a fast run may have ended by the time the screen drains: the phase it went through is logged)
+        assert any(text.startswith("phase: training") for _, text in screen.view.log)
+        assert screen.view.total_steps == 15
         await wait_until(pilot, lambda: screen.view.finished)
         assert screen.view.end["type"] == "done"
         assert [s for s, _ in screen.view.losses] == list(range(1, 16))

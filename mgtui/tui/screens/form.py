@@ -18,7 +18,7 @@ from textual.widgets import Checkbox, Footer, Header, Input, Label, Select, Stat
 from ...form_model import FormModel
 from ...gpu_procs import HIDDEN_GIB, others_gib
 from ...nvml import GpuReading, GpuSample, GpuSource
-from ...settings import BY_NAME, GROUPS, SETTINGS, Resolved
+from ...settings import BY_NAME, GROUPS, SETTINGS, Resolved, Setting
 from ...units import comma_list, gib
 from ..messages import RunsRequested
 from ..widgets.dataset import DatasetPanel
@@ -33,6 +33,9 @@ if TYPE_CHECKING:  # the estimator, the device checks and the dialogs load after
     from .form_start import StartFlow
 
 QUALITY_HELP = "quality mode sets: 16-bit, checkpointing true, adamw_torch, RSLoRA when r >= 32"
+
+
+FIRST_FRAME_ROWS = 1  # settings drawn before the form answers keys; the rest follow
 
 
 class FormScreen(AppScreen):
@@ -88,23 +91,25 @@ class FormScreen(AppScreen):
         self.plan: MemoryPlan | None = None
         self._debounce_timers: dict[str, Timer] = {}
         self.groups: list[FieldGroup] = []
-        self._deferred: list[FieldGroup] = []
+        self._deferred: list[tuple[str | None, FieldGroup]] = []  # (its title, if it starts a group)
         self.mounted_groups: list[FieldGroup] = []
         self.dataset_panel = DatasetPanel(scan_limit, id="dataset")
 
     # --- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield Header(show_clock=False, icon="◆")
         with Horizontal(id="main"):
             with VerticalScroll(id="form"):
+                # The first frame holds the first row only; the other rows follow a group per frame
+                # once it is up and answering keys (composing ~230 widgets first took 1.7x a bare
+                # Textual app to start; see benchmarks/app_startup.py).
                 for i, group in enumerate(GROUPS):
-                    fields = FieldGroup([s for s in SETTINGS if s.group == group], self.model.value, self._group_ready)
-                    self.groups.append(fields)
+                    rows = [s for s in SETTINGS if s.group == group]
                     if i == 0:
                         yield Label(group, classes="group")
-                        yield fields
-                    else:  # below the fold: mounted, with its title, after the first frame: keys are answered sooner
-                        self._deferred.append(fields)
+                        yield self._field_group(rows[:FIRST_FRAME_ROWS])
+                        self._deferred.append((None, self._field_group(rows[FIRST_FRAME_ROWS:])))
+                    else:
+                        self._deferred.append((group, self._field_group(rows)))
             with VerticalScroll(id="side"):
                 yield Label("GPU memory", classes="group")
                 yield VramPanel(id="vram")
@@ -122,6 +127,7 @@ class FormScreen(AppScreen):
         self.set_timer(0.2, self._after_first_frame)
 
     def _after_first_frame(self) -> None:
+        self.mount(Header(show_clock=False, icon="◆"), before=self.query_one("#main"))
         self.read_gpus()
         self.schedule_lookup(0)
         self.follow_dataset(0)
@@ -253,10 +259,18 @@ class FormScreen(AppScreen):
 
     def _mount_next_group(self) -> None:
         if self._deferred:
-            group = self._deferred.pop(0)
-            title = GROUPS[self.groups.index(group)]
-            self.query_one("#form", VerticalScroll).mount(Label(title, classes="group"), group)
+            title, group = self._deferred.pop(0)
+            form = self.query_one("#form", VerticalScroll)
+            if title:
+                form.mount(Label(title, classes="group"), group)
+            else:  # the rest of the first group, under its title
+                form.mount(group)
             self.call_after_refresh(self._mount_next_group)  # one group per frame: keys interleave
+
+    def _field_group(self, rows: list[Setting]) -> FieldGroup:
+        group = FieldGroup(rows, self.model.value, self._group_ready)
+        self.groups.append(group)
+        return group
 
     def _group_ready(self, group: FieldGroup) -> None:
         self.mounted_groups.append(group)
