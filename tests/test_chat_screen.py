@@ -67,7 +67,7 @@ async def test_ask_both_models_stop_mid_answer_and_save(demo_run):
         assert roles == ["user", "assistant", "user", "assistant"]
         await pilot.press("escape")  # nothing being written: back
         assert not isinstance(pilot.app.screen, ChatScreen)
-    assert screen.chat.proc is not None and screen.chat.proc.poll() is not None  # the model's process ended
+    assert screen.chat.proc is not None and screen.chat.proc.wait(timeout=120) == 0  # the model's process ended
 
 
 async def test_export_from_the_finished_run_screen(demo_run, tmp_path, monkeypatch):

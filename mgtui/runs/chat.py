@@ -154,12 +154,14 @@ class ChatProcess:
     def stop(self, rid: int) -> bool:
         return self.send({"type": "stop", "id": rid})
 
-    def close(self) -> None:
+    def close(self, timeout: float = 20.0) -> None:
+        """Asks it to quit (an answer being written stops at its next token); killed if it hangs.
+        Blocking: the screen calls it from a thread of its own."""
         if self.proc is None:
             return
         self.send({"type": "quit"})
         try:
-            self.proc.wait(timeout=5)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()

@@ -221,6 +221,8 @@ def serve(run_dir: Path, lines: Any, write: Callable[[dict[str, Any]], None]) ->
             if req.get("type") == "stop":
                 stops.setdefault(req.get("id"), threading.Event()).set()
             elif req.get("type") == "quit":
+                for event in list(stops.values()):  # an answer being written ends at its next token
+                    event.set()
                 break
             else:
                 requests.put(req)

@@ -5,6 +5,7 @@ a timer, so keys are answered throughout and escape stops an answer mid-way."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -111,7 +112,8 @@ class ChatScreen(AppScreen):
         self.set_interval(0.05, self.drain)
 
     def on_unmount(self) -> None:
-        self.chat.close()
+        # The model's process ends by itself once asked; the screen does not wait on it.
+        threading.Thread(target=self.chat.close, name="chat-close", daemon=True).start()
 
     # --- the generation process's events ---------------------------------------------------
     def drain(self) -> None:

@@ -78,6 +78,8 @@ class ExportScreen(ModalScreen[None]):
         self.job = ExportProcess(cmd, self.run_dir / LOG_FILE)
         self.job.start()
         self.say("starting…", "cyan")
+
+    def on_mount(self) -> None:
         self.set_interval(0.1, self.drain)
 
     def drain(self) -> None:
