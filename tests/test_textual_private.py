@@ -53,3 +53,29 @@ def test_textual_is_bounded_and_the_lock_agrees():
     )
     assert textual.__version__ == locked
     assert tuple(map(int, locked.split(".")[:1])) < tuple(map(int, upper.split(".")[:1]))
+
+
+async def test_a_select_value_set_before_its_label_exists_is_shown_once_it_does():
+    """Select's on_mount can write its value before SelectCurrent has composed its label (a form
+    group mounted under another screen, under load): NoMatches ended the app. Reproduced here by
+    writing to a SelectCurrent that is not mounted yet."""
+    from textual.css.query import NoMatches
+    from textual.widgets import Static
+    from textual.widgets._select import SelectCurrent
+
+    from mgtui.tui.textual_private import guard_select_label
+
+    guard_select_label()
+    guard_select_label()  # twice: still one wrapper
+    assert not getattr(SelectCurrent.update.__wrapped__, "__mgtui_guarded__", False)
+    app = App()
+    async with app.run_test() as pilot:
+        early = SelectCurrent("pick one")
+        with pytest.raises(NoMatches):
+            SelectCurrent.update.__wrapped__(early, "chosen")  # Textual's own update: the failure
+        early.update("chosen")  # guarded: kept
+        await app.mount(early)
+        await pilot.pause()
+        await pilot.pause()
+        assert str(early.query_one("#label", Static).render()) == "chosen"
+        assert early.has_value

@@ -26,7 +26,7 @@ from .messages import (
 )
 from .screens.base import AppScreen
 from .screens.form import FormScreen
-from .textual_private import SafeCommandPalette, guard_option_list_paging
+from .textual_private import SafeCommandPalette, guard_option_list_paging, guard_select_label
 
 # Keys that are not bindings of their own: said once here, beside those generated from the bindings.
 FORM_KEYS = [
@@ -135,6 +135,7 @@ class MgApp(App):
 
     def on_mount(self) -> None:
         guard_option_list_paging()
+        guard_select_label()
         if not self.is_headless and sys.__stdin__ is not None and sys.__stdin__.isatty():
             self._hangup = select.poll()
             self._hangup.register(sys.__stdin__.fileno(), select.POLLIN)

@@ -65,6 +65,29 @@ def guard_option_list_paging() -> None:
         OptionList._move_page = _dropping(OptionList._move_page)  # type: ignore[method-assign]
 
 
+def guard_select_label() -> None:
+    """Textual 8.2.8's Select shows its value from its own on_mount, which can run before its
+    SelectCurrent has composed the label it writes to: NoMatches ended the app (seen under load,
+    a form group mounted while the run screen covered the form). The value is kept, and shown once
+    the label exists."""
+    from textual.widgets._select import SelectCurrent
+
+    original = SelectCurrent.update
+    if getattr(original, "__mgtui_guarded__", False):
+        return
+
+    @functools.wraps(original)
+    def update(self: SelectCurrent, label: Any) -> None:
+        try:
+            original(self, label)
+        except NoMatches:
+            self.label = label
+            self.call_after_refresh(lambda: update(self, self.label))
+
+    update.__mgtui_guarded__ = True  # type: ignore[attr-defined]
+    SelectCurrent.update = update  # type: ignore[method-assign]
+
+
 class SafeCommandPalette(CommandPalette):
     """Textual's command palette, dropping a key or message that finds its list missing."""
 
