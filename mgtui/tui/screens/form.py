@@ -97,6 +97,7 @@ class FormScreen(AppScreen):
 
     # --- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
+        yield Header(show_clock=False, icon="◆")
         with Horizontal(id="main"):
             with VerticalScroll(id="form"):
                 # The first frame holds the first row only; the other rows follow a group per frame
@@ -127,7 +128,6 @@ class FormScreen(AppScreen):
         self.set_timer(0.2, self._after_first_frame)
 
     def _after_first_frame(self) -> None:
-        self.mount(Header(show_clock=False, icon="◆"), before=self.query_one("#main"))
         self.read_gpus()
         self.schedule_lookup(0)
         self.follow_dataset(0)
