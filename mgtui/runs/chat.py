@@ -5,7 +5,6 @@ its JSON lines read in a thread into a queue that the screen drains, and what a 
 from __future__ import annotations
 
 import json
-import queue
 import re
 import subprocess
 import sys
@@ -14,6 +13,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .json_process import JsonLinesProcess
 
 CONVERSATIONS_FILE = "conversations.jsonl"
 LOG_FILE = "chat.log"
@@ -94,37 +95,17 @@ def save_conversation(path: Path, turns: list[Turn], system: str = "") -> int:
     return sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
 
 
-class ChatProcess:
+class ChatProcess(JsonLinesProcess):
     """The generation process for one run directory, started on demand."""
 
     def __init__(self, run_dir: Path) -> None:
+        super().__init__()
         self.run_dir = Path(run_dir)
-        self.events: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
-        self.proc: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        log = open(self.run_dir / LOG_FILE, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mgtui.train.generate", str(self.run_dir)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            bufsize=1,
-        )
-        log.close()
-        threading.Thread(target=self._read, name="chat-reader", daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        for line in self.proc.stdout:
-            try:
-                self.events.put(json.loads(line))
-            except ValueError:
-                continue
-        code = self.proc.wait()
-        self.events.put({"type": "exit", "code": code})
+        cmd = [sys.executable, "-m", "mgtui.train.generate", str(self.run_dir)]
+        self.spawn(cmd, self.run_dir / LOG_FILE, subprocess.PIPE)
 
     def send(self, message: dict[str, Any]) -> bool:
         with self._lock:
@@ -165,11 +146,3 @@ class ChatProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-
-    def drain(self) -> list[dict[str, Any]]:
-        out = []
-        while True:
-            try:
-                out.append(self.events.get_nowait())
-            except queue.Empty:
-                return out
