@@ -221,7 +221,15 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    from .tui.app import run_app
+    import gc
+
+    # Textual's import makes tens of thousands of long-lived objects and no garbage: the cyclic
+    # collector, walking them again and again, cost a tenth of the start-up (run_app freezes them).
+    gc.disable()
+    try:
+        from .tui.app import run_app
+    finally:
+        gc.enable()
 
     target = getattr(args, "output_dir", None)
     chat = target if args.command == "chat" else None

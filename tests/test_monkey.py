@@ -60,7 +60,7 @@ async def test_random_keys_on_the_form_and_its_dialogs():
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         for seed, opener in enumerate(OPENERS):
-            while len(pilot.app.screen_stack) > 2:  # back to the form: the next burst starts from its opener
+            while len(pilot.app.screen_stack) > 1:  # back to the form: the next burst starts from its opener
                 pilot.app.pop_screen()
                 await pilot.pause()
             pilot.app.screen.query_one("#i-base_model").focus()
@@ -134,7 +134,7 @@ async def test_random_keys_on_the_runs_screen_and_the_comparison(tmp_path):
         await settle(pilot)
         keys = [*KEYS, "ctrl+l", "c", "s", "h", "d", "y", "n", "o", "m", "x", "space", "space", "down", "up"]
         for seed, then in enumerate([[], ["space", "down", "space", "c"]]):
-            while len(pilot.app.screen_stack) > 2:
+            while len(pilot.app.screen_stack) > 1:
                 pilot.app.pop_screen()
                 await pilot.pause()
             await pilot.press("ctrl+l")

@@ -261,6 +261,8 @@ def test_export_dialog(snap_compare, tmp_path, monkeypatch, size):
     monkeypatch.chdir(tmp_path)
 
     async def run_before(pilot):
+        form = pilot.app.screen
+        await wait_until(pilot, lambda: bool(str(form.query_one("#helpline").render())))  # the form has focus
         await pilot.app.push_screen(ExportScreen(Path("long")))
         await pilot.pause(0.3)
         steady_cursor(pilot)

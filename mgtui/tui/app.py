@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import select
 import sys
 from pathlib import Path
@@ -133,6 +134,10 @@ class MgApp(App):
             return
         await super().on_event(event)
 
+    def get_default_screen(self) -> Screen[Any]:
+        # The form is the bottom screen itself: a blank default screen under it cost a frame.
+        return FormScreen(self.chosen, self.gpu_source, self.target, self.scan_limit)
+
     def on_mount(self) -> None:
         guard_option_list_paging()
         guard_select_label()
@@ -140,7 +145,6 @@ class MgApp(App):
             self._hangup = select.poll()
             self._hangup.register(sys.__stdin__.fileno(), select.POLLIN)
             self.set_interval(1.0, self._leave_if_terminal_gone)
-        self.push_screen(FormScreen(self.chosen, self.gpu_source, self.target, self.scan_limit))
         if self.notice:
             self.notify(self.notice, title="Preset not loaded", severity="error", timeout=10)
         if self.chat_with is not None:
@@ -321,5 +325,8 @@ def run_app(
         chat=Path(chat).expanduser() if chat else None,
         notice=notice,
     )
+    # What exists now (modules, classes, the settings table) lives as long as the app: moved out of
+    # the collector's sight, it is not walked at every collection while the form is built.
+    gc.freeze()
     app.run()
     return 0

@@ -5,7 +5,8 @@ version, and tests/test_textual_private.py fails loudly, naming the call, if an 
   when it bubbles up unhandled (the form keeps a burst of keys in order: widgets/fields.py);
 - restarting an Input's cursor blink after a bound key moved the cursor, as Input's own handler does;
 - binding keys on a screen after it is built (a dialog's answers carry their own keys);
-- two guards against random keys (below): OptionList paging, and the command palette.
+- two guards against random keys (below): OptionList paging, and the command palette;
+- FooterKey, the Footer's key widget, which widgets/footer.py gives its final look when built.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from textual.dom import DOMNode
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Input, OptionList
+from textual.widgets._footer import FooterKey
+
+__all__ = ["FooterKey"]  # re-exported: its module is private
 
 
 def forward_key(target: Widget, key: events.Key) -> None:

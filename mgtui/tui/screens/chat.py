@@ -14,7 +14,7 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Header, Input, Label, Static
+from textual.widgets import Header, Input, Label, Static
 
 from ...nvml import GpuSource
 from ...runs.chat import (
@@ -28,6 +28,7 @@ from ...runs.chat import (
     save_conversation,
     shown,
 )
+from ..widgets.footer import KeyFooter
 from .base import AppScreen
 
 WHICH = ("tuned", "base")
@@ -101,7 +102,7 @@ class ChatScreen(AppScreen):
                     yield Static("", id=f"{which}-text")
         yield Static(self.sampling.line(), id="samplingline")
         yield Input(placeholder="ask the tuned model; enter sends", id="prompt")
-        yield Footer(compact=True)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.title = "mgtui"

@@ -11,12 +11,13 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widget import Widget
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from ...nvml import GpuSource
 from ...runs import history
 from ...runs.history import RunRecord
 from ..widgets.charts import render_chart
+from ..widgets.footer import KeyFooter
 from .base import AppScreen
 
 COLOURS = ("cyan", "magenta", "yellow", "green", "red", "blue", "bright_white", "orange3")
@@ -69,7 +70,7 @@ class CompareScreen(AppScreen):
         yield CompareChart(self.runs, id="cmpchart")
         with VerticalScroll(id="cmpfigures"):
             yield Static(self.figures(), id="figures")
-        yield Footer(compact=True)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.title = "mgtui"

@@ -13,7 +13,7 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.timer import Timer
-from textual.widgets import Checkbox, Footer, Header, Input, Label, Select, Static
+from textual.widgets import Checkbox, Header, Input, Label, Select, Static
 
 from ...form_model import FormModel
 from ...gpu_procs import HIDDEN_GIB, others_gib
@@ -23,6 +23,7 @@ from ...units import comma_list, gib
 from ..messages import RunsRequested
 from ..widgets.dataset import DatasetPanel
 from ..widgets.fields import FieldGroup, FieldInput, label_of
+from ..widgets.footer import KeyFooter
 from ..widgets.vram import VramPanel
 from .base import AppScreen
 
@@ -118,7 +119,7 @@ class FormScreen(AppScreen):
                 yield self.dataset_panel
         yield Static("", id="helpline")
         yield Static("", id="command")
-        yield Footer(compact=True)  # every key fits in 80 columns
+        yield KeyFooter()  # every key fits in 80 columns
 
     def on_mount(self) -> None:
         self.title = "mgtui"

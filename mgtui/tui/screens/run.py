@@ -14,7 +14,7 @@ from textual import work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Footer, Header, RichLog, Sparkline, Static
+from textual.widgets import Header, RichLog, Sparkline, Static
 
 from ...errors import how_it_ended
 from ...gpu_procs import THIS_RUN, processes
@@ -28,6 +28,7 @@ from ...runs.view import RunView, fmt_duration, phase_line
 from ...units import comma_list
 from ..messages import AdviceChosen, ChatRequested, ExportRequested
 from ..widgets.charts import LossChart
+from ..widgets.footer import KeyFooter
 from ..widgets.gpu_gauges import GpuPanel
 from ..widgets.vram import bar
 from .base import AppScreen
@@ -112,7 +113,7 @@ class RunScreen(AppScreen):
             with VerticalScroll(id="runside"):
                 yield Static("", id="metrics")
                 yield GpuPanel(id="gpus")
-        yield Footer(compact=True)  # as on the form
+        yield KeyFooter()  # as on the form
 
     def on_mount(self) -> None:
         gpus = rundir.read_json(self.run_dir / rundir.RUN_FILE).get("gpus") or ""

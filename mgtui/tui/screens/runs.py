@@ -11,12 +11,13 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from ...nvml import GpuSource
 from ...runs import history, queue
 from ...runs.history import RunRecord
 from ..messages import AttachRequested, ChatRequested, CompareRequested, ExportRequested
+from ..widgets.footer import KeyFooter
 from .base import AppScreen
 from .modals import AskName, Choice, confirm
 
@@ -60,7 +61,7 @@ class RunsScreen(AppScreen):
         yield Input(placeholder="/ to filter: words that each row must contain", id="filter", compact=True)
         yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         yield Static("reading the runs…", id="runinfo")
-        yield Footer(compact=True)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.title = "mgtui"
