@@ -330,7 +330,7 @@ def calibrate_child(
 ) -> None:
     """Load the model once at this precision; measure each configuration."""
     from mgtui.settings import resolve
-    from mgtui.train import worker
+    from mgtui.train import boot, worker
 
     def settings(cfg: dict[str, Any]):
         flags = {"load_in_8bit": precision == 8, "load_in_16bit": precision == 16}
@@ -353,7 +353,7 @@ def calibrate_child(
 
     # Unsloth fixes max_seq_length at load and caps every trainer at it: load at the longest.
     first = settings({**configs[0], "max_seq_length": max(c["max_seq_length"] for c in configs)})
-    booted = worker.boot(first, 1)  # device checks, one GPU, unsloth first: as the engine does
+    booted = boot.boot(first, 1)  # device checks, one GPU, unsloth first: as the engine does
     import torch
 
     from mgtui.estimate import lookup
@@ -525,8 +525,8 @@ def main(argv: list[str] | None = None) -> int:
     deadline = time.time() + args.budget_s - 20  # leave room to write and exit
     work = args.work or args.out / "work"
     work.mkdir(parents=True, exist_ok=True)
+    from mgtui.train.pipeline import versions
     from mgtui.train.tiny import build_tiny_llama
-    from mgtui.train.worker import versions
 
     info = gpu_info()
     cpu = info["name"] == "cpu"

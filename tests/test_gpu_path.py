@@ -27,7 +27,7 @@ from mgtui.runs import rundir
 from mgtui.runs.launch import LaunchError, engine_env, start
 from mgtui.runs.view import RunView
 from mgtui.settings import resolve
-from mgtui.train import worker
+from mgtui.train import boot, pipeline, worker
 from mgtui.train.backends import RuntimePlan, adopt_model_dtype, plan_for, sft_kwargs, unsloth_kwargs
 
 GIB = 1024**3
@@ -186,10 +186,10 @@ def test_unsloth_places_the_whole_model_on_the_runs_device():
 
 
 def test_a_single_process_sees_one_gpu():
-    assert worker.single_gpu_visible(None, 4) == "0"
-    assert worker.single_gpu_visible(None, 1) is None
-    assert worker.single_gpu_visible("2,3", 4) == "2"
-    assert worker.single_gpu_visible("3", 4) is None
+    assert boot.single_gpu_visible(None, 4) == "0"
+    assert boot.single_gpu_visible(None, 1) is None
+    assert boot.single_gpu_visible("2,3", 4) == "2"
+    assert boot.single_gpu_visible("3", 4) is None
 
 
 def test_no_placement_is_reported_as_out_of_memory():
@@ -230,9 +230,9 @@ def test_unsloth_is_imported_first_in_a_fresh_training_process(tmp_path, tiny_mo
     script = textwrap.dedent(f"""
         import sys
         from mgtui.nvml import FixedSource, GpuReading, GpuSample
-        from mgtui.train import worker
+        from mgtui.train import boot, worker
         t4 = GpuSample(0, "Tesla T4", 16 * 2**30, 0, capability=(7, 5))
-        worker.NvmlSource = lambda: FixedSource(GpuReading((t4,), None, "580.65.06", "13.0"))
+        boot.NvmlSource = lambda: FixedSource(GpuReading((t4,), None, "580.65.06", "13.0"))
         sys.exit(worker.run(worker.Path({str(rundir_)!r})))
     """)
     env = {**os.environ, "PYTHONPATH": f"{stub.parent}{os.pathsep}{ROOT}", "STUB_RECORD": str(tmp_path / "rec.json")}
@@ -266,8 +266,8 @@ def test_transformers_kbit_counts_the_float32_upcast_and_trls_chunked_loss():
 
 def test_a_ddp_run_without_gpus_is_estimated_per_process():
     res = res_()  # no --gpus, no --nproc-per-node: one process per GPU
-    one = worker.estimate_gb(res, "unsloth", 80.0, world=1)
-    four = worker.estimate_gb(res, "unsloth", 80.0, world=4)
+    one = pipeline.estimate_gb(res, "unsloth", 80.0, world=1)
+    four = pipeline.estimate_gb(res, "unsloth", 80.0, world=4)
     assert four > one  # DDP's gradient buckets
 
 

@@ -209,7 +209,7 @@ def test_queue_refuses_what_it_cannot_wait_for(tmp_path, capsys):
 
 def test_max_gpu_memory_caps_the_plan_and_the_allocator():
     from mgtui.estimate import lookup, plan
-    from mgtui.train.worker import cap_memory
+    from mgtui.train.boot import cap_memory
 
     res = resolve([{"base_model": "unsloth/llama-3.1-8b-bnb-4bit", "max_gpu_memory": 5.0}])
     p = plan(res, lookup(res["base_model"], online=False), 80.0, "GPU 0 H100 (free)")
