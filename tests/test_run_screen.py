@@ -187,6 +187,8 @@ async def test_oom_failure_offers_advice_and_a_key_goes_back_with_the_step(tmp_p
         await pilot.pause()
         assert isinstance(app.screen, FormScreen)
         assert app.screen.model.value("batch_size") == 1
+        # The form was focused while the run screen covered it: its help line says so on return.
+        assert str(app.screen.query_one("#helpline").render()).startswith("base-model: ")
 
 
 async def test_quitting_a_live_run_asks_detach_or_stop(tmp_path):

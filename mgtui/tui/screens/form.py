@@ -242,8 +242,13 @@ class FormScreen(AppScreen):
         if isinstance(event.widget, Input):  # typing is over: show the value as the command line does
             self.refresh_all_fields()
 
+    def on_screen_resume(self) -> None:
+        # Focus given while another screen covered the form (an attach at start-up) comes back
+        # without a focus event: the help line would stay empty until the next move.
+        self.show_help()
+
     def show_help(self) -> None:
-        setting = BY_NAME.get(setting_name(self.app.focused))
+        setting = BY_NAME.get(setting_name(self.focused))
         if setting is None:
             return
         text = Text(f"{label_of(setting.name)}: ", style="bold")
