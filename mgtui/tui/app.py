@@ -136,11 +136,12 @@ class MgApp(App):
 
     def get_default_screen(self) -> Screen[Any]:
         # The form is the bottom screen itself: a blank default screen under it cost a frame.
+        # The guards go in first: this runs before on_mount, and they must precede any widget.
+        guard_option_list_paging()
+        guard_select_label()
         return FormScreen(self.chosen, self.gpu_source, self.target, self.scan_limit)
 
     def on_mount(self) -> None:
-        guard_option_list_paging()
-        guard_select_label()
         if not self.is_headless and sys.__stdin__ is not None and sys.__stdin__.isatty():
             self._hangup = select.poll()
             self._hangup.register(sys.__stdin__.fileno(), select.POLLIN)
