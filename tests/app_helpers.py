@@ -39,6 +39,17 @@ async def type_into(pilot, name: str, text: str) -> None:
     await pilot.pause()
 
 
+async def wait_until(pilot, ready, what: str = "the state", timeout: float = 120.0) -> None:
+    """Wait for a state, never for a time: the bound only turns a hang into a failure."""
+    import time
+
+    end = time.time() + timeout
+    while not ready():
+        if time.time() > end:
+            raise TimeoutError(f"never reached {what} in {timeout:.0f} s")
+        await pilot.pause(0.05)
+
+
 async def settle(pilot, seconds: float = 0.3, timeout: float = 120.0) -> None:
     """Let background work (groups mounting, architecture lookup, dataset scan) finish: wait for
     the screen to say it is ready (the bound only turns a hang into a failure)."""

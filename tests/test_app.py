@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from app_helpers import NO_GPU, one_gpu, settle, type_into
+from app_helpers import NO_GPU, one_gpu, settle, type_into, wait_until
 from textual import events
 
 from mgtui import presets
@@ -81,7 +81,16 @@ async def test_keys_that_arrive_in_a_burst_are_applied_in_order():
         ]  # 0.01 -> 1e-1, on to the seed
         for key in burst:
             app.post_message(events.Key(key, key if len(key) == 1 else None))
-        await pilot.pause(0.3)
+        await wait_until(
+            pilot,
+            lambda: (
+                app.focused is seed
+                and form.model.value("warmup_steps") == 10
+                and form.model.value("weight_decay") == 0.1
+                and decay.value == "0.1"
+            ),
+            "the burst's last key",
+        )
         assert app.focused is seed
         assert warmup.value == "10" and form.model.value("warmup_steps") == 10
         assert form.model.value("weight_decay") == 0.1
@@ -91,7 +100,16 @@ async def test_keys_that_arrive_in_a_burst_are_applied_in_order():
         await pilot.pause()
         for key in ["space", "tab", "space", "tab", "tab", "l"]:
             app.post_message(events.Key(key, " " if key == "space" else key if len(key) == 1 else None))
-        await pilot.pause(0.3)
+        await wait_until(
+            pilot,
+            lambda: (
+                app.focused.id == "i-lora_r"
+                and app.focused.value == "16l"
+                and form.model.value("packing")
+                and form.model.value("train_on_responses_only")
+            ),
+            "the last key",
+        )
         assert form.model.value("packing") and form.model.value("train_on_responses_only")
         assert app.focused.id == "i-lora_r" and app.focused.value == "16l"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app_helpers import NO_GPU, settle
+from app_helpers import NO_GPU, settle, wait_until
 
 from mgtui.completion import complete_dataset, complete_directory, complete_model, hub_cached
 from mgtui.tui.app import MgApp
@@ -72,10 +72,11 @@ async def test_right_arrow_accepts_the_completion_in_the_form(tmp_path, isolated
         inp = app.screen.query_one("#i-dataset")
         inp.focus()
         await pilot.pause()
+        # The suggestion is worked out in a thread: wait for Input to hold it (its _suggestion).
         await pilot.press(*(str(tmp_path) + "/da"))
-        await pilot.pause(0.2)
+        await wait_until(pilot, lambda: inp._suggestion == str(tmp_path / "data") + "/", "the directory's suggestion")
         await pilot.press("right")  # → the directory
-        await pilot.pause(0.2)
+        await wait_until(pilot, lambda: inp._suggestion == str(tmp_path / "data" / "train.jsonl"), "the file's")
         await pilot.press("right")  # → its dataset file
         await settle(pilot)
         assert inp.value == str(tmp_path / "data" / "train.jsonl")
