@@ -112,7 +112,7 @@ def build_parser(prog: str) -> Parser:
     a.add_argument("output_dir", metavar="OUTPUT_DIR")
     c = sub.add_parser("chat", help="try a finished run: its answers beside the base model's, in the app")
     c.add_argument("output_dir", metavar="OUTPUT_DIR")
-    from .train.export import add_arguments  # argparse only: the export's libraries load when it runs
+    from .runs.export_job import add_arguments  # the flags only: the export's libraries load when it runs
 
     x = sub.add_parser(
         "export", help="a finished run as a merged 16-bit model, a GGUF file, or on the Hub", allow_abbrev=False

@@ -48,6 +48,11 @@ class GpuReading:
     driver_version: str | None = None  # "580.65.06"
     driver_cuda: str | None = None  # the newest CUDA the driver runs, "13.0"
 
+    @property
+    def pids(self) -> set[int]:
+        """Every process holding memory on any of the cards."""
+        return {pid for g in self.gpus for pid in g.process_memory}
+
 
 class GpuSource(Protocol):
     """What the UI reads GPUs through; tests feed recorded readings (and process tables)."""

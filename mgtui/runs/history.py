@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 from ..settings import BY_NAME, DEFAULTS
 from .events import EVENTS_FILE, read_events
-from .queue import place_of, read_queue
+from .queue import cancel, place_of, read_queue
 from .registry import forget, pointers, registry_dir
 from .rundir import RUN_FILE, SUMMARY_FILE, is_run_dir, launcher_alive, read_json, run_state, write_json_atomic
 
@@ -301,8 +301,6 @@ def delete(rec: RunRecord) -> None:
     if problem:
         raise ValueError(problem)
     if rec.state == "queued":
-        from .queue import cancel
-
         cancel(rec.path)
     if rec.path.exists():
         shutil.rmtree(rec.path)

@@ -25,7 +25,7 @@ from typing import Any, Iterator
 from ..nvml import GpuReading, GpuSample
 from ..units import GIB, comma_list
 from .registry import registry_dir
-from .rundir import RUN_FILE, SETTINGS_FILE, pid_alive, read_json, run_pids, write_json_atomic
+from .rundir import RUN_FILE, SETTINGS_FILE, mark_state, pid_alive, read_json, run_pids, write_json_atomic
 
 QUEUE_FILE = "queue.json"
 MARGIN_GB = 1.0  # beyond the estimate: the estimate's error and the allocator's growth
@@ -61,8 +61,13 @@ class Queue:
         return [e for e in self.entries if e.state == "waiting"]
 
     def find(self, run_dir: Path) -> Entry | None:
-        key = str(Path(run_dir).expanduser().resolve())
+        key = entry_key(run_dir)
         return next((e for e in self.waiting if e.output_dir == key), None)
+
+
+def entry_key(run_dir: Path) -> str:
+    """How an entry names its run directory: absolute, resolved."""
+    return str(Path(run_dir).expanduser().resolve())
 
 
 def queue_path() -> Path:
@@ -95,7 +100,7 @@ def locked() -> Iterator[Queue]:
 def add(run_dir: Path, estimate_gb: float | None, nproc: int = 1, gpus: str = "") -> tuple[Entry, int]:
     """Queue a prepared run directory. Returns its entry and its place (1 = next)."""
     need = round(estimate_gb + MARGIN_GB, 2) if estimate_gb is not None else None
-    entry = Entry(str(Path(run_dir).expanduser().resolve()), need, max(1, nproc), gpus, estimate_gb=estimate_gb)
+    entry = Entry(entry_key(run_dir), need, max(1, nproc), gpus, estimate_gb=estimate_gb)
     with locked() as q:
         q.entries.append(entry)
         place = len(q.waiting)
@@ -114,9 +119,7 @@ def cancel(run_dir: Path) -> bool:
         entry.state, entry.reason = "cancelled", "cancelled by the user"
     path = Path(entry.output_dir)
     if path.is_dir():
-        info = read_json(path / RUN_FILE)
-        info.update(state="cancelled", ended=time.time())
-        write_json_atomic(path / RUN_FILE, info)
+        mark_state(path, "cancelled")
     return True
 
 
@@ -223,7 +226,7 @@ def pending_gb(q: Queue, reading: GpuReading) -> dict[int, float]:
     takes its memory over its first minutes (loading, the first steps), and the next queued run
     must not be started into room that is already promised."""
     out: dict[int, float] = {}
-    candidates = {pid for g in reading.gpus for pid in g.process_memory}
+    candidates = reading.pids
     for e in q.entries:
         if e.state != "started" or not e.cards or e.need_gb is None:
             continue
@@ -276,7 +279,7 @@ def ensure_waiter() -> str | None:
 def place_of(run_dir: Path, q: Queue | None = None) -> tuple[int, str, float | None] | None:
     """A waiting run's place in the queue (1 = next), what it waits for, and its estimate; or None."""
     q = q or read_queue()
-    key = str(Path(run_dir).expanduser().resolve())
+    key = entry_key(run_dir)
     for i, e in enumerate(q.waiting, 1):
         if e.output_dir == key:
             return i, e.reason or "the waiter's first look", e.estimate_gb

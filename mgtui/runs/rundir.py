@@ -320,9 +320,9 @@ def weights_problem(run_dir: Path) -> str | None:
     """Why this directory holds no trained model to chat with or export: one line, or None."""
     if not run_dir.is_dir():
         return f"{run_dir}: no such directory"
-    if not (run_dir / SETTINGS_FILE).exists() and not (run_dir / "adapter_config.json").exists():
-        return f"{run_dir}: not a run directory (no settings.toml or adapter_config.json)"
     has_adapter = (run_dir / "adapter_config.json").exists()
+    if not (run_dir / SETTINGS_FILE).exists() and not has_adapter:
+        return f"{run_dir}: not a run directory (no settings.toml or adapter_config.json)"
     weights = run_dir / ("adapter_model.safetensors" if has_adapter else "model.safetensors")
     if not weights.exists() and not list(run_dir.glob("model*.safetensors")):
         state = run_state(run_dir).state

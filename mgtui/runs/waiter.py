@@ -13,7 +13,7 @@ from pathlib import Path
 from ..nvml import GpuSource, NvmlSource, file_source
 from . import queue
 from .events import EVENTS_FILE, EventWriter
-from .rundir import RUN_FILE, read_json, write_json_atomic
+from .rundir import mark_state
 
 POLL_S = 3.0
 
@@ -27,9 +27,7 @@ def fail(entry: queue.Entry, reason: str) -> None:
         ev = EventWriter(path / EVENTS_FILE)
         ev.emit("failed", kind="input", message=f"queued run not started: {reason}", step=0)
         ev.close()
-        info = read_json(path / RUN_FILE)
-        info.update(state="failed", ended=time.time())
-        write_json_atomic(path / RUN_FILE, info)
+        mark_state(path, "failed")
 
 
 def step(source: GpuSource, me: int) -> bool:

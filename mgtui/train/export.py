@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from ..errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from ..runs import rundir
-from ..runs.export_job import CONVERTER_TYPES, GGUF_TYPES, QUANTIZE_TYPES
+from ..runs.export_job import CONVERTER_TYPES, GGUF_TYPES, QUANTIZE_TYPES, add_arguments
 
 Emit = Callable[..., None]
 ADAPTER_UPLOAD = ("adapter_config.json", "adapter_model.safetensors", "README.md", "chat_template.jinja")
@@ -108,9 +108,9 @@ def merge(run_dir: Path, target: Path, emit: Emit) -> list[str]:
     template the run trained with. Returns notes for the user."""
     import torch
     from peft import PeftModel
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-    from .generate import base_model_of, template_of
+    from .generate import base_model_of, template_of, tokenizer_of
 
     notes: list[str] = []
     base = base_model_of(run_dir)
@@ -131,7 +131,7 @@ def merge(run_dir: Path, target: Path, emit: Emit) -> list[str]:
         notes.append("the adapter was trained on a 4-bit copy of the base; it is merged into the 16-bit weights")
     emit("phase", phase="merging", detail="applying and merging the adapter", progress=0.4)
     merged = PeftModel.from_pretrained(model, str(run_dir)).merge_and_unload()
-    tokenizer = AutoTokenizer.from_pretrained(str(run_dir if (run_dir / "tokenizer_config.json").exists() else base))
+    tokenizer = tokenizer_of(run_dir, base)
     tokenizer.chat_template = template_of(run_dir, tokenizer)
     tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
     if tmp.exists():
@@ -270,16 +270,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="progress as JSON lines (for the app)")
     args = p.parse_args(argv)
     return run(args)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("output_dir", metavar="OUTPUT_DIR")
-    p.add_argument("--to", metavar="DIR", help="where to write (default: OUTPUT_DIR/export)")
-    p.add_argument("--merged", action="store_true", help="the adapter merged into its base, 16-bit safetensors")
-    p.add_argument("--gguf", metavar="TYPE", help=f"a GGUF file for llama.cpp and Ollama ({', '.join(GGUF_TYPES)})")
-    p.add_argument("--push-to-hub", metavar="REPO", help="upload the merged model (with --merged) or the adapter")
-    p.add_argument("--public", action="store_true", help="with --push-to-hub: a public repo (private by default)")
-    p.add_argument("--force", action="store_true", help="replace an existing export")
 
 
 def run(args: argparse.Namespace) -> int:

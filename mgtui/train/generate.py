@@ -63,6 +63,13 @@ def base_model_of(run_dir: Path) -> str:
     return base
 
 
+def tokenizer_of(run_dir: Path, base: str) -> Any:
+    """The tokenizer the run saved (with the template it trained with), else its base's."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(run_dir if (run_dir / "tokenizer_config.json").exists() else base))
+
+
 def load(run_dir: Path, emit: Emit = lambda *a, **k: None, device: str | None = None) -> Loaded:
     import torch
 
@@ -74,7 +81,7 @@ def load(run_dir: Path, emit: Emit = lambda *a, **k: None, device: str | None = 
 
         if unsloth_available():
             return _load_unsloth(run_dir, emit)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     base = base_model_of(run_dir)
     emit("loading", detail=f"loading {base}")
@@ -82,7 +89,7 @@ def load(run_dir: Path, emit: Emit = lambda *a, **k: None, device: str | None = 
     kw: dict[str, Any] = {"dtype": dtype}
     if cuda:
         kw["device_map"] = {"": 0}
-    tokenizer = AutoTokenizer.from_pretrained(str(run_dir if (run_dir / "tokenizer_config.json").exists() else base))
+    tokenizer = tokenizer_of(run_dir, base)
     if adapter:
         from peft import PeftModel
 

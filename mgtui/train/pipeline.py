@@ -10,7 +10,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..data.prompts import read_prompts
 from ..data.scan import DatasetError, resolve_source, scan
@@ -21,6 +21,10 @@ from ..runs import rundir
 from ..settings import Resolved
 from ..units import gib
 from .boot import boot, cap_memory, download_name
+
+if TYPE_CHECKING:  # loaded by the phases, after boot has imported Unsloth first
+    from .backends import RuntimePlan
+    from .callback import EventCallback
 
 LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "unsloth", "datasets")
 
@@ -43,7 +47,7 @@ class Run:
 
 @dataclass
 class Loaded:
-    plan: Any  # backends.RuntimePlan
+    plan: RuntimePlan
     model: Any
     tokenizer: Any
     cuda: bool
@@ -60,7 +64,7 @@ class Data:
 @dataclass
 class Trained:
     trainer: Any
-    callback: Any  # callback.EventCallback
+    callback: EventCallback
     metrics: dict[str, Any]
 
 
@@ -134,14 +138,15 @@ def tokenize(run: Run, loaded: Loaded) -> Data:
     """The rows, fetched from the Hub if they are not local, tokenized with the model's tokenizer."""
     res, ev = run.res, run.ev
     hub_data = resolve_source(res["dataset"]) is None
+    named = f"dataset {res['dataset']} ({res['dataset_split']})"
     if hub_data:  # datasets fetches it; tokenizing's progress follows
-        ev.emit("phase", phase="downloading", detail=f"dataset {res['dataset']} ({res['dataset_split']})")
+        ev.emit("phase", phase="downloading", detail=named)
     else:
         ev.emit("phase", phase="preparing_data", progress=0.0, detail="tokenizing")
     from .datasets import build_datasets
     from .download import HubBytes
 
-    fetching = HubBytes(ev.emit, run.stop, f"dataset {res['dataset']} ({res['dataset_split']})")
+    fetching = HubBytes(ev.emit, run.stop, named)
     with fetching if hub_data else contextlib.nullcontext():
         train_ds, eval_ds, report, warnings = build_datasets(
             res,

@@ -228,11 +228,8 @@ class MgApp(App):
     def on_export_requested(self, message: ExportRequested) -> None:
         from .screens.export import ExportScreen
 
-        problem = rundir.weights_problem(message.run_dir)
-        if problem:
-            self.notify(problem, severity="error", timeout=10)
-            return
-        self.push_screen(ExportScreen(message.run_dir))
+        if self.has_weights(message.run_dir):
+            self.push_screen(ExportScreen(message.run_dir))
 
     def on_chat_requested(self, message: ChatRequested) -> None:
         self.open_chat(message.run_dir)
@@ -240,11 +237,15 @@ class MgApp(App):
     def open_chat(self, run_dir: Path) -> None:
         from .screens.chat import ChatScreen
 
+        if self.has_weights(run_dir):
+            self.push_screen(ChatScreen(run_dir, self.gpu_source))
+
+    def has_weights(self, run_dir: Path) -> bool:
+        """A trained model to chat with or export; else why not, said."""
         problem = rundir.weights_problem(run_dir)
         if problem:
             self.notify(problem, severity="error", timeout=10)
-            return
-        self.push_screen(ChatScreen(run_dir, self.gpu_source))
+        return problem is None
 
     def attach(self, run_dir: Path) -> None:
         if not rundir.is_run_dir(run_dir):

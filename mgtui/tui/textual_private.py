@@ -22,9 +22,7 @@ from textual.dom import DOMNode
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Input, OptionList
-from textual.widgets._footer import FooterKey
-
-__all__ = ["FooterKey"]  # re-exported: its module is private
+from textual.widgets._footer import FooterKey as FooterKey  # re-exported: its module is private
 
 
 def forward_key(target: Widget, key: events.Key) -> None:

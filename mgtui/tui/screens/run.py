@@ -279,7 +279,7 @@ class RunScreen(AppScreen):
     def poll_gpus(self) -> None:
         reading = self.gpu_source.read()
         info = rundir.read_json(self.run_dir / rundir.RUN_FILE)
-        candidates = {pid for g in reading.gpus for pid in g.process_memory}
+        candidates = reading.pids
         own = rundir.run_pids(info, candidates)
         names = {**runs_by_pid(candidates), **dict.fromkeys(own, THIS_RUN)}
         procs = {g.index: processes(g, names, self.gpu_source.describe) for g in reading.gpus}
