@@ -233,16 +233,6 @@ async def test_dataset_scan_errors_show_with_their_line(tmp_path, content, expec
         assert isinstance(app.screen, FormScreen)
 
 
-async def until(pilot, ready, timeout: float = 60.0) -> None:
-    import time
-
-    end = time.time() + timeout
-    while not ready():
-        if time.time() > end:
-            raise TimeoutError("the screen never got there")
-        await pilot.pause(0.02)
-
-
 async def test_the_side_panel_shows_the_dataset_while_its_field_has_focus():
     """At 80x24 the VRAM panel can fill the side: the dataset report comes up with its field."""
     app = make_app(
@@ -260,10 +250,14 @@ async def test_the_side_panel_shows_the_dataset_while_its_field_has_focus():
         side, title = app.screen.query_one("#side"), app.screen.query_one("#dataset-title")
         assert side.scroll_y == 0 and title.region.y >= side.region.bottom  # below the fold at first
         app.screen.query_one("#i-dataset").focus()
-        await until(pilot, lambda: side.scroll_y > 0)  # the focus message, then the scroll: states, not time
+        await wait_until(
+            pilot, lambda: side.scroll_y > 0, timeout=60.0
+        )  # the focus message, then the scroll: states, not time
         assert side.region.y <= title.region.y < side.region.bottom
         app.screen.query_one("#i-lora_r").focus()
-        await until(pilot, lambda: side.scroll_y == 0)  # and the estimate comes back with the other fields
+        await wait_until(
+            pilot, lambda: side.scroll_y == 0, timeout=60.0
+        )  # and the estimate comes back with the other fields
 
 
 async def test_dataset_scan_shows_format_rows_and_a_sample(tmp_path):

@@ -3,10 +3,10 @@ own process, escape stops it mid-answer, the conversation is saved, and the expo
 
 from __future__ import annotations
 
+import functools
 import json
-import time
 
-from app_helpers import NO_GPU
+from app_helpers import NO_GPU, wait_until
 from engine_helpers import events
 
 from mgtui.tui.app import MgApp
@@ -14,13 +14,7 @@ from mgtui.tui.screens.chat import ChatScreen, SamplingDialog
 from mgtui.tui.screens.export import ExportScreen
 from mgtui.tui.screens.run import RunScreen
 
-
-async def wait_for(pilot, ready, timeout: float = 180.0) -> None:
-    end = time.time() + timeout
-    while not ready():
-        if time.time() > end:
-            raise TimeoutError("the screen never got there")
-        await pilot.pause(0.05)
+wait_for = functools.partial(wait_until, timeout=180.0)  # a model loads under load
 
 
 async def test_ask_both_models_stop_mid_answer_and_save(demo_run):

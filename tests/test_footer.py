@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app_helpers import wait_until
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widgets import Input
@@ -35,12 +36,11 @@ class Bar(App[None]):
 
 
 async def wait_keys(pilot, footer: KeyFooter, descriptions: list[str]) -> list[FooterKey]:
-    for _ in range(200):
-        keys = list(footer.query(FooterKey))
-        if sorted(k.description for k in keys if k.description in ("Thing", "Special")) == descriptions:
-            return keys
-        await pilot.pause(0.02)
-    raise AssertionError(f"the bar never showed {descriptions}")
+    def shown() -> list[str]:
+        return sorted(k.description for k in footer.query(FooterKey) if k.description in ("Thing", "Special"))
+
+    await wait_until(pilot, lambda: shown() == descriptions, f"the bar showing {descriptions}")
+    return list(footer.query(FooterKey))
 
 
 async def test_the_bar_is_rebuilt_only_when_its_keys_change():

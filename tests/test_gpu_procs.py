@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app_helpers import GIB
+from app_helpers import GIB, wait_until
 from conftest import ROOT
 from engine_helpers import wait_for
 
@@ -75,13 +75,8 @@ async def test_the_run_screen_lists_the_cards_processes_and_marks_its_own(tmp_pa
     app = MgApp({}, None, source, attach=Path("run"), offer_runs=False)
     async with app.run_test(size=(120, 40)) as pilot:
         panel = pilot.app.screen.query_one("#gpus")
-        await wait_for_panel(pilot, panel)
+        await wait_until(pilot, lambda: bool(panel.procs), "the panel's processes")
         text = str(panel.render())
         assert f"{os.getpid()} " in text and "this run" in text
         assert "4242 alice   4.0G ollama serve" in text
         assert "run 10.0" in text  # the gauge's share of this run
-
-
-async def wait_for_panel(pilot, panel) -> None:
-    while not panel.procs:
-        await pilot.pause(0.05)

@@ -4,6 +4,7 @@ is reattached and stopped, the no-GPU panel, failures, and leaving a live run.""
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 from app_helpers import NO_GPU, settle
+from app_helpers import wait_until as wait_state
 from conftest import ROOT
 from engine_helpers import events, wait_for, write_dataset
 
@@ -24,6 +26,8 @@ from mgtui.runs import rundir
 from mgtui.tui.app import MgApp
 from mgtui.tui.screens.form import FormScreen
 from mgtui.tui.screens.run import RunScreen
+
+wait_until = functools.partial(wait_state, timeout=180.0)  # a real run trains
 
 DATA = ROOT / "tests" / "data"
 
@@ -41,13 +45,6 @@ def tiny_settings(model: Path, data: Path, out: Path, steps: int) -> dict:
         learning_rate=1e-2,
         warmup_steps=0,
     )
-
-
-async def wait_until(pilot, predicate, timeout: float = 180.0) -> None:
-    end = time.time() + timeout
-    while not predicate():
-        assert time.time() < end, "timed out"
-        await pilot.pause(0.2)
 
 
 async def test_form_start_progress_done_and_adapter(tmp_path, tiny_model):

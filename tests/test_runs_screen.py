@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
 
-from app_helpers import NO_GPU
+from app_helpers import NO_GPU, wait_until
 from rich.console import Console
 from runs_helpers import recorded_run, three_runs, two_queued
 
@@ -16,15 +17,7 @@ from mgtui.tui.screens.modals import AskName, Choice
 from mgtui.tui.screens.run import RunScreen
 from mgtui.tui.screens.runs import RunsScreen
 
-
-async def wait_for(pilot, ready, timeout: float = 60.0) -> None:
-    import time
-
-    end = time.time() + timeout
-    while not ready():
-        if time.time() > end:
-            raise TimeoutError("the screen never got there")
-        await pilot.pause(0.05)
+wait_for = functools.partial(wait_until, timeout=60.0)
 
 
 async def open_runs(pilot) -> RunsScreen:

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from app_helpers import NO_GPU, ReplayChat, settle, shared_gpu
+from app_helpers import NO_GPU, ReplayChat, settle, shared_gpu, wait_until
 from conftest import ROOT
 from runs_helpers import three_runs, two_queued
 
@@ -22,16 +22,6 @@ DATA = ROOT / "tests" / "data"
 async def _settle(pilot) -> None:
     await settle(pilot)
     steady_cursor(pilot)
-
-
-async def wait_until(pilot, ready, timeout: float = 120.0) -> None:
-    import time
-
-    end = time.time() + timeout
-    while not ready():
-        if time.time() > end:
-            raise TimeoutError("the screen never reached the state to capture")
-        await pilot.pause(0.05)
 
 
 def steady_cursor(pilot) -> None:
