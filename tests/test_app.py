@@ -250,14 +250,16 @@ async def test_the_side_panel_shows_the_dataset_while_its_field_has_focus():
         side, title = app.screen.query_one("#side"), app.screen.query_one("#dataset-title")
         assert side.scroll_y == 0 and title.region.y >= side.region.bottom  # below the fold at first
         app.screen.query_one("#i-dataset").focus()
-        await wait_until(
-            pilot, lambda: side.scroll_y > 0, timeout=60.0
-        )  # the focus message, then the scroll: states, not time
+
+        # The focus message, the scroll, then the layout that moves the title: states, not time.
+        def in_view() -> bool:
+            return side.scroll_y > 0 and side.region.y <= title.region.y < side.region.bottom
+
+        await wait_until(pilot, in_view, "the dataset's title in view", timeout=60.0)
         assert side.region.y <= title.region.y < side.region.bottom
         app.screen.query_one("#i-lora_r").focus()
-        await wait_until(
-            pilot, lambda: side.scroll_y == 0, timeout=60.0
-        )  # and the estimate comes back with the other fields
+        # and the estimate comes back with the other fields
+        await wait_until(pilot, lambda: side.scroll_y == 0, "the side scrolled home", timeout=60.0)
 
 
 async def test_dataset_scan_shows_format_rows_and_a_sample(tmp_path):
