@@ -1,5 +1,6 @@
 """Every run measured on a GPU (calibration/*.jsonl, written by benchmarks/gpu_proof.py) against the
-estimator as it is now: it may over-estimate, but never under-estimate a measured peak by more than 5%."""
+estimator as it is now: each within -5% ... +10% of its measured peak (NVML, the process as nvidia-smi
+shows it): an estimate that falls short sends a run into an out-of-memory, one far above turns a card away."""
 
 from __future__ import annotations
 
@@ -33,11 +34,11 @@ def test_the_gpu_measurements_are_in_the_repository():
 
 
 @pytest.mark.parametrize("path, row", MEASURED, ids=[f"{p.stem}-{r['label']}-{r['t']:.0f}" for p, r in MEASURED])
-def test_the_estimate_never_falls_short_of_a_measured_peak(path, row):
+def test_the_estimate_is_within_minus_5_plus_10_percent_of_a_measured_peak(path, row):
     start = started(row["record"] / "events.jsonl")
     res = resolve([{k: v for k, v in start["settings"].items() if k != "resume"}])
     arch = lookup("meta-llama/Llama-3.1-8B", online=False).arch  # the proof's smoke architecture
     est = estimate_settings(res, arch, row["gpu"]["total_gb"], row["summary"]["backend"])
     measured = row["summary"]["peak_nvml_gb"]
-    assert est.peak_gib >= 0.95 * measured, (row["label"], round(est.peak_gib, 2), measured)
+    assert 0.95 * measured <= est.peak_gib <= 1.10 * measured, (row["label"], round(est.peak_gib, 2), measured)
     assert json.dumps(est.breakdown)  # a whole breakdown, every term a number

@@ -87,20 +87,34 @@ LLAMA8B = lookup("unsloth/llama-3.1-8b").arch
 BASE = Inputs()
 
 
+# What stays for the whole step, whatever its moment: these grow with every input.
+RESIDENT = ("cuda_context", "base_weights", "lora_weights", "optimizer_states")
+
+
 @pytest.mark.parametrize(
     "field, values", [("batch_size", [1, 2, 4, 8]), ("seq_len", [512, 1024, 2048, 8192]), ("lora_r", [8, 16, 64, 256])]
 )
 @pytest.mark.parametrize("mode", ["unsloth", "true", "false"])
 @pytest.mark.parametrize("precision", [4, 8, 16])
 def test_every_term_grows_monotonically(field, values, mode, precision):
+    """The resident terms and backward's working set grow with every input. The loss term need not:
+    Unsloth's fused loss goes from one chunk of every token to four chunks of a quarter of them when
+    its sizing passes the target (unsloth_zoo fused_losses/cross_entropy_loss.py:266-268), so 2 x 2048
+    tokens hold a smaller chunk than 1 x 2048; the peak drops there by no more than the loss term, and
+    grows everywhere else."""
     rows = [
         estimate(LLAMA8B, replace(BASE, checkpointing=mode, precision=precision, eval=True, **{field: v}))
         for v in values
     ]
     for a, b in zip(rows, rows[1:]):
-        for term in TERMS:
+        for term in RESIDENT:
             assert b.breakdown[term] >= a.breakdown[term] - 1e-12, term
-        assert b.peak_gib > a.peak_gib
+        working = [r.breakdown["gradients"] + r.breakdown["activations"] for r in (a, b)]
+        assert working[1] >= working[0] - 1e-12  # backward's working set, gradients where they live
+        if b.loss_chunk_tokens >= a.loss_chunk_tokens:
+            assert b.peak_gib > a.peak_gib
+        else:
+            assert b.peak_gib > a.peak_gib - a.breakdown["logits_and_loss"] * 1.1
         assert b.cpu_ram_gib >= a.cpu_ram_gib
 
 
@@ -168,12 +182,14 @@ def test_advisor_keeps_the_guides_order_and_applies_in_one_call():
     "preset, gpu, low, high",
     [
         # The guide's table: Default 6-8 GB (a budget card), 8-bit + r32 12-16 GB, Quality 24-32 GB.
-        # Unsloth's fused loss sizes its chunks to half the free memory (capped at 4 GiB), so the
-        # peak depends on the card: each row is planned on a card of the guide's class.
+        # Quality mode sits below its range: the old 25-27 GB summed a 4 GiB loss with the activations,
+        # where Unsloth's fused loss takes its gradient inside forward (unsloth_zoo fused_losses/
+        # cross_entropy_loss.py:420-487, 592) in 4 chunks of 1024 tokens (:266-268), gone before backward.
+        # The H200 measured quality r64 at 20.16 GB (batch 2 x 2048, calibration/nvidia-h200.jsonl).
         ("default", 8.0, 6.0, 8.0),
         ("mid-range", 16.0, 12.0, 16.0),
-        ("quality", 32.0, 24.0, 32.0),
-        ("high-end", 32.0, 24.0, 32.0),
+        ("quality", 32.0, 19.5, 32.0),
+        ("high-end", 32.0, 19.5, 32.0),
     ],
 )
 def test_guide_configurations_fall_in_the_guides_ranges(capsys, preset, gpu, low, high):
@@ -185,11 +201,12 @@ def test_guide_configurations_fall_in_the_guides_ranges(capsys, preset, gpu, low
 
 def test_quality_mode_on_a_24gb_card_is_below_the_guides_range():
     """Measured reason: 16-bit Llama-3.1-8B weights are 14.96 GiB, r64 LoRA with AdamW adds 2.5,
-    and on a 24 GB card Unsloth's chunked loss shrinks to fit, so the honest peak is ~22.5 GB:
-    below the guide's 24-32 GB, which describes cards where the loss takes its full 4 GiB."""
+    and Unsloth's fused loss is done before backward recomputes the layers, so the peak is ~21 GB
+    (20.16 measured on an H200 with one micro-batch a step): it fits the 24 GB card at the bottom of
+    the guide's 24-32 GB."""
     res = resolve([{"base_model": "unsloth/llama-3.1-8b", "quality_mode": True, "lora_r": 64}])
     p = plan(res, lookup(res["base_model"]), 24.0)
-    assert 21.0 < p.estimate.peak_gib < 24.0 and p.estimate.fits
+    assert 19.5 < p.estimate.peak_gib < 24.0 and p.estimate.fits
 
 
 def test_json_shape_and_exit_codes(capsys):

@@ -79,6 +79,9 @@ def run_estimate(res: Resolved, gpu_memory: float | None, gpu_name: str | None, 
             "max_seq_length": p.max_seq_length,
             "cpu_ram_gb": round(est.cpu_ram_gib, 3) if est else None,
             "checkpointing": est.checkpointing if est else None,
+            "peak_at": est.peak_at if est else None,
+            "loss_chunks": est.loss_chunks if est else None,
+            "loss_chunk_tokens": est.loss_chunk_tokens if est else None,
             "backend": backend,
             "world_size": p.world_size,
             "trainable_params": est.trainable_params if est else None,
@@ -101,6 +104,12 @@ def run_estimate(res: Resolved, gpu_memory: float | None, gpu_name: str | None, 
     out(f"  {'-' * 20} {'-' * 8}\n  {'Peak':<20} {est.peak_gib:8.2f} GB\n")
     if est.cpu_ram_gib:
         out(f"  {'Host RAM (offload)':<20} {est.cpu_ram_gib:8.2f} GB\n")
+    if est.loss_chunks:
+        where = "at the loss" if est.peak_at == "loss" else "while backward recomputes the layers"
+        out(
+            f"\nUnsloth's fused loss: {est.loss_chunks} chunk{'s' * (est.loss_chunks > 1)} of "
+            f"{est.loss_chunk_tokens} tokens (target {est.loss_target_gib:.2f} GB); the peak comes {where}\n"
+        )
     if est.unreliable:
         out(f"\nUNRELIABLE: {est.unreliable}. Fits: unknown.\n")
     elif gpu_gib is None:

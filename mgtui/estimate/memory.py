@@ -1,4 +1,5 @@
-"""Peak GPU memory of a LoRA/QLoRA run, term by term. Pure arithmetic: no torch, no I/O.
+"""Peak GPU memory of a LoRA/QLoRA run, term by term. Pure arithmetic: no torch, no I/O beyond
+one cached read of the installed Unsloth's version from its package metadata (nothing imported).
 
 All figures are GiB (2**30 bytes), the unit nvidia-smi's MiB adds up to; the UI calls them GB
 as every GPU spec sheet does. The coefficients are priors taken from the libraries' code (cited
@@ -7,7 +8,9 @@ beside each); `Coefficients.load` replaces them with values fitted to measured p
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Mapping
@@ -30,8 +33,10 @@ TERMS = (
 
 @dataclass(frozen=True)
 class Coefficients:
-    # CUDA context + cuBLAS workspace, outside torch's reserved pool (torch 2.x, lazy module loading).
-    cuda_context_gib: float = 0.5
+    # CUDA context, cuBLAS workspace and kernels: the process's memory outside torch's reserved pool.
+    # Measured NVML minus torch's peak reserved on the four stored H200 rows: 0.74-0.81 GiB, the same
+    # range on both backends (calibration/nvidia-h200.jsonl); the largest is charged.
+    cuda_context_gib: float = 0.81
     # bitsandbytes NF4: 4 bits + one absmax per 64-block; double quant stores absmax in 8 bits
     # with a float32 per 256 absmaxes: 0.5 + 1/64 + 4/(64*256) = 0.516 (0.5 + 4/64 = 0.5625 without).
     nf4_bytes_per_param: float = 0.516
@@ -56,13 +61,21 @@ class Coefficients:
     act_mlp: float = 4.0
     # Buffers the "unsloth" offload keeps on the GPU while the layer inputs travel to host RAM.
     offload_gpu_buffers: float = 2.0
-    # Cross-entropy per (token x vocab) element, eager chain: bf16 logits + fp32 upcast + saved
-    # log_softmax + its gradient = 14, 16 with Gemma's softcapping (unsloth_zoo fused_losses).
-    ce_bytes_per_logit: float = 14.0
-    ce_bytes_softcap: float = 16.0
-    # Unsloth's fused CE loss chunks the logits to at most min(4 GiB, half the free memory)
-    # (unsloth_zoo fused_losses/cross_entropy_loss.py: _CE_TARGET_GB_CAP, _free_target_gb).
-    unsloth_ce_cap_gib: float = 4.0
+    # Unsloth's fused cross-entropy (unsloth_zoo 2026.10.7, fused_losses/cross_entropy_loss.py, "CE" below;
+    # called from unsloth/models/llama.py:1955-1970 with target_gb=None, at every length in training:
+    # the <= 1024-token branch at llama.py:1920-1922 leaves RETURN_LOGITS False). The chunk count is
+    # read from the source (unsloth_loss_chunks); the bytes a chunk holds are bounded by measurement.
+    # CE:195 _CE_TARGET_GB_CAP: the target is at most 4 GiB ...
+    unsloth_ce_target_cap_gib: float = 4.0
+    # ... else half of what is free (unsloth_zoo/tiled_mlp.py:93-94, `free * 0.5`, via CE:198-218).
+    unsloth_ce_free_fraction: float = 0.5
+    # CE:191 _CE_BYTES_PER_LOGIT: the bytes per logit the chunk count is sized with (eager chain).
+    unsloth_ce_sizing_bytes: float = 16.0
+    # What a chunk really holds per logit: the compiled grad_and_value (CE:420-498) keeps the 16-bit
+    # logits and their gradient, 2 + 2. Measured bound: the stored H200 runs leave at most 0.93 GiB
+    # (4-bit) and 0.61 GiB (16-bit) for a 1024-token chunk, 7.6 and 5.0 bytes a logit.
+    unsloth_ce_bytes_per_logit: float = 4.0
+    unsloth_ce_bytes_softcap: float = 6.0  # Gemma's tanh softcapping keeps one more 16-bit copy (a prior)
     # TRL's SFTTrainer (Transformers backend; Unsloth pins loss_type "nll" and uses its own)
     # computes the loss from the hidden states 256 tokens at a time, each chunk checkpointed
     # (trl/trainer/sft_trainer.py: _CHUNKED_LM_HEAD_CHUNK_SIZE, _chunk): fp32 logits,
@@ -79,8 +92,12 @@ class Coefficients:
     router_bytes_per_expert: float = 8.0
     # Evaluation keeps no graph: logits (2) + fp32 upcast (4) + log_softmax (4).
     eval_bytes_per_logit: float = 10.0
-    # Caching-allocator fragmentation, as a fraction of everything torch allocates.
-    allocator_fraction: float = 0.06
+    # Caching-allocator fragmentation: torch's peak reserved over its peak allocated, measured per
+    # backend on the stored H200 rows: Transformers 4-bit 6.4% (8-bit: 2.1%, kept at 6.4%),
+    # Unsloth 16-bit 4.9% (also charged for 8-bit, unmeasured), Unsloth 4-bit 1.2%.
+    allocator_fraction: float = 0.064
+    allocator_fraction_unsloth: float = 0.049
+    allocator_fraction_unsloth_4bit: float = 0.012
 
     @classmethod
     def load(cls, path: Path) -> "Coefficients":
@@ -110,6 +127,7 @@ class Inputs:
     eval: bool = False
     world_size: int = 1
     full: bool = False  # full fine-tuning: every parameter trains, no adapters
+    grad_accum: int = 1  # micro-batches per optimizer step: after the first, gradients stay
 
     @classmethod
     def from_settings(cls, values: Mapping, precision: int, backend: str = "unsloth", world_size: int = 1) -> "Inputs":
@@ -125,6 +143,7 @@ class Inputs:
             eval=values["eval_split"] > 0,
             world_size=world_size,
             full=bool(values.get("full_finetuning", False)),
+            grad_accum=int(values.get("gradient_accumulation_steps", 1)),
         )
 
 
@@ -138,6 +157,10 @@ class Estimate:
     trainable_params: int
     notes: tuple[str, ...] = ()
     unreliable: str | None = None  # what the estimate leaves out: no verdict is given then
+    loss_chunks: int = 0  # Unsloth's fused loss: the chunk count it will choose (0: another backend)
+    loss_chunk_tokens: int = 0  # and the tokens in its largest chunk
+    loss_target_gib: float = 0.0  # the memory target it sizes them for (before the fixed part)
+    peak_at: str = "backward"  # the step's fullest moment: "loss" (Unsloth's fused loss) or "backward"
 
     @property
     def fits(self) -> bool | None:
@@ -192,8 +215,8 @@ def estimate(arch: Arch, inp: Inputs, gpu_gib: float | None = None, c: Coefficie
         shapes = []
         notes.append("full fine-tuning: gradients and optimizer states of every parameter, counted in float32")
     grads = trainable * c.grad_bytes_per_param
-    if inp.world_size > 1:  # DDP's gradient buckets hold a second copy of the gradients
-        grads *= 2
+    # DDP's gradient buckets hold a second copy of the gradients, allocated once and kept.
+    bucket = grads if inp.world_size > 1 else 0.0
     if inp.optim in ("adamw_8bit", "paged_adamw_8bit"):
         small = L * sum(n for pair in shapes for n in pair if n < c.adam8bit_min_size)
         optim = (trainable - small) * c.adam8bit_bytes_per_param + small * c.adamw_bytes_per_param
@@ -216,13 +239,15 @@ def estimate(arch: Arch, inp: Inputs, gpu_gib: float | None = None, c: Coefficie
     if mode == "unsloth" and inp.seq_len < 512:
         mode = "true"  # unsloth/models/_utils.py: offloading is not worth it below 512 tokens
         notes.append("max_seq_length < 512: Unsloth uses standard checkpointing instead of offloading")
+    # What each layer keeps on the GPU from its forward until its backward (kept), what stays for
+    # the whole step (const), and what backward adds while it recomputes one layer (working).
     cpu_ram = 0.0
     if mode == "false":
-        acts = L * layer_set
+        kept, const, working = layer_set, 0.0, 0.0
     elif mode == "true":
-        acts = L * layer_input + layer_set
+        kept, const, working = float(layer_input), 0.0, layer_set
     else:
-        acts = c.offload_gpu_buffers * layer_input + layer_set
+        kept, const, working = 0.0, c.offload_gpu_buffers * layer_input, layer_set
         cpu_ram = L * layer_input
     if inp.backend != "unsloth" and inp.precision == 8:
         # bitsandbytes' 8-bit matmul keeps its input on ctx, outside save_for_backward, so
@@ -232,39 +257,83 @@ def estimate(arch: Arch, inp: Inputs, gpu_gib: float | None = None, c: Coefficie
         # measured factor. The engine now checkpoints 8-bit reentrantly, which should free
         # them; the term stays until a GPU run has measured that.
         held = tokens * (8 * h + 2 * arch.q_dim + 4 * arch.intermediate)
-        acts += L * held * c.int8_saved_inputs_factor
+        kept += held * c.int8_saved_inputs_factor
         notes.append(
             "8-bit on Transformers + PEFT: counted as measured before the reentrant-checkpointing "
             "fix (bitsandbytes keeps every layer's inputs); expect less"
         )
 
-    # Logits and loss.
-    logit_bytes = c.ce_bytes_softcap if arch.softcap else c.ce_bytes_per_logit
-    full_logits = tokens * arch.vocab * logit_bytes
-    static = base + lora + grads + optim
+    # Gradients where they live: the Trainer sets them to None after each optimizer step
+    # (transformers/trainer.py:1593, 1879 model.zero_grad(); unsloth_zoo/fast_grad_params.py:96
+    # set_to_none=True), so the first micro-batch's forward runs without them and its backward
+    # makes them layer by layer while it frees the inputs kept for that layer. With accumulation
+    # the later micro-batches run with every gradient in place.
+    per_layer_grads = grads / L
+    if inp.grad_accum > 1:
+        back_grads, back_acts = grads, L * kept + const + working
+    elif L * kept + per_layer_grads >= kept + grads:  # backward's first layer is its fullest
+        back_grads, back_acts = per_layer_grads, L * kept + const + working
+    else:  # its last layer: one kept input left, every gradient made
+        back_grads, back_acts = grads, kept + const + working
+    back_grads += bucket
+    backward = back_grads + back_acts
+    # At the loss: every kept input, the final norm's input and output; the first micro-batch's
+    # forward has no gradient yet, a later one's (with accumulation) every one.
+    first_at_loss = L * kept + const + 2 * layer_input + bucket
+    at_loss = first_at_loss + (grads if inp.grad_accum > 1 else 0.0)
+
+    frac = c.allocator_fraction
     if inp.backend == "unsloth":
-        cap = c.unsloth_ce_cap_gib * GIB
-        if gpu_gib is not None:  # it chunks to half of what is free once everything else is in
-            rest = c.cuda_context_gib * GIB + (static + acts) * (1 + c.allocator_fraction)
-            cap = min(cap, max(gpu_gib * GIB - rest, 0) / 2)
-        logits = min(full_logits, max(cap, arch.vocab * logit_bytes))
+        frac = c.allocator_fraction_unsloth_4bit if inp.precision == 4 else c.allocator_fraction_unsloth
+    chunks = chunk_tokens = 0
+    target = 0.0
+    peak_at = "backward"
+    eval_logits = 0.0
+    if inp.backend == "unsloth":
+        # Unsloth's fused loss (unsloth_zoo fused_losses/cross_entropy_loss.py, "CE"). The gradient is
+        # taken inside forward (CE:420-487 torch.func.grad_and_value per chunk) and only grad_inputs
+        # (and the lm_head gradient) survive it (CE:592): the chunk's logits are gone before backward
+        # recomputes the layers, so the step's peak is the larger of the two moments, not their sum.
+        grad_input = 2 * tokens * h  # CE:342 empty_like(hidden_states), 16-bit
+        # CE:345-348: a trainable lm_head's gradient, 16-bit (UNSLOTH_CE_FP32_HEAD_GRAD off, CE:43);
+        # each chunk's own head gradient comes on top while it is added (CE:439-454).
+        head = 2 * arch.vocab * h if inp.full else 0
+        fixed = grad_input + 2 * head  # CE:361-369: what no chunk count shrinks
+        target = c.unsloth_ce_target_cap_gib * GIB
+        if gpu_gib is not None:
+            # Read once, at the first loss call (CE:221-224 functools.cache; CE:370 after grad_inputs
+            # exists): the first step's forward, before any optimizer state or gradient.
+            first = (base + lora + first_at_loss + grad_input + head) * (1 + frac)
+            free = gpu_gib * GIB - c.cuda_context_gib * GIB - first
+            target = min(target, c.unsloth_ce_free_fraction * max(free, 0.0))
+        chunks = unsloth_loss_chunks(tokens, arch.vocab, target, fixed, c.unsloth_ce_sizing_bytes)
+        chunk_tokens = -(-tokens // chunks)  # torch.chunk (CE:387-388; CHUNK_ALIGN_ROWS is 0 by default)
+        per_logit = c.unsloth_ce_bytes_softcap if arch.softcap else c.unsloth_ce_bytes_per_logit
+        loss = at_loss + grad_input + 2 * head + chunk_tokens * arch.vocab * per_logit
+        logits = max(0.0, loss - backward)
+        if loss > backward:
+            peak_at = "loss"
+        # Evaluation: no gradient (CE:753), so no grad_inputs and nothing fixed (CE:364).
+        eval_chunk = -(-tokens // unsloth_loss_chunks(tokens, arch.vocab, target, 0, c.unsloth_ce_sizing_bytes))
+        eval_logits = eval_chunk * arch.vocab * per_logit
+        notes.extend(_unsloth_version_note())
     else:
+        # TRL's chunks are checkpointed (trl/trainer/sft_trainer.py:212) and recomputed inside backward:
+        # counted on top of backward's working set, where the stored Transformers rows measure it.
         chunk = min(tokens, c.trl_chunk_tokens)
         logits = chunk * arch.vocab * c.trl_chunk_bytes_per_logit
         if upcast:  # each chunk casts the float32 lm_head to the hidden states' 16-bit dtype
             logits += 2 * arch.vocab * h
-
-    # Evaluation runs after the optimizer states exist, with no graph: it only adds to the peak
-    # when its logits exceed what training's backward needed.
-    evaluation = 0.0
-    if inp.eval:
-        # Both backends chunk the loss in evaluation as in training.
         eval_logits = min(tokens * arch.vocab * c.eval_bytes_per_logit, logits)
-        evaluation = max(0.0, (layer_set + eval_logits) - (acts + logits + grads))
+    step = backward + logits
 
-    torch_total = static + acts + logits + evaluation
-    overhead = torch_total * c.allocator_fraction
-    parts = [c.cuda_context_gib * GIB, base, lora, grads, optim, acts, logits, evaluation, overhead]
+    # Evaluation runs after an optimizer step (no gradients) with no graph: it only adds to the peak
+    # when one layer's forward and its loss exceed what training needed.
+    evaluation = max(0.0, (bucket + layer_set + eval_logits) - step) if inp.eval else 0.0
+
+    torch_total = base + lora + optim + step + evaluation
+    overhead = torch_total * frac
+    parts = [c.cuda_context_gib * GIB, base, lora, back_grads, optim, back_acts, logits, evaluation, overhead]
     breakdown = {k: v / GIB for k, v in zip(TERMS, parts)}
     return Estimate(
         breakdown=breakdown,
@@ -275,4 +344,47 @@ def estimate(arch: Arch, inp: Inputs, gpu_gib: float | None = None, c: Coefficie
         trainable_params=trainable,
         notes=tuple(notes),
         unreliable="; ".join(arch.unmodelled) or None,
+        loss_chunks=chunks,
+        loss_chunk_tokens=chunk_tokens,
+        loss_target_gib=target / GIB,
+        peak_at=peak_at,
     )
+
+
+def unsloth_loss_chunks(tokens: int, vocab: int, target: float, fixed: float, sizing: float = 16.0) -> int:
+    """How many chunks Unsloth's fused loss splits `tokens` rows into, for a target and the bytes no
+    chunk count shrinks (unsloth_zoo fused_losses/cross_entropy_loss.py:227-269, "CE")."""
+    if target <= 0:  # CE:235-236 raises: nothing is free; the estimate is over the card anyway
+        return tokens
+    if 0 < fixed < target:  # CE:240-241
+        target -= fixed
+    exact = tokens * vocab * sizing / target  # CE:244-245 and CE:262-265
+    if exact <= 1.0 + 1e-9:  # CE:266-267
+        return 1
+    return min(math.ceil(exact / 4 - 1e-9) * 4, tokens)  # CE:268-269: rounded up to a multiple of 4
+
+
+# The Unsloth whose source the loss term follows (unsloth_zoo, and unsloth/models/llama.py).
+UNSLOTH_READ = "2026.10.7"
+
+
+@functools.lru_cache(maxsize=1)
+def installed_unsloth() -> dict[str, str]:
+    """unsloth's and unsloth_zoo's installed versions, from their metadata: nothing is imported."""
+    from importlib import metadata
+
+    found = {}
+    for name in ("unsloth", "unsloth_zoo"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def _unsloth_version_note() -> list[str]:
+    other = {k: v for k, v in installed_unsloth().items() if v != UNSLOTH_READ}
+    if not other:
+        return []
+    have = ", ".join(f"{k} {v}" for k, v in sorted(other.items()))
+    return [f"Unsloth's fused loss is counted as {UNSLOTH_READ} computes it; installed here: {have}"]
