@@ -181,11 +181,35 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UsageError(str(e)) from None
         print(f"saved preset {path}", file=sys.stderr)
     if args.dry_run:
+        check_data_dry(res)
         sys.stdout.write(settings_toml(res))
         return EXIT_OK
     from .runs.headless import train_headless
 
     return train_headless(res, force=args.force, detach=args.detach, queue=args.queue)
+
+
+def check_data_dry(res: Resolved) -> None:
+    """--dry-run reads and checks the dataset as a run does before its model loads (no torch). A
+    file that isn't there is only warned of: the guide's commands name placeholder paths."""
+    from .data.preflight import preflight
+    from .data.scan import DatasetError, resolve_source
+
+    try:
+        if not res["dataset"] or resolve_source(res["dataset"]) is None:
+            checked = None  # none given, or a Hub dataset: checked when the run starts
+        else:
+            checked = preflight(res)
+    except DatasetError as e:
+        if res["dataset"] and "no such file or directory" in str(e):
+            print(f"warning: {e}; a run would refuse it", file=sys.stderr)
+            return
+        raise UsageError(str(e)) from None
+    if checked is not None:
+        r = checked.report
+        print(f"dataset: {r.source}: {r.format} · {r.usable} rows to train", file=sys.stderr)
+        for w in checked.warnings:
+            print(f"warning: {w}", file=sys.stderr)
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:

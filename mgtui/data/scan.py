@@ -17,7 +17,7 @@ FORMATS = ("text", "messages", "sharegpt", "alpaca", "prompt_completion", "chat_
 CHAT_FORMATS = ("messages", "sharegpt", "chat_prompt_completion")  # rendered through a chat template
 # TRL's prompt-completion types: the loss covers the completion only, as TRL's completion_only_loss does.
 COMPLETION_ONLY = ("prompt_completion", "chat_prompt_completion")
-FILE_KINDS = (".jsonl", ".json", ".csv", ".parquet")
+FILE_KINDS = (".jsonl", ".json", ".csv", ".parquet", ".txt")
 SHAREGPT_ROLES = {
     "human": "user",
     "user": "user",
@@ -27,6 +27,10 @@ SHAREGPT_ROLES = {
     "chatgpt": "assistant",
     "bing": "assistant",
     "bard": "assistant",
+    # LLaMA-Factory's tool turns: a call (JSON with name and arguments) and the tool's answer
+    "function_call": "assistant",
+    "observation": "tool",
+    "tool": "tool",
 }
 ACCEPTED = (
     "text (a 'text' column); messages (OpenAI-style role/content list); "
@@ -72,6 +76,13 @@ def resolve_source(name: str) -> Path | None:
     p = Path(name).expanduser()
     if p.exists():
         return p
+    from .dataset_info import registered_file
+
+    registered = registered_file(name)  # a name in LLaMA-Factory's dataset_info.json
+    if registered is not None:
+        if not registered.exists():
+            raise DatasetError(f"{name}: registered as {registered}, which does not exist")
+        return registered
     if p.suffix.lower() in FILE_KINDS or name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise DatasetError(f"{name}: no such file or directory")
     return None  # org/name: a Hub dataset
@@ -103,11 +114,14 @@ def rename(row: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
 
 
 def iter_rows(path: Path, columns: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
-    """(where, row) for each row, its columns renamed by --columns; `where` is 'file:line N' or
-    'file: row N' for errors."""
+    """(where, row) for each row, its columns renamed by a dataset_info.json entry for the file
+    (LLaMA-Factory's) and then by --columns; `where` is 'file:line N' or 'file: row N' for errors."""
+    from .dataset_info import registration
+
     mapping = column_map(columns)
+    convert = registration(path)
     for where, row in _read_rows(path):
-        yield where, rename(row, mapping)
+        yield where, rename(convert(row, where) if convert else row, mapping)
 
 
 def _read_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -139,6 +153,11 @@ def _read_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
             if not isinstance(row, dict):
                 raise DatasetError(f"{path}: row {n}: expected a JSON object, got {type(row).__name__}")
             yield f"{path}: row {n}", row
+    elif suffix == ".txt":  # plain text: one row per non-empty line
+        with open(path, encoding="utf-8", errors="strict") as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    yield f"{path}:{n}", {"text": line.rstrip("\r\n")}
     elif suffix == ".csv":
         with open(path, encoding="utf-8", newline="") as f:
             reader = csv.DictReader(f)
@@ -207,23 +226,36 @@ def _turns(value: Any, name: str, where: str) -> list[Any]:
 
 
 def _text_parts(parts: list[Any], where: str) -> str:
-    """OpenAI-style content parts, [{"type": "text", "text": ...}, ...], as one text. An image
-    part is refused: mgtui fine-tunes text-only models."""
+    """Content parts as one text: OpenAI's [{"type": "text", "text": ...}], or with the text under
+    "value". An image, video or audio part is refused: mgtui fine-tunes text-only models."""
     texts = []
     for part in parts:
         kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text" and isinstance(part.get("text"), str):
-            texts.append(part["text"])
-        elif kind in ("image", "image_url", "input_image"):
-            raise DatasetError(f"{where}: an image part; mgtui fine-tunes text-only models")
+        text = next((part[k] for k in ("text", "value") if isinstance(part.get(k), str)), None) if kind else None
+        if kind == "text" and text is not None:
+            texts.append(text)
+        elif kind == "text":
+            raise DatasetError(f"{where}: a text part without its text (under 'text' or 'value')")
+        elif kind in MEDIA_PARTS:
+            media = next(m for m in ("image", "video", "audio") if m in kind)
+            raise DatasetError(f"{where}: an {media} part ({kind!r}); mgtui fine-tunes text-only models")
         else:
-            raise DatasetError(f"{where}: a content part of type {kind!r}; text parts are read")
+            raise DatasetError(f"{where}: a content part of type {kind!r}; only text parts are read")
     return "".join(texts)
+
+
+MEDIA_PARTS = ("image", "image_url", "input_image", "video", "video_url", "audio", "input_audio")
 
 
 def completion_start(fmt: str, row: dict[str, Any], where: str) -> int:
     """Where the completion's turns begin in a chat prompt-completion row's messages (0 otherwise)."""
-    return len(_turns(row.get("prompt"), "prompt", where)) if fmt == "chat_prompt_completion" else 0
+    if fmt != "chat_prompt_completion":
+        return 0
+    prompt = _turns(row.get("prompt"), "prompt", where)
+    added = _system_column(row, where) and not (
+        prompt and isinstance(prompt[0], dict) and prompt[0].get("role") == "system"
+    )
+    return len(prompt) + (1 if added else 0)  # a system column comes first
 
 
 def prompt_completion_parts(row: dict[str, Any], where: str) -> tuple[str, str] | None:
@@ -258,16 +290,48 @@ def _tool_calls(calls: Any, where: str) -> list[dict[str, Any]]:
 
 
 def tools_of(row: dict[str, Any], where: str) -> list[dict[str, Any]] | None:
-    """The row's tool definitions (a 'tools' column, as TRL reads it), for the chat template."""
+    """The row's tool definitions (a 'tools' column, as TRL reads it, or JSON text as LLaMA-Factory
+    and CSV cells hold it), each in OpenAI's {"type": "function", "function": {...}} form that chat
+    templates read; a bare function definition is wrapped."""
     tools = row.get("tools")
     if isinstance(tools, str):
         try:
-            tools = json.loads(tools) if tools.strip() else None  # CSV cells hold JSON text
+            tools = json.loads(tools) if tools.strip() else None
         except ValueError:
             raise DatasetError(f"{where}: 'tools' is not JSON") from None
+    if isinstance(tools, dict):
+        tools = [tools]
     if tools is not None and not isinstance(tools, list):
         raise DatasetError(f"{where}: 'tools' is not a list")
-    return tools or None
+    out = []
+    for n, tool in enumerate(tools or (), 1):
+        if not isinstance(tool, dict):
+            raise DatasetError(f"{where}: tool {n} in 'tools' is not an object")
+        if "function" not in tool and isinstance(tool.get("name"), str):
+            tool = {"type": "function", "function": tool}
+        out.append(tool)
+    return out or None
+
+
+def _function_call(value: Any, where: str) -> list[dict[str, Any]]:
+    """A ShareGPT function_call turn's value (JSON text: one {"name", "arguments"} or a list of
+    them, as LLaMA-Factory writes them) as OpenAI tool calls."""
+    try:
+        calls = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        raise DatasetError(f"{where}: a function_call turn's value is not JSON") from None
+    calls = calls if isinstance(calls, list) else [calls]
+    if not all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in calls) or not calls:
+        raise DatasetError(f"{where}: a function_call turn needs JSON with a 'name' and 'arguments'")
+    return [{"type": "function", "function": {"name": c["name"], "arguments": c.get("arguments", {})}} for c in calls]
+
+
+def _system_column(row: dict[str, Any], where: str) -> str | None:
+    """A 'system' column (LLaMA-Factory's, and some exports'): the row's system prompt."""
+    system = row.get("system")
+    if system is not None and not isinstance(system, str):
+        raise DatasetError(f"{where}: 'system' is not text")
+    return system if system and system.strip() else None
 
 
 def to_messages(fmt: str, row: dict[str, Any], where: str) -> list[dict[str, Any]] | None:
@@ -275,7 +339,8 @@ def to_messages(fmt: str, row: dict[str, Any], where: str) -> list[dict[str, Any
     name are kept for the template. None for empty rows (skipped, counted)."""
     if fmt == "chat_prompt_completion":
         row = {
-            "messages": _turns(row.get("prompt"), "prompt", where) + _turns(row.get("completion"), "completion", where)
+            "messages": _turns(row.get("prompt"), "prompt", where) + _turns(row.get("completion"), "completion", where),
+            "system": row.get("system"),
         }
         fmt = "messages"
     if fmt == "messages":
@@ -303,6 +368,8 @@ def to_messages(fmt: str, row: dict[str, Any], where: str) -> list[dict[str, Any
         if roles is not None:
             if role not in roles:
                 raise DatasetError(f"{at}: unknown speaker {role!r} (use {', '.join(sorted(roles))})")
+            if role == "function_call":
+                calls, text = _function_call(text, at), ""
             role = roles[role]
         elif role not in ("system", "user", "assistant", "tool"):
             raise DatasetError(f"{at}: unknown role {role!r} (use system, user, assistant, tool)")
@@ -320,6 +387,9 @@ def to_messages(fmt: str, row: dict[str, Any], where: str) -> list[dict[str, Any
         if role == "tool":
             message.update({k: turn[k] for k in ("tool_call_id", "name") if isinstance(turn.get(k), str)})
         out.append(message)
+    system = _system_column(row, where)
+    if system and not (out and out[0]["role"] == "system"):  # a system turn in the rows wins, as LLaMA-Factory's
+        out.insert(0, {"role": "system", "content": system})
     if not any(t["role"] == "assistant" and (t["content"].strip() or t.get("tool_calls")) for t in out):
         return None
     return out
@@ -393,6 +463,35 @@ class ScanReport:
     sample: str = ""
     tokens: list[int] = field(default_factory=list)  # per usable row, when a counter was given
     hub: bool = False
+    skips: list[tuple[int, str]] = field(default_factory=list)  # the first skipped rows: (row number, why)
+
+    @property
+    def skipped_line(self) -> str | None:
+        """The skipped rows in one line, with the first few row numbers and why; None if none."""
+        return skipped_line(self.skipped, self.rows, self.skips)
+
+
+SKIP_SHOWN = 5
+
+
+def skip_reason(fmt: str) -> str:
+    """Why a row of this format is empty after formatting (and so skipped)."""
+    return {
+        "text": "empty text",
+        "alpaca": "no instruction or no output",
+        "prompt_completion": "empty completion",
+    }.get(fmt, "no assistant reply")
+
+
+def skipped_line(skipped: int, rows: int, skips: list[tuple[int, str]]) -> str | None:
+    if not skipped:
+        return None
+    reasons: dict[str, list[int]] = {}
+    for n, why in skips[:SKIP_SHOWN]:
+        reasons.setdefault(why, []).append(n)
+    more = ", …" if skipped > len(skips[:SKIP_SHOWN]) else ""
+    said = "; ".join(f"{why} (row{'s' if len(ns) > 1 else ''} {', '.join(map(str, ns))}" for why, ns in reasons.items())
+    return f"{skipped} of {rows} rows skipped, not trained: {said}{more})"
 
 
 def scan(
@@ -445,7 +544,9 @@ def scan_rows(
             if fmt == "auto":
                 detected = detect_format(found, row)
                 if detected is None:
-                    raise DatasetError(
+                    from .meaning import refusal
+
+                    raise refusal("messages", row, where) or DatasetError(
                         f"{where}: no recognised fields; found columns {sorted(found)}; "
                         f"accepted formats: {ACCEPTED}; or map yours, e.g. --columns prompt=question,completion=answer"
                     )
@@ -455,9 +556,16 @@ def scan_rows(
                     f"{where}: format {fmt} needs {sorted(REQUIRED[fmt])}; found columns {sorted(found)}"
                 )
         report.rows += 1
+        from .meaning import refusal
+
+        refused = refusal(report.format, row, where)
+        if refused:
+            raise refused
         text = plain_render(report.format, row, where)
         if text is None:
             report.skipped += 1
+            if len(report.skips) < SKIP_SHOWN:
+                report.skips.append((report.rows, skip_reason(report.format)))
         else:
             report.usable += 1
             if count is not None:

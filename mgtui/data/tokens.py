@@ -17,22 +17,9 @@ from typing import Any, Callable
 
 from ..demo_model import BUILTIN_MODEL, builtin_model_dir
 from ..hub_cache import hf_cache_file
-from .scan import (
-    CHAT_FORMATS,
-    COMPLETION_ONLY,
-    DatasetError,
-    alpaca_parts,
-    completion_start,
-    dropped_tool_calls,
-    iter_rows,
-    plain_render,
-    prompt_completion_parts,
-    resolve_source,
-    scan,
-    to_messages,
-    tools_of,
-)
-from .templates import pick_template, refused, render_chat, saved_template, special_tokens
+from .encode import Coder, Encoded, Rendered, encode_rows, render_row, tokenizers_coder
+from .scan import CHAT_FORMATS, COMPLETION_ONLY, DatasetError, iter_rows, resolve_source, scan
+from .templates import pick_template, saved_template, special_tokens
 
 CHARS_PER_TOKEN = 4.0
 
@@ -66,13 +53,12 @@ class TokenCounter:
     count: Callable[[list[str]], list[int]]
     render: Callable[[str, dict[str, Any], str], str | None] | None = None  # None: rows as the scan shows them
     problem: str | None = None  # what the engine will refuse (a chat format without a template)
-    # The text before a row's first trained token, when a prompt is masked out of the loss.
-    prompt: Callable[[str, dict[str, Any], str], str] | None = None
+    coder: Coder | None = None  # the model's tokenizer and template: rows encoded as the engine encodes them
 
     @property
     def exact(self) -> bool:
         """Counted by the model's own tokenizer, rows rendered as the engine renders them."""
-        return self.render is not None
+        return self.coder is not None
 
 
 def _estimate(problem: str | None = None) -> TokenCounter:
@@ -83,73 +69,52 @@ def _estimate(problem: str | None = None) -> TokenCounter:
     )
 
 
-def counter_for(base_model: str, fmt: str = "text", chat_template: str = "") -> TokenCounter:
-    """Counts rows of format `fmt` as the engine will tokenize them: chat rows through the chat
-    template, text and alpaca rows with the end-of-sequence token appended and special tokens added."""
+def load_tokenizer(base_model: str) -> tuple[Any, Path] | None:
+    """The base model's tokenizer through the `tokenizers` library (no torch), and its directory;
+    None when this machine doesn't have it (or can't read it)."""
     path = find_tokenizer(base_model)
     if path is None:
-        return _estimate()
+        return None
     try:
         from tokenizers import Tokenizer
 
-        tok = Tokenizer.from_file(str(path))
-    except Exception:  # a tokenizer.json this version of tokenizers can't read: estimate instead
-        return _estimate()
-    specials = special_tokens(path.parent)
-    eos = specials.get("eos_token", "")
-    prompt: Callable[[str, dict[str, Any], str], str]
+        return Tokenizer.from_file(str(path)), path.parent
+    except Exception:  # a tokenizer.json this version of tokenizers can't read
+        return None
+
+
+def coder_for(base_model: str, fmt: str, chat_template: str) -> Coder | None:
+    """The Coder for rows of `fmt`, or None without the tokenizer. Raises DatasetError for chat
+    data with no template."""
+    found = load_tokenizer(base_model)
+    if found is None:
+        return None
+    tok, directory = found
+    template = None
     if fmt in CHAT_FORMATS:
-        try:
-            template = pick_template(chat_template, saved_template(path.parent), base_model)
-        except DatasetError as e:
-            return _estimate(str(e))
+        template = pick_template(chat_template, saved_template(directory), base_model)
+    return tokenizers_coder(tok, template, special_tokens(directory))
 
-        def render(fmt: str, row: dict[str, Any], where: str) -> str | None:
-            msgs = to_messages(fmt, row, where)
-            if msgs is None:
-                return None
-            try:
-                text = render_chat(template, msgs, specials, tools_of(row, where))
-            except Exception as e:  # the template's own raise_exception, or any error inside it
-                raise refused(where, e) from None
-            dropped = dropped_tool_calls(msgs, text, where)
-            if dropped:
-                raise dropped
-            return text
 
-        def prompt(fmt: str, row: dict[str, Any], where: str) -> str:
-            msgs = to_messages(fmt, row, where) or []
-            first = completion_start(fmt, row, where)
-            reply = next((i for i, m in enumerate(msgs) if m["role"] == "assistant" and i >= first), len(msgs))
-            return render_chat(template, msgs[:reply], specials, tools_of(row, where), generation_prompt=True)
+def counter_for(base_model: str, fmt: str = "text", chat_template: str = "") -> TokenCounter:
+    """Counts rows of format `fmt` as the engine will tokenize them (encode.py: chat rows through
+    the chat template, text and alpaca rows with the end-of-sequence token and special tokens)."""
+    try:
+        coder = coder_for(base_model, fmt, chat_template)
+    except DatasetError as e:
+        return _estimate(str(e))
+    if coder is None:
+        return _estimate()
+    exact = coder
 
-    elif fmt in ("alpaca", "prompt_completion"):
+    def render(fmt: str, row: dict[str, Any], where: str) -> str | None:
+        rendered = render_row(fmt, row, where, exact)
+        return None if rendered is None else rendered.text
 
-        def render(fmt: str, row: dict[str, Any], where: str) -> str | None:
-            parts = alpaca_parts(row, where) if fmt == "alpaca" else prompt_completion_parts(row, where)
-            return None if parts is None else parts[0] + parts[1] + eos
+    def count(texts: list[str]) -> list[int]:
+        return [len(ids) for ids, _ in exact.encode(texts, fmt not in CHAT_FORMATS)]
 
-        def prompt(fmt: str, row: dict[str, Any], where: str) -> str:
-            parts = alpaca_parts(row, where) if fmt == "alpaca" else prompt_completion_parts(row, where)
-            return "" if parts is None else parts[0]
-
-    else:
-
-        def render(fmt: str, row: dict[str, Any], where: str) -> str | None:
-            text = plain_render(fmt, row, where)
-            return None if text is None else text + eos
-
-        def prompt(fmt: str, row: dict[str, Any], where: str) -> str:
-            return ""
-
-    encode = getattr(tok, "encode_batch_fast", tok.encode_batch)  # fast: no offsets (tokenizers >= 0.21)
-    special = fmt not in CHAT_FORMATS  # a chat template writes its own special tokens
-    return TokenCounter(
-        "counted by the model's tokenizer",
-        lambda texts: [len(e) for e in encode(texts, add_special_tokens=special)],
-        render,
-        prompt=prompt,
-    )
+    return TokenCounter("counted by the model's tokenizer", count, render, coder=coder)
 
 
 def check_chat_rows(
@@ -183,26 +148,37 @@ def count_dataset(
     row's tokens before its first trained one, when counted exactly) for the first `limit` rows of a
     dataset whose format is known. Raises DatasetError for a row the template refuses."""
     counter = counter_for(base_model, fmt, chat_template)
-    rows = 0
-    prompts: list[str] = []
+    if counter.coder is None:
+        tokens = scan(source, fmt, limit=limit, count=counter.count, columns=columns).tokens
+        return tokens, counter.how, counter.problem, []
+    encoded = encode_file(source, fmt, counter.coder, limit, columns, progress)
+    return [len(e.ids) for e in encoded], counter.how, None, [e.prompt_tokens for e in encoded]
 
-    def count(texts: list[str]) -> list[int]:
-        nonlocal rows
-        progress(rows / limit)
-        rows += len(texts)
-        return counter.count(texts)
 
-    def render(fmt: str, row: dict[str, Any], where: str) -> str | None:
-        assert counter.render is not None and counter.prompt is not None
-        text = counter.render(fmt, row, where)
-        if text is not None:
-            prompts.append(counter.prompt(fmt, row, where))
-        return text
-
-    exact = counter.render is not None
-    tokens = scan(source, fmt, limit=limit, count=count, render=render if exact else None, columns=columns).tokens
-    prompt_tokens = [n for i in range(0, len(prompts), 512) for n in counter.count(prompts[i : i + 512])]
-    return tokens, counter.how, counter.problem, prompt_tokens
+def encode_file(
+    source: str,
+    fmt: str,
+    coder: Coder,
+    limit: int | None = None,
+    columns: str = "",
+    progress: Callable[[float], None] = lambda done: None,
+) -> list[Encoded]:
+    """Every usable row of a local dataset (the first `limit`), checked and encoded as the engine does."""
+    path = resolve_source(source)
+    if path is None:
+        return []
+    scan(source, fmt, limit=limit, columns=columns)  # every row checked first, each error with its line
+    out: list[Encoded] = []
+    batch: list[Rendered] = []
+    for n, (where, row) in enumerate(islice(iter_rows(path, columns), limit), 1):
+        rendered = render_row(fmt, row, where, coder)
+        if rendered is not None:
+            batch.append(rendered)
+        if len(batch) == 512:
+            progress(n / (limit or n))
+            out += encode_rows(batch, coder)
+            batch.clear()
+    return out + encode_rows(batch, coder)
 
 
 def masked(fmt: str, train_on_responses_only: bool) -> bool:

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..data.preflight import preflight
 from ..data.prompts import read_prompts
-from ..data.scan import DatasetError, scan
-from ..data.tokens import check_rows
+from ..data.scan import DatasetError
 from ..errors import EXIT_FAILED, EXIT_FOR_STATE, EXIT_OK, EXIT_STOPPED, EXIT_USAGE, UsageError, how_it_ended
 from ..hub_check import check_hub
 from ..settings import Resolved
@@ -117,17 +117,9 @@ def queued(res: Resolved, force: bool) -> int:
 def train_headless(res: Resolved, force: bool = False, detach: bool = False, queue: bool = False) -> int:
 
     try:
-        report = scan(res["dataset"], res["dataset_format"], columns=res["columns"])  # bad data: exit 2 now
-        skipping = check_rows(
-            res["dataset"],
-            report.format,
-            res["base_model"],
-            res["chat_template"],
-            res["max_seq_length"],
-            res["train_on_responses_only"],
-            res["columns"],
-        )
-        if skipping:
+        checked = preflight(res)  # bad data: exit 2 now
+        report = checked.report
+        for skipping in checked.warnings:
             print(f"warning: {skipping}", file=sys.stderr)
         if res["eval_prompts"]:
             read_prompts(res["eval_prompts"])  # a bad prompts file: exit 2 now, not after training

@@ -2,7 +2,7 @@
 
 Rows are read and checked by data/scan.py (no `datasets` needed); here they are rendered with
 the tokenizer's chat template (or a named one), tokenized, and masked for
---train-on-responses-only. TRL's SFTTrainer takes the result as a processed dataset
+--train-on-responses-only, by data/encode.py, the path the form and the inspector share. TRL's SFTTrainer takes the result as a processed dataset
 (`input_ids`, plus `assistant_masks` from which it builds the labels).
 """
 
@@ -10,24 +10,22 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from ..data.encode import encode_rows, render_row, transformers_coder
 from ..data.scan import (
     CHAT_FORMATS,
+    SKIP_SHOWN,
     DatasetError,
-    alpaca_parts,
     column_map,
-    completion_start,
-    dropped_tool_calls,
     hub_dataset,
     iter_rows,
-    prompt_completion_parts,
     rename,
     resolve_source,
     scan,
     scan_rows,
-    to_messages,
-    tools_of,
+    skip_reason,
+    skipped_line,
 )
-from ..data.templates import pick_template, refused
+from ..data.templates import pick_template
 from ..data.tokens import length_stats, masked, nothing_learned, skipped_warning
 from ..settings import Resolved
 
@@ -65,100 +63,52 @@ def hub_problem(error: Exception) -> str:
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
-def chat_template(res: Resolved, tokenizer) -> str:
+def chat_template(res: Resolved, tokenizer: Any) -> str:
     return pick_template(res["chat_template"], getattr(tokenizer, "chat_template", None), res["base_model"])
-
-
-def _chat_spans(
-    msgs: list[dict[str, Any]], render: Callable[..., str], first: int = 0
-) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and the character spans of the assistant's turns from turn
-    `first` on, found by rendering each prefix (a template that renders prefixes consistently, as
-    all common ones do)."""
-    full = render(msgs, False)
-    spans: list[tuple[int, int]] = []
-    cursor = 0
-    for i, m in enumerate(msgs):
-        if m["role"] != "assistant" or i < first:
-            continue
-        before, upto = render(msgs[:i], True), render(msgs[: i + 1], False)
-        if full.startswith(upto) and upto.startswith(before):
-            spans.append((len(before), len(upto)))
-        elif m["content"]:  # fall back to locating the reply's text
-            start = full.find(m["content"], cursor)
-            if start >= 0:
-                spans.append((start, start + len(m["content"])))
-        cursor = spans[-1][1] if spans else cursor
-    return full, spans
 
 
 def tokenize_rows(
     res: Resolved,
     fmt: str,
     rows: list[dict[str, Any]],
-    tokenizer,
+    tokenizer: Any,
     progress: Callable[[float], None] = lambda p: None,
     warn: Callable[[str], None] = lambda message: None,
 ) -> tuple[list[dict[str, list[int]]], int]:
-    """Tokenized examples and how many rows were empty after formatting."""
+    """Tokenized examples and how many rows were empty after formatting, through the one path from a
+    row to tokens (data/encode.py) that the form, the pre-flight and the inspector use too."""
     masks = masked(fmt, res["train_on_responses_only"])
-    template = chat_template(res, tokenizer) if fmt in CHAT_FORMATS else None
-    eos = tokenizer.eos_token or ""
-
-    def renderer(tools: list[dict[str, Any]] | None) -> Callable[..., str]:
-        def render(msgs: list[dict[str, Any]], gen: bool) -> str:
-            return tokenizer.apply_chat_template(
-                msgs, tools=tools, tokenize=False, add_generation_prompt=gen, chat_template=template
-            )
-
-        return render
-
+    coder = transformers_coder(tokenizer, chat_template(res, tokenizer) if fmt in CHAT_FORMATS else None)
     out: list[dict[str, list[int]]] = []
+    skips: list[tuple[int, str]] = []
     skipped = 0
     nothing_to_learn: list[int] = []  # prompt lengths of rows whose response starts after max_seq_length
-    step = max(1, len(rows) // 20)
-    for n, row in enumerate(rows):
-        where = f"{res['dataset']}: row {n + 1}"
-        if fmt == "text":
-            text = row.get("text") or ""
-            text, spans = (text + eos if text.strip() else ""), [(0, len(text) + len(eos))]
-        elif fmt in ("alpaca", "prompt_completion"):
-            parts = alpaca_parts(row, where) if fmt == "alpaca" else prompt_completion_parts(row, where)
-            text, spans = ("", []) if parts is None else (parts[0] + parts[1] + eos, [(len(parts[0]), 10**12)])
-        else:
-            msgs = to_messages(fmt, row, where)
-            try:
-                first = completion_start(fmt, row, where)
-                text, spans = ("", []) if msgs is None else _chat_spans(msgs, renderer(tools_of(row, where)), first)
-            except DatasetError:
-                raise
-            except Exception as e:  # a template that rejects the row: said as the form says it
-                raise refused(where, e) from None
-            dropped = dropped_tool_calls(msgs or [], text, where)
-            if dropped:
-                raise dropped
-        if not text:
-            skipped += 1
-            continue
-        enc = tokenizer(text, add_special_tokens=fmt not in CHAT_FORMATS, return_offsets_mapping=masks)
-        example = {"input_ids": enc["input_ids"]}
-        if masks:
-            example["assistant_masks"] = [
-                int(any(a <= start < b for a, b in spans)) if end > start else 0 for start, end in enc["offset_mapping"]
-            ]
-            if not any(example["assistant_masks"][: res["max_seq_length"]]):  # truncation leaves no target
-                first = (
-                    example["assistant_masks"].index(1) if 1 in example["assistant_masks"] else len(enc["input_ids"])
-                )
-                nothing_to_learn.append(first)
-                continue
-        out.append(example)
-        if n % step == 0:
-            progress(n / len(rows))
+    for start in range(0, len(rows), 256):
+        rendered = []
+        for n, row in enumerate(rows[start : start + 256], start + 1):
+            done = render_row(fmt, row, f"{res['dataset']}: row {n}", coder)
+            if done is None:
+                skipped += 1
+                if len(skips) < SKIP_SHOWN:
+                    skips.append((n, skip_reason(fmt)))
+            else:
+                rendered.append(done)
+        for enc in encode_rows(rendered, coder):
+            example = {"input_ids": enc.ids}
+            if masks:
+                example["assistant_masks"] = enc.mask
+                if not any(enc.mask[: res["max_seq_length"]]):  # truncation leaves no target
+                    nothing_to_learn.append(enc.prompt_tokens)
+                    continue
+            out.append(example)
+        progress(min(start + 256, len(rows)) / len(rows))
     if nothing_to_learn and not out:
         raise nothing_learned(res["dataset"], res["max_seq_length"], min(nothing_to_learn))
     if not out:
         raise DatasetError(f"{res['dataset']}: all {len(rows)} rows are empty after formatting as {fmt}")
+    said = skipped_line(skipped, len(rows), skips)
+    if said:
+        warn(said)
     if nothing_to_learn:
         warn(skipped_warning(len(nothing_to_learn), len(rows), res["max_seq_length"]))
     return out, skipped
