@@ -18,7 +18,12 @@ What it does, in order, until `--budget-s` is spent (it stops cleanly before the
 2. smoke runs through `python -m mgtui train` (the real engine, its events and summary): the
    guide's default (4-bit, "unsloth" checkpointing, adamw_8bit); 8-bit r32 RSLoRA adamw_torch;
    quality mode r64; the Transformers fallback in 4-bit; and the demo preset;
-3. a calibration grid (architecture x precision x checkpointing x optimizer x batch x
+3. a loss probe: the guide's default (4-bit) at 1 x 2048, 2 x 2048 and 2 x 4096 tokens with
+   UNSLOTH_ENABLE_LOGGING=1, recording the chunk count Unsloth's fused loss chose (its
+   "Fused CE Loss [...][n_chunks=N]" line) and torch's memory snapshot at the step that set the
+   peak (OUT/loss-probe/*.pickle, for pytorch.org/memory_viz): what the estimator's loss term
+   can't read from the source (the bytes a chunk really holds, and which moment is the peak);
+4. a calibration grid (architecture x precision x checkpointing x optimizer x batch x
    sequence length x rank): one process per architecture and precision loads the model once
    and measures every configuration in turn, full-length sequences, the peak reset between
    them and read after the optimizer states exist.
@@ -61,6 +66,13 @@ SMOKE = [  # (label, flags) on the smoke architecture; the fallback second, so U
     ("quality-r64", ["--quality-mode", "--lora-r", "64"]),
     ("8bit-r32-rslora", ["--load-in-8bit", "--lora-r", "32", "--use-rslora", "--optim", "adamw_torch"]),
 ]
+
+
+# The loss probe's (batch, max_seq_length): one chunk of 2048 tokens, then 4 chunks of 1024 and of 2048
+# on any card over ~12 GB (unsloth_zoo fused_losses/cross_entropy_loss.py:266-268). CPU: the same flow, small.
+LOSS_PROBE = [(1, 2048), (2, 2048), (2, 4096)]
+LOSS_PROBE_CPU = [(1, 32), (2, 32), (2, 64)]
+CHUNK_LINE = re.compile(r"Fused CE Loss \[bsz=(\d+)\]\[qlen=(\d+)\]\[vocab_size=(\d+)\]\[n_chunks=(\d+)\]")
 
 
 def cuda_available() -> bool:
@@ -327,8 +339,11 @@ def calibrate_child(
     rows: Rows,
     deadline: float,
     steps: int,
+    kind: str = "calibration",
+    snapshots: Path | None = None,
 ) -> None:
-    """Load the model once at this precision; measure each configuration."""
+    """Load the model once at this precision; measure each configuration (with `snapshots`, torch's
+    memory snapshot at each configuration's peak step goes there)."""
     from mgtui.settings import resolve
     from mgtui.train import boot, worker
 
@@ -376,7 +391,7 @@ def calibrate_child(
         res = settings(cfg)
         plan = plan_for(res, booted.cuda, 1, booted.capabilities, booted.unsloth_broken)
         row: dict[str, Any] = {
-            "kind": "calibration",
+            "kind": kind,
             "arch": arch,
             "precision": precision,
             "backend": plan.backend,
@@ -395,7 +410,8 @@ def calibrate_child(
                 model_obj = reattach(model_obj, res, plan)
                 lora_key = (cfg["lora_r"], cfg["use_gradient_checkpointing"])
             row["stage"] = "train"
-            row.update(measure(model_obj, tok, res, plan, nvml, process_gpu_bytes))
+            shot = snapshots / f"b{cfg['batch_size']}x{cfg['max_seq_length']}.pickle" if snapshots else None
+            row.update(measure(model_obj, tok, res, plan, nvml, process_gpu_bytes, shot))
         except Exception as e:  # one configuration failing (OOM included) must not end the grid
             row.update(
                 error=f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}", oom=worker.is_oom(e)
@@ -435,9 +451,12 @@ def reattach(model: Any, res: Any, plan: Any) -> Any:
     return get_peft_model(base, LoraConfig(task_type="CAUSAL_LM", **lora_kwargs(res)))
 
 
-def measure(model: Any, tok: Any, res: Any, plan: Any, nvml: Any, process_gpu_bytes: Any) -> dict[str, Any]:
+def measure(
+    model: Any, tok: Any, res: Any, plan: Any, nvml: Any, process_gpu_bytes: Any, snapshot: Path | None = None
+) -> dict[str, Any]:
     """Train res["max_steps"] steps on full-length rows; speed over the steps after the first
-    (the optimizer states exist from then on), peaks over the whole run."""
+    (the optimizer states exist from then on), peaks over the whole run. With `snapshot` (CUDA),
+    torch's memory history is recorded and dumped there after each step that raises the peak."""
     import tempfile
 
     import torch
@@ -455,12 +474,19 @@ def measure(model: Any, tok: Any, res: Any, plan: Any, nvml: Any, process_gpu_by
         torch.cuda.reset_peak_memory_stats()
     times: list[float] = []
     nvml_peak = [0]
+    shot = {"peak": 0, "step": None}
+    if cuda and snapshot:
+        snapshot.parent.mkdir(parents=True, exist_ok=True)
+        torch.cuda.memory._record_memory_history(max_entries=50_000, stacks="python")
 
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):
             if cuda:
                 torch.cuda.synchronize()
                 nvml_peak[0] = max(nvml_peak[0], process_gpu_bytes(nvml.read(), {os.getpid()}) or 0)
+                if snapshot and torch.cuda.max_memory_allocated() > shot["peak"]:
+                    shot.update(peak=torch.cuda.max_memory_allocated(), step=state.global_step)
+                    torch.cuda.memory._dump_snapshot(str(snapshot))
             times.append(time.perf_counter())
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -469,7 +495,11 @@ def measure(model: Any, tok: Any, res: Any, plan: Any, nvml: Any, process_gpu_by
         trainer = SFTTrainer(
             model=model, args=SFTConfig(**kw), train_dataset=train_ds, processing_class=tok, callbacks=[Clock()]
         )
-        trainer.train()
+        try:
+            trainer.train()
+        finally:
+            if cuda and snapshot:
+                torch.cuda.memory._record_memory_history(enabled=None)
         del trainer
     steps = len(times) - 1
     per_s = steps / (times[-1] - times[0]) if steps > 0 else None
@@ -483,7 +513,57 @@ def measure(model: Any, tok: Any, res: Any, plan: Any, nvml: Any, process_gpu_by
         "peak_reserved_gb": round(torch.cuda.max_memory_reserved() / 2**30, 3) if cuda else None,
         "peak_allocated_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3) if cuda else None,
         "peak_nvml_gb": round(nvml_peak[0] / 2**30, 3) if cuda and nvml_peak[0] else None,
+        **({"snapshot": snapshot.name, "snapshot_step": shot["step"]} if shot["step"] is not None and snapshot else {}),
     }
+
+
+# --- the loss probe: Unsloth's fused loss, chunk count and memory snapshot ---------------------
+def loss_probe(model: Path, arch: str, data: Path, rows: Rows, out: Path, cpu: bool, deadline: float) -> None:
+    """The guide's default (4-bit, unsloth checkpointing, adamw_8bit, r16) at each LOSS_PROBE shape, in
+    one process with UNSLOTH_ENABLE_LOGGING=1: a "loss_probe" row per shape (peaks, the snapshot's
+    file), then one "loss_chunks" row with every chunk count Unsloth logged."""
+    shapes = LOSS_PROBE_CPU if cpu else LOSS_PROBE
+    configs = [
+        dict(lora_r=16, use_gradient_checkpointing="unsloth", optim="adamw_8bit", batch_size=b, max_seq_length=s)
+        for b, s in shapes
+    ]
+    job = {
+        "model": str(model),
+        "arch": arch,
+        "precision": 4,
+        "data": str(data),
+        "configs": configs,
+        "rows": str(rows.path),
+        "common": rows.common,
+        "deadline": deadline - 15,
+        "kind": "loss_probe",
+        "snapshots": str(out / "loss-probe"),
+    }
+    env = {**os.environ, "UNSLOTH_ENABLE_LOGGING": "1"}
+    t = time.time()
+    try:
+        child = subprocess.run(
+            [sys.executable, __file__, "--child", json.dumps(job), "--steps", "3"],
+            timeout=max(deadline - time.time(), 1),
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        log, code = child.stdout + child.stderr, child.returncode
+    except subprocess.TimeoutExpired as e:
+        raw = (e.stdout or b"") + (e.stderr or b"")
+        log, code = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw), None
+    seen = sorted({tuple(int(x) for x in m) for m in CHUNK_LINE.findall(log)})
+    rows.add(
+        {
+            "kind": "loss_chunks",
+            "arch": arch,
+            "exit": code,
+            "seconds": round(time.time() - t, 1),
+            "chunks": [dict(bsz=b, qlen=q, vocab_size=v, n_chunks=n) for b, q, v, n in seen],
+            "log_tail": log[-1500:] if code != 0 else None,
+        }
+    )
 
 
 # --- the whole proof -------------------------------------------------------------------------
@@ -519,6 +599,8 @@ def main(argv: list[str] | None = None) -> int:
             Rows(Path(job["rows"]), job["common"]),
             job["deadline"],
             args.steps,
+            job.get("kind", "calibration"),
+            Path(job["snapshots"]) if job.get("snapshots") else None,
         )
         return 0
 
@@ -591,6 +673,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         except subprocess.TimeoutExpired:
             rows.add({"kind": "note", "message": "deadline: adapter check cut off"})
+    if left() > (30 if cpu else 150):
+        loss_probe(first, smoke_arch, data, rows, args.out, cpu, deadline=time.time() + min(left() - 30, 420))
+    else:
+        rows.add({"kind": "note", "message": "deadline: loss probe not started"})
     if smoke_arch not in archs and not cpu:
         shutil.rmtree(first, ignore_errors=True)
 

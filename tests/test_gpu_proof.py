@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "gpu_proof.py"
 sys.path.insert(0, str(SCRIPT.parent))
 
-from gpu_proof import SMOKE, grid  # noqa: E402
+from gpu_proof import LOSS_PROBE_CPU, SMOKE, grid  # noqa: E402
 
 
 def proof(out: Path, budget: int) -> list[dict]:
@@ -38,6 +38,11 @@ def test_the_proof_runs_its_whole_flow_on_the_tiny_model(tmp_path):
     kept = tmp_path / "runs" / "default"  # each run's record comes back with the rows, not its weights
     assert (kept / "summary.json").exists() and (kept / "events.jsonl").exists()
     assert not list(kept.glob("*.safetensors"))
+    probe = [r for r in rows if r["kind"] == "loss_probe"]  # Unsloth's loss, at each shape
+    assert [(r["batch_size"], r["max_seq_length"]) for r in probe] == LOSS_PROBE_CPU
+    assert all("error" not in r and r["steps"] == 3 for r in probe), probe
+    chunks = next(r for r in rows if r["kind"] == "loss_chunks")
+    assert chunks["exit"] == 0 and chunks["chunks"] == []  # no Unsloth on the CPU: no chunk line
     calibration = [r for r in rows if r["kind"] == "calibration"]
     assert len(calibration) == 3 * len(grid(cpu=True))  # every point, at 4, 8 and 16 bits
     for r in calibration:
