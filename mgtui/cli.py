@@ -102,6 +102,13 @@ def build_parser(prog: str) -> Parser:
     add_gpu_flags(e)
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
+    ins = sub.add_parser(
+        "inspect", help="a row exactly as the trainer gets it: its tokens, which are trained, warnings", allow_abbrev=False
+    )
+    add_setting_flags(ins)
+    ins.add_argument("--row", type=int, default=1, metavar="N", help="the row's number in the file (default: 1)")
+    ins.add_argument("--ids", action="store_true", help="one line per token: position, id, label, text")
+
     ps = sub.add_parser("presets", help="list or show presets")
     psub = ps.add_subparsers(dest="presets_command", metavar="ACTION", parser_class=Parser, required=True)
     psub.add_parser("list", help="list built-in and user presets")
@@ -210,6 +217,12 @@ def check_data_dry(res: Resolved) -> None:
         print(f"dataset: {r.source}: {r.format} · {r.usable} rows to train", file=sys.stderr)
         for w in checked.warnings:
             print(f"warning: {w}", file=sys.stderr)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .data.inspect_command import run_inspect
+
+    return run_inspect(resolve_args(args), args.row, args.ids)
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
@@ -337,6 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "export": cmd_export,
         "train": cmd_train,
         "estimate": cmd_estimate,
+        "inspect": cmd_inspect,
         "presets": cmd_presets,
         "runs": cmd_runs,
     }[args.command]

@@ -237,7 +237,8 @@ def header(summary: dict[str, Any], row: dict[str, Any], index: int) -> str:
 def main(argv: list[str]) -> None:
     """`python -m mgtui.data.inspect '<json args>'`: the inspector's process for the app. Writes
     {"ready": summary} (or {"refused": message}), then answers each stdin line {"row": i} (an
-    index among the usable rows) with {"row": view, "index": i}."""
+    index among the usable rows; {"number": n} asks by the row's number in the file) with
+    {"row": view, "index": i}."""
 
     def say(message: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(message) + "\n")
@@ -251,7 +252,12 @@ def main(argv: list[str]) -> None:
     say({"ready": view.summary()})
     for line in sys.stdin:
         try:
-            i = int(json.loads(line)["row"])
+            asked = json.loads(line)
+            if "number" in asked:  # a row's number in the file: the first usable row from there
+                n = int(asked["number"])
+                i = next((k for k, r in enumerate(view.rows) if r.number >= n), len(view.rows) - 1)
+            else:
+                i = int(asked["row"])
         except (ValueError, KeyError, TypeError):
             continue
         i = max(0, min(i, len(view.rows) - 1))

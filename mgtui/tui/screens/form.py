@@ -50,6 +50,7 @@ class FormScreen(AppScreen):
         Binding("ctrl+g", "pick_planning_card", "GPU", tooltip="choose the GPU to plan for"),
         Binding("ctrl+t", "toggle_quality", "Quality", tooltip="toggle quality mode"),
         Binding("ctrl+l", "runs", "Runs", tooltip="every run: open, compare, archive, delete"),
+        Binding("f3", "inspect", "Inspect", show=False, tooltip="the dataset's rows exactly as the trainer gets them"),
         Binding(
             "ctrl+b",
             "queue",
@@ -465,6 +466,14 @@ class FormScreen(AppScreen):
         self.model.apply(step.changes)
         self.refresh_form()
         self.notify(f"Applied: {step.title}")
+
+    def action_inspect(self) -> None:
+        from .inspect import InspectScreen
+
+        m = self.model
+        args = {k: m.value(k) for k in ("base_model", "chat_template", "max_seq_length", "columns")}
+        args |= {"source": m.value("dataset"), "fmt": m.value("dataset_format")}
+        self.app.push_screen(InspectScreen({**args, "responses_only": m.value("train_on_responses_only")}))
 
     def action_copy_command(self) -> None:
         if self.model.resolved is None or not self.model.valid:

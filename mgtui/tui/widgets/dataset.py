@@ -200,9 +200,9 @@ class DatasetPanel(Static):
         t = Text()
         more = f" (first {self.scan_limit})" if r.rows >= self.scan_limit else ""
         t.append(f"{r.format} · {r.usable} rows{more}", style="bold green")
-        if r.skipped:
-            t.append(f" · {r.skipped} empty", style="yellow")
         t.append("\n")
+        if r.skipped_line:
+            t.append(r.skipped_line + "\n", style="yellow")
         if r.format in ("prompt_completion", "chat_prompt_completion"):
             t.append("the loss covers the completion only (as TRL's completion_only_loss)\n", style="dim")
         if not self.counted:
