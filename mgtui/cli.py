@@ -262,7 +262,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return print_history(args.under, args.archived, args.json)
     q = queue.read_queue()
     for run in list_runs():
-        if run.state == "queued" and (place := queue.place_of(Path(run.output_dir), q)):
+        if run.problem:
+            print(f"{run.state:<9} {run.output_dir}  ({run.problem})")
+        elif run.state == "queued" and (place := queue.place_of(Path(run.output_dir), q)):
             print(f"queued #{place[0]:<2} {run.output_dir}  (waits for {place[1]})")
         else:
             print(f"{run.state:<9} {run.output_dir}  (pid {run.pid}, started {run.started})")

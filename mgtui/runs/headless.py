@@ -144,11 +144,11 @@ def train_headless(res: Resolved, force: bool = False, detach: bool = False, que
         offset = log.stat().st_size if res["resume"] and log.exists() else 0  # a resumed run's new events
         if queue:
             return queued(res, force)
-        run_dir, proc, moved = start(res, force=force)
+        run_dir, proc, notice = start(res, force=force)
     except (DatasetError, LaunchError) as e:
         raise UsageError(str(e)) from None
-    if moved:
-        print(f"moved the previous run aside to {moved}", file=sys.stderr)
+    if notice:
+        print(notice, file=sys.stderr)
     if detach:
         print(f"started pid {proc.pid}; follow with: mgtui attach {run_dir}")
         return EXIT_OK

@@ -97,6 +97,8 @@ def run(run_dir: Path, resume: bool = False) -> int:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     res = load_settings(run_dir)
     ev = EventWriter(run_dir / EVENTS_FILE) if rank == 0 else _Quiet()
+    if isinstance(ev, EventWriter) and ev.torn:
+        ev.emit("warning", message=f"the event log's last line was cut by a killed writer: kept as {ev.torn.name}")
     stop = threading.Event()
 
     def on_signal(signum, frame):

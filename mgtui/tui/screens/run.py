@@ -149,14 +149,14 @@ class RunScreen(AppScreen):
                 return False
             how = how_it_ended(code)
         else:
-            info = rundir.read_json(self.run_dir / rundir.RUN_FILE)
+            info, _ = rundir.run_info(self.run_dir)
             if info.get("state") == "queued":  # its turn has not come: say where it stands
                 was, self.queued = self.queued, place_of(self.run_dir)
                 return self.queued != was
             if info.get("state") == "cancelled":
                 self.exit_note = "Cancelled: taken out of the queue before it started."
                 return True
-            if info.get("state") == "resuming" or rundir.pid_alive(info.get("pid")):
+            if info.get("state") == "resuming" or rundir.engine_alive(info):
                 self.queued = None
                 return False
             how = "no running process"
@@ -278,7 +278,7 @@ class RunScreen(AppScreen):
     @work(thread=True, exclusive=True, group="gpu-poll")
     def poll_gpus(self) -> None:
         reading = self.gpu_source.read()
-        info = rundir.read_json(self.run_dir / rundir.RUN_FILE)
+        info, _ = rundir.run_info(self.run_dir)
         candidates = reading.pids
         own = rundir.run_pids(info, candidates)
         names = {**runs_by_pid(candidates), **dict.fromkeys(own, THIS_RUN)}
