@@ -69,7 +69,14 @@ def busy_gpu_for_the_waiter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def engine_pid() -> Iterator[int]:
     """A live process that is taken for a run's engine (its command line names the engine's
     module, as rundir.engine_alive checks): a run.json naming it reads as running."""
-    proc = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(86400)", "mgtui.train.worker"])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(86400)",
+            "mgtui.train.worker",
+        ]
+    )
     yield proc.pid
     proc.kill()
     proc.wait()

@@ -218,7 +218,6 @@ def test_a_directory_in_use_offers_what_can_be_done_about_it(tmp_path, engine_pi
     (out / "checkpoint-5").mkdir()  # torn (empty): nothing to resume from either
     assert rundir.occupied_answers(out) == ["new", "cancel"]
     import json
-    import os
 
     (out / "run.json").write_text(json.dumps({"pid": engine_pid, "state": "running"}))
     assert rundir.occupied_answers(out) == ["attach", "new", "cancel"]
