@@ -155,20 +155,22 @@ def rebuilt() -> Queue:
     return Queue(sorted(entries, key=lambda e: e.queued))
 
 
-def _repair(path: Path) -> str | None:
-    """Under the lock: a damaged queue.json is set aside, dated, and said; never read as empty."""
+def _read_or_repair(path: Path) -> Queue:
+    """Under the lock: a damaged queue.json is set aside, dated, and said (NOTICES), and the queue
+    its runs' directories record takes its place; never read as empty."""
     try:
-        parse_queue(path.read_text())
+        return parse_queue(path.read_text())
     except FileNotFoundError:
-        return None
+        return Queue()
     except (OSError, ValueError) as e:
         aside = set_damaged_aside(path)
         q = rebuilt()
-        return (
+        n = len(q.waiting)
+        NOTICES.append(
             f"the queue file {path} was damaged ({e}): kept as {aside.name}; "
-            f"{len(q.waiting)} waiting run{'s' if len(q.waiting) != 1 else ''} recovered from their directories"
+            f"{n} waiting run{'s' if n != 1 else ''} recovered from their directories"
         )
-    return None
+        return q
 
 
 NOTICES: list[str] = []  # what a repair found, for whoever shows the user (ensure_waiter returns it)
@@ -182,10 +184,7 @@ def locked() -> Iterator[Queue]:
     with (path.parent / "queue.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            notice = _repair(path)
-            if notice:
-                NOTICES.append(notice)
-            q = read_queue()
+            q = _read_or_repair(path)
             yield q
             done = [e for e in q.entries if e.state != "waiting"][-50:]  # keep a little history
             q.entries = [e for e in q.entries if e.state == "waiting" or e in done]

@@ -264,19 +264,32 @@ class Claim:
         self.path = Path(path)
         self.who = who
         self.fd = -1
+        self.made_dir = self.made_lock = False
 
     def take(self) -> Claim:
+        self.made_dir = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _lock_holder(fd)
+        lock = self.path / LOCK_FILE
+        for _ in range(10):
+            self.made_lock = not lock.exists()
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _lock_holder(fd)
+                os.close(fd)
+                raise Busy(
+                    f"{self.path} is in use by {holder}: wait for it, attach to it (mgtui attach {self.path}), "
+                    "or choose another --output-dir"
+                ) from None
+            try:  # a refused start removes the lock file it made: locked after that, it is not the one
+                if os.fstat(fd).st_ino == os.stat(lock).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
             os.close(fd)
-            raise Busy(
-                f"{self.path} is in use by {holder}: wait for it, attach to it (mgtui attach {self.path}), "
-                "or choose another --output-dir"
-            ) from None
+        else:
+            raise Busy(f"{self.path}: its lock file keeps changing; try again")
         self.fd = fd
         self.name_holder(os.getpid(), self.who)
         return self
@@ -298,11 +311,20 @@ class Claim:
             os.close(self.fd)
             self.fd = -1
 
+    def abandon(self) -> None:
+        """The start was refused: leave the directory as it was found (no lock file, no new folder)."""
+        if self.fd >= 0 and self.made_lock:
+            (self.path / LOCK_FILE).unlink(missing_ok=True)
+        self.release()
+        if self.made_dir:
+            with contextlib.suppress(OSError):
+                self.path.rmdir()
+
     def __enter__(self) -> Claim:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.release()
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        self.abandon() if kind is not None else self.release()
 
 
 def _lock_holder(fd: int) -> str:
@@ -464,8 +486,10 @@ def free_directory(base: str) -> str:
 def occupied_answers(path: Path) -> list[str]:
     """What a user can do about a run already in `path`, best first: attach to it while it
     trains, resume it when a stopped one left a checkpoint, start in a new directory, or cancel."""
+    from .resume import resumable  # the same rule as --resume's
+
     running = run_state(path).state == "running"
-    first = ["attach"] if running else ["resume"] if latest_checkpoint(path) else []
+    first = ["attach"] if running else ["resume"] if resumable(path) else []
     return [*first, "new", "cancel"]
 
 
