@@ -322,6 +322,9 @@ def validate(res: Resolved) -> None:
         raise SettingError("target_modules", "--target-modules: give at least one module name")
     if v["lora_r"] >= RSLORA_MIN_RANK and not v["use_rslora"]:
         res.warnings.append(f"lora_r = {v['lora_r']} without --use-rslora: the guide recommends RSLoRA for ranks >= 32")
+    warmup = warmup_warning(v["warmup_steps"], v["max_steps"])
+    if warmup:
+        res.warnings.append(warmup)
     if v["node_rank"] >= v["nnodes"]:
         raise SettingError("node_rank", f"--node-rank: {v['node_rank']} must be below --nnodes ({v['nnodes']})")
     if v["gpus"]:
@@ -343,6 +346,16 @@ def validate(res: Resolved) -> None:
         problem = hub_name_problem(v[name], name == "dataset")
         if problem:
             raise SettingError(name, f"--{name.replace('_', '-')} {v[name]!r}: {problem}")
+
+
+def warmup_warning(warmup_steps: int, steps: int) -> str | None:
+    """Warm-up as long as the run: the learning rate never reaches its peak."""
+    if steps <= 0 or warmup_steps < steps:
+        return None
+    return (
+        f"warmup_steps = {warmup_steps} is not shorter than the run ({steps} steps): "
+        "the learning rate never reaches its peak; lower --warmup-steps"
+    )
 
 
 def hub_name_problem(value: str, dataset: bool) -> str | None:

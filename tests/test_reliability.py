@@ -417,3 +417,19 @@ async def test_the_run_screen_says_when_the_engine_is_frozen(tmp_path, tiny_mode
         os.kill(pid, signal.SIGCONT)
         launch.request_stop(run_dir)
         proc.wait(timeout=120)
+
+
+# --- smaller: warm-up, a folder among the presets -------------------------------------------------
+
+
+def test_warmup_as_long_as_the_run_is_said():
+    res = resolve([{"max_steps": 10, "warmup_steps": 10}])
+    assert any("never reaches its peak" in w for w in res.warnings)
+    assert not resolve([{"max_steps": 10, "warmup_steps": 5}]).warnings
+
+
+def test_a_folder_named_like_a_preset_is_not_listed():
+    from mgtui import presets
+
+    (presets.user_dir() / "x.toml").mkdir(parents=True)
+    assert "x" not in presets.listing()

@@ -17,10 +17,10 @@ from ..data.scan import DatasetError, scan
 from ..data.tokens import check_rows
 from ..errors import EXIT_FAILED, EXIT_FOR_STATE, EXIT_OK, EXIT_STOPPED, EXIT_USAGE, UsageError, how_it_ended
 from ..hub_check import check_hub
-from ..settings import Resolved
+from ..settings import Resolved, warmup_warning
 from .events import EVENTS_FILE, INPUT_KINDS, EventFollower
 from .launch import LaunchError, disk_warning, enqueue, request_stop, start, trainable_params
-from .rundir import LOG_FILE
+from .rundir import LOG_FILE, planned_steps
 from .view import describe, fmt_duration, phase_line
 
 
@@ -140,6 +140,11 @@ def train_headless(res: Resolved, force: bool = False, detach: bool = False, que
         warning = disk_warning(res, report.rows, trainable) if trainable else None
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
+        if not res["max_steps"]:  # with max_steps the settings said it already
+            steps = planned_steps(0, res["epochs"], report.rows, res["eval_split"], res.effective_batch)
+            warmup = warmup_warning(res["warmup_steps"], steps)
+            if warmup:
+                print(f"warning: {warmup}", file=sys.stderr)
         log = Path(res["output_dir"]).expanduser() / EVENTS_FILE
         offset = log.stat().st_size if res["resume"] and log.exists() else 0  # a resumed run's new events
         if queue:
