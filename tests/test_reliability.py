@@ -433,3 +433,27 @@ def test_a_folder_named_like_a_preset_is_not_listed():
 
     (presets.user_dir() / "x.toml").mkdir(parents=True)
     assert "x" not in presets.listing()
+
+
+async def test_the_form_marks_a_name_the_hub_refuses_and_start_is_refused():
+    from app_helpers import NO_GPU, settle, type_into
+
+    from mgtui.tui.app import MgApp
+
+    app = MgApp({"dataset": "builtin:demo-chat"}, None, NO_GPU, offer_runs=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        form = app.screen
+        await type_into(pilot, "base_model", "e-9x0e-")
+        assert "--base-model 'e-9x0e-'" in form.model.errors.get("base_model", "")
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert app.screen is form and any("Start refused" in str(n.message) for n in app._notifications)
+
+
+def test_a_torn_registry_pointer_is_listed_as_damaged_and_the_rest_still_list(tmp_path, busy_gpu_for_the_waiter):
+    good = queued_run(tmp_path / "good", 5.0)
+    (registry.registry_dir() / "0123456789abcdef.json").write_text('{"output_dir": "/x", "regis')
+    done = cli("runs")
+    assert done.returncode == 0 and "Traceback" not in done.stderr
+    assert "damaged" in done.stdout and "0123456789abcdef.json" in done.stdout and str(good) in done.stdout

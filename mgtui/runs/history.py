@@ -216,7 +216,10 @@ def collect(extra: Iterable[Path] = (), include_archived: bool = True) -> list[R
     first. Another user's run found in a folder is listed too: it is readable, and compared."""
     seen: dict[str, RunRecord] = {}
     for pointer in pointers():
-        out = Path(str(pointer.get("output_dir", "")))
+        if "pointer" in pointer:  # its run can't be named: the pointer itself is the row
+            seen[pointer["pointer"]] = RunRecord(Path(pointer["pointer"]), "damaged", problem="unreadable pointer")
+            continue
+        out = Path(pointer["output_dir"])
         info, _ = run_info(out)
         if info.get("uid", os.getuid()) != os.getuid():
             continue

@@ -145,7 +145,9 @@ def rebuilt() -> Queue:
 
     entries = []
     for data in pointers():
-        info, _ = run_info(Path(str(data.get("output_dir", ""))))
+        if "pointer" in data:
+            continue
+        info, _ = run_info(Path(data["output_dir"]))
         saved = info.get("queue_entry")
         if info.get("state") == "queued" and isinstance(saved, dict):
             try:

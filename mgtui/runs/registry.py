@@ -52,9 +52,14 @@ def forget(run_dir: Path) -> None:
 
 
 def pointers() -> list[dict[str, Any]]:
-    """Every entry: output_dir, registered, seen, and archived where set."""
+    """Every entry: output_dir, registered, seen, and archived where set. A pointer file that is
+    torn or of another shape comes as {"pointer": its path} alone (no output_dir): listed as damaged."""
     d = registry_dir()
-    return [data for p in (sorted(d.glob("*.json")) if d.is_dir() else []) if (data := read_json(p))]
+    out = []
+    for p in sorted(d.glob("*.json")) if d.is_dir() else []:
+        data = read_json(p)
+        out.append(data if isinstance(data.get("output_dir"), str) else {"pointer": str(p)})
+    return out
 
 
 @dataclass(frozen=True)
@@ -71,8 +76,8 @@ def list_runs() -> list[ListedRun]:
     for data in pointers():
         if data.get("archived"):
             continue
-        if not isinstance(data.get("output_dir"), str):
-            out.append(ListedRun("?", "damaged", None, "?", "a registry pointer without its run directory"))
+        if "pointer" in data:
+            out.append(ListedRun(data["pointer"], "damaged", None, "?", "a registry pointer that can't be read"))
             continue
         run_dir = Path(data["output_dir"])
         info, problem = run_info(run_dir)
@@ -95,7 +100,9 @@ def runs_by_pid(candidates: Iterable[int]) -> dict[int, str]:
     if not candidates:
         return out
     for data in pointers():  # run.json only, not the event logs: this is asked every second
-        run_dir = Path(str(data.get("output_dir", "")))
+        if "pointer" in data:
+            continue
+        run_dir = Path(data["output_dir"])
         info, _ = run_info(run_dir)
         if info.get("state") != "running" or not engine_alive(info):
             continue
