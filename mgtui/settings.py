@@ -350,10 +350,10 @@ def validate(res: Resolved) -> None:
 
 def warmup_warning(warmup_steps: int, steps: int) -> str | None:
     """Warm-up as long as the run: the learning rate never reaches its peak."""
-    if steps <= 0 or warmup_steps < steps:
+    if steps <= 0 or warmup_steps <= steps:
         return None
     return (
-        f"warmup_steps = {warmup_steps} is not shorter than the run ({steps} steps): "
+        f"warmup_steps = {warmup_steps} is longer than the run ({steps} steps): "
         "the learning rate never reaches its peak; lower --warmup-steps"
     )
 

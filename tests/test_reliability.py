@@ -423,9 +423,9 @@ async def test_the_run_screen_says_when_the_engine_is_frozen(tmp_path, tiny_mode
 
 
 def test_warmup_as_long_as_the_run_is_said():
-    res = resolve([{"max_steps": 10, "warmup_steps": 10}])
+    res = resolve([{"max_steps": 10, "warmup_steps": 11}])
     assert any("never reaches its peak" in w for w in res.warnings)
-    assert not resolve([{"max_steps": 10, "warmup_steps": 5}]).warnings
+    assert not resolve([{"max_steps": 10, "warmup_steps": 10}]).warnings
 
 
 def test_a_folder_named_like_a_preset_is_not_listed():
