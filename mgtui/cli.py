@@ -299,8 +299,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return print_history(args.under, args.archived, args.json)
     q = queue.read_queue()
     for run in list_runs():
-        if run.state == "queued" and (place := queue.place_of(Path(run.output_dir), q)):
+        if run.problem:
+            print(f"{run.state:<9} {run.output_dir}  ({run.problem})")
+        elif run.state == "queued" and (place := queue.place_of(Path(run.output_dir), q)):
             print(f"queued #{place[0]:<2} {run.output_dir}  (waits for {place[1]})")
+        elif run.state == "queued":
+            print(f"queued    {run.output_dir}  (not in the queue file: --cancel {run.output_dir} takes it out)")
         else:
             print(f"{run.state:<9} {run.output_dir}  (pid {run.pid}, started {run.started})")
     return EXIT_OK

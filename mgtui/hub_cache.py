@@ -4,15 +4,42 @@ without importing it (the form stays light)."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 
 def hub_cache_dir() -> Path:
-    """The local Hugging Face hub cache, found as huggingface_hub finds it (without importing it)."""
-    return Path(
-        os.environ.get("HF_HUB_CACHE")
-        or os.path.join(os.environ.get("HF_HOME") or os.path.join(Path.home(), ".cache", "huggingface"), "hub")
+    """The local Hugging Face hub cache, found as huggingface_hub finds it, read again at each call
+    (huggingface_hub reads it once, at import: constants.py, HF_HOME and HF_HUB_CACHE): HF_HUB_CACHE,
+    else the legacy HUGGINGFACE_HUB_CACHE, else HF_HOME/hub, with HF_HOME defaulting to
+    $XDG_CACHE_HOME/huggingface, else ~/.cache/huggingface; "~" and $VARS expanded."""
+
+    def expand(path: str) -> str:
+        return os.path.expandvars(os.path.expanduser(path))
+
+    env = os.environ
+    home = expand(
+        env.get("HF_HOME", os.path.join(env.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface"))
     )
+    return Path(expand(env.get("HF_HUB_CACHE", env.get("HUGGINGFACE_HUB_CACHE", os.path.join(home, "hub")))))
+
+
+# huggingface_hub's own rule (utils/_validators.py: REPO_ID_REGEX and validate_repo_id), without
+# importing it: a name it would refuse with HFValidationError after the engine has started.
+_REPO_ID = re.compile(r"(\b[\w\-.]{1,96}\b/)?\b[\w\-.]{1,96}\b", re.ASCII)
+
+
+def repo_id_problem(name: str) -> str | None:
+    """Why `name` can't be a Hub repository id, in words, or None."""
+    if name.count("/") > 1:
+        return "a Hub name is org/name: one '/' at most"
+    if not _REPO_ID.fullmatch(name):
+        return "a Hub name uses letters, digits, '-', '_' and '.', doesn't start or end with '-' or '.', 96 characters at most"
+    if "--" in name or ".." in name:
+        return "a Hub name can't hold '--' or '..'"
+    if name.endswith(".git"):
+        return "a Hub name can't end with '.git'"
+    return None
 
 
 def repo_cache_dir(repo_id: str, kind: str = "model") -> Path:

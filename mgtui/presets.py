@@ -118,7 +118,8 @@ def listing() -> dict[str, tuple[Path, bool]]:
     for directory, builtin in ((builtin_dir(), True), (user_dir(), False)):
         if directory.is_dir():
             for f in sorted(directory.glob("*.toml")):
-                found[f.stem] = (f, builtin)
+                if f.is_file():  # a folder named x.toml is not a preset
+                    found[f.stem] = (f, builtin)
     return dict(sorted(found.items()))
 
 

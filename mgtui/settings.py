@@ -52,6 +52,9 @@ class Setting:
     in_preset: bool = True
     # A file or directory chosen by the user: written to a preset only when they save it.
     path: bool = False
+    # What --resume does with a changed value (runs/resume.py): "fixed" is refused (the checkpoint
+    # or the data order holds the old one), "may" is honoured and said, "" is not compared.
+    on_resume: str = "fixed"
 
     @property
     def flag(self) -> str:
@@ -126,7 +129,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("eval_split", float, 0.0, "Fraction of rows held out for evaluation (0 = none)", M, min=0.0, max=0.5),
     S("packing", bool, False, "Pack several short rows into each sequence", M),
     S("train_on_responses_only", bool, False, "Mask prompts out of the loss; learn only the assistant's replies", M),
-    S("trust_remote_code", bool, False, "Allow the model repository's own Python code to run", M),
+    S("trust_remote_code", bool, False, "Allow the model repository's own Python code to run", M, on_resume="may"),
 
     S("lora_r", int, 16, "LoRA rank: adapter capacity (16 fast, 32 balanced, 64 highest)", L, min=1, max=1024),
     S("lora_alpha", int, 16, "LoRA scaling numerator; usually equal to the rank", L, min=1, max=4096),
@@ -134,18 +137,18 @@ SETTINGS: tuple[Setting, ...] = (
     S("use_rslora", bool, False, "Rank-stabilised LoRA (alpha/sqrt(r)); use it when lora_r >= 32", L),
     S("target_modules", str, ALL_TARGET_MODULES, "Comma-separated module names that get adapters", L),
 
-    S("quality_mode", bool, False, "Accuracy over memory: 16-bit, checkpointing true, adamw_torch, RSLoRA when r >= 32", P),
+    S("quality_mode", bool, False, "Accuracy over memory: 16-bit, checkpointing true, adamw_torch, RSLoRA when r >= 32", P, on_resume=""),
     S("load_in_8bit", bool, False, "Load the base weights in 8-bit (LLM.int8): ~2x the memory of 4-bit", P),
     S("load_in_16bit", bool, False, "Load the base weights in 16-bit (LoRA): ~4x the memory of 4-bit, best quality", P),
     S("full_finetuning", bool, False, "Train every weight, not LoRA adapters: 16-bit weights, and gradients and optimizer states for all of them", P),
     S("use_gradient_checkpointing", str, "unsloth", "unsloth: offload to RAM, least VRAM; true: standard; false: fastest, most VRAM", P,
-      choices=("unsloth", "true", "false")),
+      choices=("unsloth", "true", "false"), on_resume="may"),
     S("batch_size", int, 2, "Sequences per device per step", P, min=1, max=4096),
     S("gradient_accumulation_steps", int, 4, "Steps accumulated per optimizer update (effective batch = batch × this)", P, min=1, max=4096),
-    S("max_gpu_memory", float, 0.0, "Cap the run at this many GB of GPU memory per process (0: no cap); past it, an out-of-memory with advice, not the whole card", P, min=0, max=4096),
+    S("max_gpu_memory", float, 0.0, "Cap the run at this many GB of GPU memory per process (0: no cap); past it, an out-of-memory with advice, not the whole card", P, min=0, max=4096, on_resume="may"),
 
-    S("epochs", float, 3.0, "Passes over the dataset (ignored when max_steps > 0)", OPT, min=0.01, max=1000),
-    S("max_steps", int, 0, "Stop after this many optimizer steps (0 = use epochs)", OPT, min=0),
+    S("epochs", float, 3.0, "Passes over the dataset (ignored when max_steps > 0)", OPT, min=0.01, max=1000, on_resume="may"),
+    S("max_steps", int, 0, "Stop after this many optimizer steps (0 = use epochs)", OPT, min=0, on_resume="may"),
     S("learning_rate", float, 2e-4, "Peak learning rate", OPT, min=1e-9, max=1.0),
     S("optim", str, "adamw_8bit", "adamw_8bit least memory; adamw_torch better convergence; fused fastest", OPT,
       choices=("adamw_8bit", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit")),
@@ -155,21 +158,21 @@ SETTINGS: tuple[Setting, ...] = (
     S("weight_decay", float, 0.01, "AdamW weight decay", OPT, min=0.0, max=1.0),
     S("seed", int, 3407, "Random seed for adapters, shuffling and dropout", OPT, min=0, max=2**32 - 1),
 
-    S("output_dir", str, "outputs", "Run directory: adapter, checkpoints, event log, summary", OUT, path=True),
-    S("logging_steps", int, 1, "Log loss and learning rate every N steps", OUT, min=1),
-    S("save_steps", int, 100, "Save a checkpoint every N steps (the adapter is always saved at the end)", OUT, min=1),
-    S("save_total_limit", int, 0, "Keep only the newest N checkpoints (0: keep them all), as the HF Trainer does", OUT, min=0),
-    S("eval_prompts", str, "", "A prompts file (a prompt per line, or JSONL) that base and tuned answer after training: answers.jsonl", OUT, path=True),
+    S("output_dir", str, "outputs", "Run directory: adapter, checkpoints, event log, summary", OUT, path=True, on_resume=""),
+    S("logging_steps", int, 1, "Log loss and learning rate every N steps", OUT, min=1, on_resume="may"),
+    S("save_steps", int, 100, "Save a checkpoint every N steps (the adapter is always saved at the end)", OUT, min=1, on_resume="may"),
+    S("save_total_limit", int, 0, "Keep only the newest N checkpoints (0: keep them all), as the HF Trainer does", OUT, min=0, on_resume="may"),
+    S("eval_prompts", str, "", "A prompts file (a prompt per line, or JSONL) that base and tuned answer after training: answers.jsonl", OUT, path=True, on_resume="may"),
     S("report_to", str, "none", "Experiment tracker (its key comes from the environment, never from a preset)", OUT,
-      choices=("none", "tensorboard", "wandb")),
-    S("resume", bool, False, "Continue from the latest checkpoint in output_dir", OUT, in_preset=False),
+      choices=("none", "tensorboard", "wandb"), on_resume="may"),
+    S("resume", bool, False, "Continue from the latest checkpoint in output_dir", OUT, in_preset=False, on_resume=""),
 
-    S("gpus", str, "", "GPU indices to use, e.g. 0,1 (empty = all visible)", ADV),
+    S("gpus", str, "", "GPU indices to use, e.g. 0,1 (empty = all visible)", ADV, on_resume="may"),
     S("nproc_per_node", int, 0, "Processes per node under torchrun (0 = one per selected GPU, 1 without GPUs)", ADV, min=0, max=64),
     S("nnodes", int, 1, "Number of nodes taking part", ADV, min=1, max=1024),
-    S("node_rank", int, 0, "This node's rank among the nodes", ADV, min=0, max=1023),
-    S("master_addr", str, "127.0.0.1", "Rendezvous address (node 0)", ADV),
-    S("master_port", int, 29500, "Rendezvous port", ADV, min=1, max=65535),
+    S("node_rank", int, 0, "This node's rank among the nodes", ADV, min=0, max=1023, on_resume="may"),
+    S("master_addr", str, "127.0.0.1", "Rendezvous address (node 0)", ADV, on_resume="may"),
+    S("master_port", int, 29500, "Rendezvous port", ADV, min=1, max=65535, on_resume="may"),
 )
 # fmt: on
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -319,6 +322,9 @@ def validate(res: Resolved) -> None:
         raise SettingError("target_modules", "--target-modules: give at least one module name")
     if v["lora_r"] >= RSLORA_MIN_RANK and not v["use_rslora"]:
         res.warnings.append(f"lora_r = {v['lora_r']} without --use-rslora: the guide recommends RSLoRA for ranks >= 32")
+    warmup = warmup_warning(v["warmup_steps"], v["max_steps"])
+    if warmup:
+        res.warnings.append(warmup)
     if v["node_rank"] >= v["nnodes"]:
         raise SettingError("node_rank", f"--node-rank: {v['node_rank']} must be below --nnodes ({v['nnodes']})")
     if v["gpus"]:
@@ -336,6 +342,39 @@ def validate(res: Resolved) -> None:
     problem = unknown_template(v["chat_template"])
     if problem:
         raise SettingError("chat_template", problem)
+    for name in ("base_model", "dataset"):
+        problem = hub_name_problem(v[name], name == "dataset")
+        if problem:
+            raise SettingError(name, f"--{name.replace('_', '-')} {v[name]!r}: {problem}")
+
+
+def warmup_warning(warmup_steps: int, steps: int) -> str | None:
+    """Warm-up as long as the run: the learning rate never reaches its peak."""
+    if steps <= 0 or warmup_steps <= steps:
+        return None
+    return (
+        f"warmup_steps = {warmup_steps} is longer than the run ({steps} steps): "
+        "the learning rate never reaches its peak; lower --warmup-steps"
+    )
+
+
+def hub_name_problem(value: str, dataset: bool) -> str | None:
+    """A value that will be asked of the Hub (not a local path, not a built-in) that the Hub's own
+    library would refuse as a name, after the engine has started: said where it is typed."""
+    from .hub_cache import repo_id_problem
+
+    if not value or value.startswith(("builtin:", "/", "./", "../", "~")) or Path(value).expanduser().exists():
+        return None
+    if dataset:
+        from .data.scan import DatasetError, hub_dataset, resolve_source
+
+        try:
+            if resolve_source(value) is not None:
+                return None
+        except DatasetError:
+            return None  # a file that isn't there: the dataset check names it
+        value = hub_dataset(value)[0]
+    return repo_id_problem(value)
 
 
 def prequantized_4bit(base_model: str) -> str | None:

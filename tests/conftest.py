@@ -4,8 +4,10 @@ registry never touch the developer's real ones."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -61,6 +63,23 @@ def busy_gpu_for_the_waiter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     pid = queue.read_queue().waiter_pid
     if pid and queue.waiter_alive(pid):
         os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def engine_pid() -> Iterator[int]:
+    """A live process that is taken for a run's engine (its command line names the engine's
+    module, as rundir.engine_alive checks): a run.json naming it reads as running."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(86400)",
+            "mgtui.train.worker",
+        ]
+    )
+    yield proc.pid
+    proc.kill()
+    proc.wait()
 
 
 @pytest.fixture(scope="session")

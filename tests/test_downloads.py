@@ -34,7 +34,7 @@ def train(hub: HubStandIn, home: Path, *args: str, token: str | None = None) -> 
     env = hub.client_env(home, token=token)
     env["OMP_NUM_THREADS"] = "1"
     return subprocess.run(
-        [sys.executable, "-m", "mgtui", "train", "--max-steps", "1", "--batch-size", "1", *args],
+        [sys.executable, "-m", "mgtui", "train", "--max-steps", "1", "--warmup-steps", "0", "--batch-size", "1", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -236,8 +236,9 @@ def test_occupied_output_directory_is_refused(tmp_path, capsys, tiny_model):
     assert (run / "adapter_config.json").read_text() == "{}"
     # --force keeps the old run under another name rather than deleting it.
     res = settings(tiny_model, data, run, max_steps=1)
-    _, moved = launch.prepare(res, force=True)
-    assert moved and (Path(moved) / "adapter_config.json").read_text() == "{}"
+    _, said = launch.prepare(res, force=True)
+    assert said and said.startswith("moved the previous contents aside to ")
+    assert (Path(said.rsplit(" ", 1)[1]) / "adapter_config.json").read_text() == "{}"
 
 
 @pytest.mark.parametrize(

@@ -55,28 +55,31 @@ def test_largest_first_runs_named_and_hidden_memory_said():
     assert "processes for only part of it" in (hidden_note(card(12.0, {4242: 2.0})) or "")
 
 
-def test_this_users_runs_are_found_among_the_pids_on_a_card(tmp_path):
+def test_this_users_runs_are_found_among_the_pids_on_a_card(tmp_path, engine_pid):
     run = tmp_path / "my-run"
     run.mkdir()
-    (run / "run.json").write_text(json.dumps({"pid": os.getpid(), "state": "running", "uid": os.getuid()}))
+    (run / "run.json").write_text(json.dumps({"pid": engine_pid, "state": "running", "uid": os.getuid()}))
     registry.register(run)
-    assert registry.runs_by_pid([os.getpid(), 4242]) == {os.getpid(): "my-run"}
-    (run / "run.json").write_text(json.dumps({"pid": os.getpid(), "state": "done", "uid": os.getuid()}))
+    assert registry.runs_by_pid([engine_pid, 4242]) == {engine_pid: "my-run"}
+    # a live pid that is not the run's engine (a recycled pid) is not taken for the run
+    (run / "run.json").write_text(json.dumps({"pid": os.getpid(), "state": "running", "uid": os.getuid()}))
     assert registry.runs_by_pid([os.getpid()]) == {}
+    (run / "run.json").write_text(json.dumps({"pid": engine_pid, "state": "done", "uid": os.getuid()}))
+    assert registry.runs_by_pid([engine_pid]) == {}
 
 
-async def test_the_run_screen_lists_the_cards_processes_and_marks_its_own(tmp_path, monkeypatch):
+async def test_the_run_screen_lists_the_cards_processes_and_marks_its_own(tmp_path, monkeypatch, engine_pid):
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "run"
     run.mkdir()
     shutil.copy(ROOT / "tests" / "data" / "run_running.jsonl", run / "events.jsonl")
-    (run / "run.json").write_text(json.dumps({"pid": os.getpid(), "state": "running", "uid": os.getuid()}))
-    source = FixedSource(GpuReading((card(14.0, {os.getpid(): 10.0, 4242: 4.0}),)), {4242: ("alice", "ollama serve")})
+    (run / "run.json").write_text(json.dumps({"pid": engine_pid, "state": "running", "uid": os.getuid()}))
+    source = FixedSource(GpuReading((card(14.0, {engine_pid: 10.0, 4242: 4.0}),)), {4242: ("alice", "ollama serve")})
     app = MgApp({}, None, source, attach=Path("run"), offer_runs=False)
     async with app.run_test(size=(120, 40)) as pilot:
         panel = pilot.app.screen.query_one("#gpus")
         await wait_until(pilot, lambda: bool(panel.procs), "the panel's processes")
         text = str(panel.render())
-        assert f"{os.getpid()} " in text and "this run" in text
+        assert f"{engine_pid} " in text and "this run" in text
         assert "4242 alice   4.0G ollama serve" in text
         assert "run 10.0" in text  # the gauge's share of this run

@@ -207,7 +207,7 @@ def test_builtin_presets_ship_in_the_wheel():
     assert presets.builtin_dir() == ROOT / "presets" or presets.builtin_dir().name == "_builtin_presets"
 
 
-def test_a_directory_in_use_offers_what_can_be_done_about_it(tmp_path):
+def test_a_directory_in_use_offers_what_can_be_done_about_it(tmp_path, engine_pid):
     """The form's Start asks these, in this order; the decision is pure and tested here."""
     from mgtui.runs import rundir
 
@@ -218,9 +218,8 @@ def test_a_directory_in_use_offers_what_can_be_done_about_it(tmp_path):
     (out / "checkpoint-5").mkdir()  # torn (empty): nothing to resume from either
     assert rundir.occupied_answers(out) == ["new", "cancel"]
     import json
-    import os
 
-    (out / "run.json").write_text(json.dumps({"pid": os.getpid(), "state": "running"}))
+    (out / "run.json").write_text(json.dumps({"pid": engine_pid, "state": "running"}))
     assert rundir.occupied_answers(out) == ["attach", "new", "cancel"]
     assert rundir.free_directory(str(out)) == f"{out}-2"
     (tmp_path / "run-2").mkdir()

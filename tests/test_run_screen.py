@@ -188,8 +188,8 @@ async def test_oom_failure_offers_advice_and_a_key_goes_back_with_the_step(tmp_p
         assert str(app.screen.query_one("#helpline").render()).startswith("base-model: ")
 
 
-async def test_quitting_a_live_run_asks_detach_or_stop(tmp_path):
-    run = replay(tmp_path, "run_running.jsonl", os.getpid())
+async def test_quitting_a_live_run_asks_detach_or_stop(tmp_path, engine_pid):
+    run = replay(tmp_path, "run_running.jsonl", engine_pid)
     app = MgApp({}, None, NO_GPU, attach=run, offer_runs=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)

@@ -137,10 +137,10 @@ def test_runs_under_a_folder_are_found_and_a_deleted_one_is_missing(real_runs, t
     assert {r.name for r in history.collect()} == {"r8-copy", "gone"}
 
 
-def test_archive_hides_a_run_and_delete_frees_it_but_never_a_running_one(tmp_path):
+def test_archive_hides_a_run_and_delete_frees_it_but_never_a_running_one(tmp_path, engine_pid):
     done = recorded_run(tmp_path / "done")
     live = recorded_run(tmp_path / "live")
-    (live / "run.json").write_text(json.dumps({"pid": os.getpid(), "state": "running", "uid": os.getuid()}))
+    (live / "run.json").write_text(json.dumps({"pid": engine_pid, "state": "running", "uid": os.getuid()}))
     runs = {r.name: r for r in history.collect()}
     assert runs["live"].state == "running"
 

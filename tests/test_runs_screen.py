@@ -95,10 +95,10 @@ async def test_filter_takes_letters_sort_cycles_and_enter_opens(tmp_path):
         assert pilot.app.screen is screen
 
 
-async def test_delete_asks_frees_and_refuses_a_running_run(tmp_path):
+async def test_delete_asks_frees_and_refuses_a_running_run(tmp_path, engine_pid):
     three_runs(tmp_path)
     live = recorded_run(tmp_path / "live", hours=9)
-    (live / "run.json").write_text(json.dumps({"pid": os.getpid(), "state": "running", "uid": os.getuid()}))
+    (live / "run.json").write_text(json.dumps({"pid": engine_pid, "state": "running", "uid": os.getuid()}))
     async with app().run_test(size=(80, 24)) as pilot:
         screen = await open_runs(pilot)
         await highlight(pilot, screen, "live")

@@ -79,12 +79,12 @@ def test_form_invalid_field_and_no_gpu(snap_compare, size):
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
-def replay(tmp_path: Path, log: str, alive: bool) -> Path:
+def replay(tmp_path: Path, log: str, alive: int | None) -> Path:
     run = tmp_path / "run"
     run.mkdir()
     shutil.copy(DATA / log, run / "events.jsonl")
-    if alive:  # a live engine: this test process stands in for it
-        (run / "run.json").write_text(json.dumps({"pid": os.getpid(), "state": "running", "uid": os.getuid()}))
+    if alive:  # a live engine: the engine_pid stand-in
+        (run / "run.json").write_text(json.dumps({"pid": alive, "state": "running", "uid": os.getuid()}))
     return run
 
 
@@ -94,9 +94,9 @@ def replay(tmp_path: Path, log: str, alive: bool) -> Path:
     [("run_running.jsonl", True, "one"), ("run_done.jsonl", False, "none"), ("run_failed_oom.jsonl", False, "one")],
     ids=["running", "finished", "failed"],
 )
-def test_run_screen_replayed(snap_compare, tmp_path, monkeypatch, size, log, alive, gpu):
+def test_run_screen_replayed(snap_compare, tmp_path, monkeypatch, size, log, alive, gpu, engine_pid):
     monkeypatch.chdir(tmp_path)  # the screen shows the run's path: keep it the same on every machine
-    replay(tmp_path, log, alive)
+    replay(tmp_path, log, engine_pid if alive else None)
     app = MgApp({}, None, shared_gpu() if gpu == "one" else NO_GPU, attach=Path("run"), offer_runs=False)
 
     last = json.loads((tmp_path / "run" / "events.jsonl").read_text().splitlines()[-1])["seq"]
@@ -145,7 +145,7 @@ def test_form_panels_at_60x18(snap_compare):
 @pytest.mark.parametrize("size", EDGE_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_run_screen_at_the_edges(snap_compare, tmp_path, monkeypatch, size):
     monkeypatch.chdir(tmp_path)
-    replay(tmp_path, "run_done.jsonl", False)
+    replay(tmp_path, "run_done.jsonl", None)
     app = MgApp({}, None, NO_GPU, attach=Path("run"), offer_runs=False)
     last = json.loads((tmp_path / "run" / "events.jsonl").read_text().splitlines()[-1])["seq"]
 

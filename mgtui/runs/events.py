@@ -59,6 +59,7 @@ class EventWriter:
 
     def __init__(self, path: Path, on_event=None) -> None:
         self.path = path
+        self.torn = repair_tail(path)  # where a killed writer's fragment was kept, or None
         self._q: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
         self._seq = self._next_seq(path)
         self._seq_lock = threading.Lock()
@@ -105,6 +106,38 @@ class EventWriter:
     def close(self, timeout: float = 10.0) -> None:
         self._q.put(None)
         self._thread.join(timeout)
+
+
+def repair_tail(path: Path) -> Path | None:
+    """A log whose last line was cut (its writer killed mid-write) would have the next writer's
+    first event appended onto the fragment, and both lost: the fragment is moved to a dated file
+    beside the log, and the log ends at its last whole line."""
+    try:
+        with open(path, "rb+") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size == 0:
+                return None
+            f.seek(max(0, size - 1))
+            if f.read(1) == b"\n":
+                return None
+            start = size
+            while start > 0:  # back to the byte after the last newline
+                step = min(start, 65536)
+                f.seek(start - step)
+                chunk = f.read(step)
+                cut = chunk.rfind(b"\n")
+                if cut >= 0:
+                    start = start - step + cut + 1
+                    break
+                start -= step
+            f.seek(start)
+            fragment = f.read()
+            kept = path.with_name(f"{path.name}.torn-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+            kept.write_bytes(fragment)
+            f.truncate(start)
+            return kept
+    except FileNotFoundError:
+        return None
 
 
 class EventFollower:

@@ -17,10 +17,10 @@ from ..data.prompts import read_prompts
 from ..data.scan import DatasetError
 from ..errors import EXIT_FAILED, EXIT_FOR_STATE, EXIT_OK, EXIT_STOPPED, EXIT_USAGE, UsageError, how_it_ended
 from ..hub_check import check_hub
-from ..settings import Resolved
+from ..settings import Resolved, warmup_warning
 from .events import EVENTS_FILE, INPUT_KINDS, EventFollower
 from .launch import LaunchError, disk_warning, enqueue, request_stop, start, trainable_params
-from .rundir import LOG_FILE
+from .rundir import LOG_FILE, planned_steps
 from .view import describe, fmt_duration, phase_line
 
 
@@ -132,15 +132,20 @@ def train_headless(res: Resolved, force: bool = False, detach: bool = False, que
         warning = disk_warning(res, report.rows, trainable) if trainable else None
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
+        if not res["max_steps"]:  # with max_steps the settings said it already
+            steps = planned_steps(0, res["epochs"], report.rows, res["eval_split"], res.effective_batch)
+            warmup = warmup_warning(res["warmup_steps"], steps)
+            if warmup:
+                print(f"warning: {warmup}", file=sys.stderr)
         log = Path(res["output_dir"]).expanduser() / EVENTS_FILE
         offset = log.stat().st_size if res["resume"] and log.exists() else 0  # a resumed run's new events
         if queue:
             return queued(res, force)
-        run_dir, proc, moved = start(res, force=force)
+        run_dir, proc, notice = start(res, force=force)
     except (DatasetError, LaunchError) as e:
         raise UsageError(str(e)) from None
-    if moved:
-        print(f"moved the previous run aside to {moved}", file=sys.stderr)
+    if notice:
+        print(notice, file=sys.stderr)
     if detach:
         print(f"started pid {proc.pid}; follow with: mgtui attach {run_dir}")
         return EXIT_OK

@@ -15,7 +15,7 @@ from ..settings import BY_NAME, DEFAULTS
 from .events import EVENTS_FILE, read_events
 from .queue import cancel, place_of, read_queue
 from .registry import forget, pointers, registry_dir
-from .rundir import RUN_FILE, SUMMARY_FILE, is_run_dir, launcher_alive, read_json, run_state, write_json_atomic
+from .rundir import SUMMARY_FILE, is_run_dir, launcher_alive, read_json, run_info, run_state, write_json_atomic
 
 # Settings that differ between any two runs without telling them apart.
 NOT_COMPARED = ("output_dir", "resume", "base_model")  # base_model has a column of its own
@@ -34,7 +34,7 @@ class Curves:
 @dataclass
 class RunRecord:
     path: Path
-    state: str  # running | done | stopped | failed | dead | new | missing
+    state: str  # running | done | stopped | failed | dead | new | missing | damaged | unreadable
     started: float | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     steps: int | None = None
@@ -51,6 +51,7 @@ class RunRecord:
     curves: Curves = field(default_factory=Curves)
     queue_place: int | None = None  # 1 = next, while it waits in the queue
     waiting_for: str = ""  # what the queue's waiter last saw it wait for
+    problem: str = ""  # why it is damaged or unreadable
 
     @property
     def name(self) -> str:
@@ -83,12 +84,22 @@ class RunRecord:
 
 def read_record(path: Path, archived: bool = False) -> RunRecord:
     """One run's row, from its event log, run.json and summary.json. A directory that is gone is
-    "missing", never an error."""
+    "missing", and one whose files are unreadable or of another shape is "damaged" or
+    "unreadable", with why: never an error, and the other runs still list."""
     path = Path(path)
+    try:
+        return _read_record(path, archived)
+    except (OSError, ValueError, TypeError, AttributeError, KeyError) as e:
+        return RunRecord(path, "damaged", archived=archived, problem=f"{type(e).__name__}: {e}"[:200])
+
+
+def _read_record(path: Path, archived: bool) -> RunRecord:
     if not path.is_dir() or not is_run_dir(path):
         return RunRecord(path, "missing", archived=archived)
     st = run_state(path)
-    info = read_json(path / RUN_FILE)
+    if st.problem:
+        return RunRecord(path, st.state, archived=archived, problem=st.problem)
+    info, _ = run_info(path)
     rec = RunRecord(path, st.state, started=info.get("started") or info.get("queued"), archived=archived)
     _fold_events(rec, path)
     summary = read_json(path / SUMMARY_FILE)
@@ -205,9 +216,12 @@ def collect(extra: Iterable[Path] = (), include_archived: bool = True) -> list[R
     first. Another user's run found in a folder is listed too: it is readable, and compared."""
     seen: dict[str, RunRecord] = {}
     for pointer in pointers():
-        out = Path(pointer.get("output_dir", ""))
-        info = read_json(out / RUN_FILE)
-        if info and info.get("uid", os.getuid()) != os.getuid():
+        if "pointer" in pointer:  # its run can't be named: the pointer itself is the row
+            seen[pointer["pointer"]] = RunRecord(Path(pointer["pointer"]), "damaged", problem="unreadable pointer")
+            continue
+        out = Path(pointer["output_dir"])
+        info, _ = run_info(out)
+        if info.get("uid", os.getuid()) != os.getuid():
             continue
         seen[str(out)] = read_record(out, archived=bool(pointer.get("archived")))
     for folder in [*folders(), *extra]:

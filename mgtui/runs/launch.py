@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from .. import presets
 from ..cuda_check import problems_here
@@ -37,21 +37,31 @@ def model_dir_problem(base_model: str) -> str | None:
     return untrainable(cfg, base_model) if cfg else None
 
 
-def prepare(res: Resolved, force: bool = False) -> tuple[Path, str | None]:
-    """Make the run directory ready; returns it and what was moved aside (if anything)."""
+def prepare(res: Resolved, force: bool = False, claim: rundir.Claim | None = None) -> tuple[Path, str | None]:
+    """Make the run directory ready; returns it and what to tell the user (what was moved aside,
+    the changes a resume honours), or None. The caller holds the directory's claim, so no other
+    start can pass these checks at the same time."""
     out = Path(res["output_dir"]).expanduser()
-    moved = None
+    notice = None
+    problem = rundir.not_a_directory(out)
+    if problem:
+        raise LaunchError(f"--output-dir: {problem}; choose another --output-dir")
     launcher = rundir.launcher_alive(out)
     if (res["resume"] or force) and launcher and rundir.run_state(out).state != "running":
         # Its last rank has ended but torchrun and the supervisor still hold its port and files.
         raise LaunchError(f"{out}: the previous run is still shutting down (pid {launcher}); try again in a moment")
     if res["resume"]:
-        st = rundir.run_state(out)
-        if st.state == "running":
-            raise LaunchError(f"{out} is still running (pid {st.pid}): attach to it instead")
-        if rundir.latest_checkpoint(out) is None:
-            raise LaunchError(f"--resume: {out} has no checkpoint to resume from")
-        rundir.write_json_atomic(out / rundir.RUN_FILE, {"state": "resuming"})
+        from .resume import check
+
+        try:
+            honoured = check(out, res)
+        except ValueError as e:
+            raise LaunchError(str(e)) from None
+        info: dict[str, Any] = {"state": "resuming"}
+        if honoured:
+            info["changed"] = honoured  # said by the launcher and kept for the record
+        rundir.write_json_atomic(out / rundir.RUN_FILE, info)
+        notice = "; ".join(f"resume: {c} (honoured)" for c in honoured) or None
     else:
         reason = rundir.occupied(out)
         if reason:
@@ -59,10 +69,28 @@ def prepare(res: Resolved, force: bool = False) -> tuple[Path, str | None]:
                 raise LaunchError(
                     f"{reason}; use --resume to continue it, --force to move it aside, or choose another --output-dir"
                 )
-            moved = str(rundir.move_aside(out))
+            notice = f"moved the previous contents aside to {rundir.move_aside(out)}"
+            if claim is not None:
+                claim.moved()
     out.mkdir(parents=True, exist_ok=True)
     (out / rundir.SETTINGS_FILE).write_text(presets.dumps(res, include_paths=True), encoding="utf-8")
-    return out, moved
+    return out, notice
+
+
+def claimed(res: Resolved) -> rundir.Claim:
+    """The run directory's lock, or LaunchError naming who holds it."""
+    out = Path(res["output_dir"]).expanduser()
+    problem = rundir.not_a_directory(out)
+    if problem:
+        raise LaunchError(f"--output-dir: {problem}; choose another --output-dir")
+    if res["resume"] and not out.is_dir():
+        raise LaunchError(f"--resume: {out} does not exist")
+    try:
+        return rundir.Claim(out).take()
+    except rundir.Busy as e:
+        raise LaunchError(str(e)) from None
+    except OSError as e:
+        raise LaunchError(f"--output-dir {out}: {e.strerror or e}") from None
 
 
 def engine_command(run_dir: Path, res: Resolved, nproc: int) -> list[str]:
@@ -123,16 +151,18 @@ def start(
     command alike."""
     reading = (source or NvmlSource()).read()
     checks(res, reading)
-    run_dir, moved = prepare(res, force)
-    gpu_count = visible_gpu_count(FixedSource(reading))
-    nproc = res.world_size(gpu_count) // res["nnodes"]
-    proc = spawn(run_dir, res, nproc)
-    return run_dir, proc, moved
+    with claimed(res) as claim:
+        run_dir, notice = prepare(res, force, claim)
+        gpu_count = visible_gpu_count(FixedSource(reading))
+        nproc = res.world_size(gpu_count) // res["nnodes"]
+        proc = spawn(run_dir, res, nproc, claim)
+    return run_dir, proc, notice
 
 
-def spawn(run_dir: Path, res: Resolved, nproc: int) -> subprocess.Popen:
+def spawn(run_dir: Path, res: Resolved, nproc: int, claim: rundir.Claim) -> subprocess.Popen:
     """The engine, detached, on a prepared run directory: a run started by hand and a queued run
-    whose turn has come take this same path."""
+    whose turn has come take this same path. Its supervisor inherits the directory's claim and
+    holds it until the run has ended."""
     env = engine_env(res, os.environ, run_dir)
     log = open(run_dir / rundir.LOG_FILE, "ab")
     proc = subprocess.Popen(
@@ -143,8 +173,10 @@ def spawn(run_dir: Path, res: Resolved, nproc: int) -> subprocess.Popen:
         start_new_session=True,
         env=env,
         close_fds=True,
+        pass_fds=(claim.fd,),
     )
     log.close()
+    claim.name_holder(proc.pid, "a run's engine")
     if res["node_rank"] > 0:  # a helper node: the run, its log and its record live on node 0
         return proc
     rundir.write_run_file(run_dir, proc.pid, launcher=True, launcher_pid=proc.pid, gpus=res["gpus"])
@@ -187,10 +219,11 @@ def enqueue(
     checks(res, reading)
     if estimate_gb is None:
         estimate_gb = planned_estimate(res, reading)
-    run_dir, _ = prepare(res, force)
-    nproc = res.world_size(visible_gpu_count(FixedSource(reading))) // res["nnodes"]
-    _, place = queue.add(run_dir, estimate_gb, nproc, res["gpus"])
-    register(run_dir)
+    with claimed(res) as claim:
+        run_dir, _ = prepare(res, force, claim)
+        nproc = res.world_size(visible_gpu_count(FixedSource(reading))) // res["nnodes"]
+        _, place = queue.add(run_dir, estimate_gb, nproc, res["gpus"])
+        register(run_dir)
     return run_dir, place, queue.ensure_waiter()
 
 
@@ -204,16 +237,21 @@ def start_queued(run_dir: Path, cards: list[int], nproc: int) -> subprocess.Pope
         values["gpus"] = ",".join(map(str, cards))
         explicit.add("gpus")
     res = resolve([values], explicit)
-    info = rundir.read_json(run_dir / rundir.RUN_FILE)
-    info.pop("started", None)  # the run starts now; it was queued at info["queued"]
-    rundir.write_json_atomic(run_dir / rundir.RUN_FILE, info)
-    return spawn(run_dir, res, nproc)
+    try:
+        claim = rundir.Claim(run_dir, "the queue's waiter").take()
+    except rundir.Busy as e:
+        raise LaunchError(str(e)) from None
+    with claim:
+        info = rundir.read_json(run_dir / rundir.RUN_FILE)
+        info.pop("started", None)  # the run starts now; it was queued at info["queued"]
+        rundir.write_json_atomic(run_dir / rundir.RUN_FILE, info)
+        return spawn(run_dir, res, nproc, claim)
 
 
 def request_stop(run_dir: Path) -> bool:
     """Ask the engine to finish its step, save and stop (SIGINT to rank 0)."""
-    st = rundir.run_state(run_dir)
-    if st.state != "running" or not st.pid:
+    st = rundir.run_state(run_dir)  # "running" only while the pid is this run's engine (engine_alive)
+    if st.state != "running" or not st.pid or st.pid <= 0:
         return False
     try:
         os.kill(st.pid, signal.SIGINT)

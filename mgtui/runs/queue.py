@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -25,7 +26,18 @@ from typing import Any, Iterator
 from ..nvml import GpuReading, GpuSample
 from ..units import GIB, comma_list
 from .registry import registry_dir
-from .rundir import RUN_FILE, SETTINGS_FILE, mark_state, pid_alive, read_json, run_pids, write_json_atomic
+from .rundir import (
+    RUN_FILE,
+    SETTINGS_FILE,
+    engine_alive,
+    mark_state,
+    pid_alive,
+    read_json,
+    run_info,
+    run_pids,
+    set_damaged_aside,
+    write_json_atomic,
+)
 
 QUEUE_FILE = "queue.json"
 MARGIN_GB = 1.0  # beyond the estimate: the estimate's error and the allocator's growth
@@ -74,10 +86,96 @@ def queue_path() -> Path:
     return registry_dir().parent / QUEUE_FILE
 
 
+_ENTRY_TYPES: dict[str, tuple[type, ...]] = {
+    "output_dir": (str,),
+    "need_gb": (int, float, type(None)),
+    "nproc": (int,),
+    "gpus": (str,),
+    "queued": (int, float),
+    "state": (str,),
+    "reason": (str,),
+    "id": (str,),
+    "started": (int, float, type(None)),
+    "cards": (list,),
+    "estimate_gb": (int, float, type(None)),
+}
+
+
+def parse_queue(text: str) -> Queue:
+    """queue.json's text as a Queue; ValueError (one line) when it is torn or of another shape."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ValueError("not valid JSON (torn?)") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"holds {type(data).__name__}, not an object")
+    waiter = data.get("waiter_pid")
+    if waiter is not None and (not isinstance(waiter, int) or isinstance(waiter, bool)):
+        raise ValueError(f"waiter_pid is {waiter!r}, not a pid")
+    entries = data.get("entries", [])
+    if not isinstance(entries, list):
+        raise ValueError("entries is not a list")
+    out = []
+    for i, e in enumerate(entries, 1):
+        if not isinstance(e, dict) or "output_dir" not in e:
+            raise ValueError(f"entry {i} is not a queued run")
+        for key, types in _ENTRY_TYPES.items():
+            if key in e and (not isinstance(e[key], types) or isinstance(e[key], bool)):
+                raise ValueError(f"entry {i}: {key} is {e[key]!r}")
+        out.append(Entry.from_dict(e))
+    return Queue(out, waiter)
+
+
 def read_queue() -> Queue:
-    """A snapshot (the file is replaced whole, so a reader needs no lock)."""
-    data = read_json(queue_path())
-    return Queue([Entry.from_dict(e) for e in data.get("entries", [])], data.get("waiter_pid"))
+    """A snapshot (the file is replaced whole, so a reader needs no lock). A damaged file reads as
+    the queue its run directories record (`rebuilt`), until the next change under the lock sets
+    it aside and writes that queue back."""
+    try:
+        return parse_queue(queue_path().read_text())
+    except FileNotFoundError:
+        return Queue()
+    except (OSError, ValueError):
+        return rebuilt()
+
+
+def rebuilt() -> Queue:
+    """The waiting runs as their own directories record them (run.json "queued", with the entry
+    that add() wrote there), oldest first: what a damaged queue.json held."""
+    from .registry import pointers
+
+    entries = []
+    for data in pointers():
+        if "pointer" in data:
+            continue
+        info, _ = run_info(Path(data["output_dir"]))
+        saved = info.get("queue_entry")
+        if info.get("state") == "queued" and isinstance(saved, dict):
+            try:
+                entries.append(parse_queue(json.dumps({"entries": [saved]})).entries[0])
+            except ValueError:
+                continue
+    return Queue(sorted(entries, key=lambda e: e.queued))
+
+
+def _read_or_repair(path: Path) -> Queue:
+    """Under the lock: a damaged queue.json is set aside, dated, and said (NOTICES), and the queue
+    its runs' directories record takes its place; never read as empty."""
+    try:
+        return parse_queue(path.read_text())
+    except FileNotFoundError:
+        return Queue()
+    except (OSError, ValueError) as e:
+        aside = set_damaged_aside(path)
+        q = rebuilt()
+        n = len(q.waiting)
+        NOTICES.append(
+            f"the queue file {path} was damaged ({e}): kept as {aside.name}; "
+            f"{n} waiting run{'s' if n != 1 else ''} recovered from their directories"
+        )
+        return q
+
+
+NOTICES: list[str] = []  # what a repair found, for whoever shows the user (ensure_waiter returns it)
 
 
 @contextlib.contextmanager
@@ -88,7 +186,7 @@ def locked() -> Iterator[Queue]:
     with (path.parent / "queue.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            q = read_queue()
+            q = _read_or_repair(path)
             yield q
             done = [e for e in q.entries if e.state != "waiting"][-50:]  # keep a little history
             q.entries = [e for e in q.entries if e.state == "waiting" or e in done]
@@ -105,7 +203,8 @@ def add(run_dir: Path, estimate_gb: float | None, nproc: int = 1, gpus: str = ""
         q.entries.append(entry)
         place = len(q.waiting)
     info = read_json(Path(run_dir) / RUN_FILE)
-    info.update(state="queued", uid=os.getuid(), queued=entry.queued)
+    # the entry is kept with the run too: a damaged queue.json is rebuilt from these
+    info.update(state="queued", uid=os.getuid(), queued=entry.queued, queue_entry=asdict(entry))
     write_json_atomic(Path(run_dir) / RUN_FILE, info)
     return entry, place
 
@@ -114,10 +213,11 @@ def cancel(run_dir: Path) -> bool:
     """Take a waiting run out of the queue; its directory stays, marked cancelled."""
     with locked() as q:
         entry = q.find(run_dir)
-        if entry is None:
-            return False
-        entry.state, entry.reason = "cancelled", "cancelled by the user"
-    path = Path(entry.output_dir)
+        if entry is not None:
+            entry.state, entry.reason = "cancelled", "cancelled by the user"
+    path = Path(entry.output_dir) if entry else Path(run_dir).expanduser()
+    if entry is None and read_json(path / RUN_FILE).get("state") != "queued":
+        return False
     if path.is_dir():
         mark_state(path, "cancelled")
     return True
@@ -231,7 +331,7 @@ def pending_gb(q: Queue, reading: GpuReading) -> dict[int, float]:
         if e.state != "started" or not e.cards or e.need_gb is None:
             continue
         info = read_json(Path(e.output_dir) / RUN_FILE)
-        if info.get("state") != "running" or not pid_alive(info.get("pid")):
+        if info.get("state") != "running" or not engine_alive(info):
             continue
         pids = run_pids(info, candidates)
         for g in reading.gpus:
@@ -255,10 +355,12 @@ def waiter_alive(pid: int | None) -> bool:
 def ensure_waiter() -> str | None:
     """Start the waiter when runs wait and none is alive (a waiter killed with SIGKILL is noticed
     here, by whoever looks next: the app, `model-garden runs`, a new --queue). Returns what was
-    noticed, for the user, or None."""
+    noticed (a dead waiter, a damaged queue file), for the user, or None."""
     with locked() as q:
+        said = "; ".join(NOTICES) or None
+        NOTICES.clear()
         if not q.waiting or waiter_alive(q.waiter_pid):
-            return None
+            return said
         gone = q.waiter_pid
         log = open(queue_path().with_name("waiter.log"), "ab")
         proc = subprocess.Popen(
@@ -272,8 +374,9 @@ def ensure_waiter() -> str | None:
         log.close()
         q.waiter_pid = proc.pid
     if gone:
-        return f"the queue's waiter (pid {gone}) had died: restarted it (pid {proc.pid}); no queued run was lost"
-    return None
+        restarted = f"the queue's waiter (pid {gone}) had died: restarted it (pid {proc.pid}); no queued run was lost"
+        return f"{said}; {restarted}" if said else restarted
+    return said
 
 
 def place_of(run_dir: Path, q: Queue | None = None) -> tuple[int, str, float | None] | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from .rundir import RUN_FILE, pid_alive, read_json, run_pids, run_state, write_json_atomic
+from .rundir import engine_alive, read_json, run_info, run_pids, run_state, write_json_atomic
 
 
 def registry_dir() -> Path:
@@ -52,9 +52,14 @@ def forget(run_dir: Path) -> None:
 
 
 def pointers() -> list[dict[str, Any]]:
-    """Every entry: output_dir, registered, seen, and archived where set."""
+    """Every entry: output_dir, registered, seen, and archived where set. A pointer file that is
+    torn or of another shape comes as {"pointer": its path} alone (no output_dir): listed as damaged."""
     d = registry_dir()
-    return [data for p in (sorted(d.glob("*.json")) if d.is_dir() else []) if (data := read_json(p))]
+    out = []
+    for p in sorted(d.glob("*.json")) if d.is_dir() else []:
+        data = read_json(p)
+        out.append(data if isinstance(data.get("output_dir"), str) else {"pointer": str(p)})
+    return out
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class ListedRun:
     state: str
     pid: int | None
     started: str
+    problem: str = ""  # why a damaged or unreadable run can't be read
 
 
 def list_runs() -> list[ListedRun]:
@@ -70,12 +76,17 @@ def list_runs() -> list[ListedRun]:
     for data in pointers():
         if data.get("archived"):
             continue
-        run_dir = Path(data.get("output_dir", ""))
-        info = read_json(run_dir / RUN_FILE)
-        if not info or info.get("uid", os.getuid()) != os.getuid():
+        if "pointer" in data:
+            out.append(ListedRun(data["pointer"], "damaged", None, "?", "a registry pointer that can't be read"))
+            continue
+        run_dir = Path(data["output_dir"])
+        info, problem = run_info(run_dir)
+        if not problem and (not info or info.get("uid", os.getuid()) != os.getuid()):
             continue
         st = run_state(run_dir)
-        if st.state in ("running", "queued") or (st.finished and not data.get("seen")):
+        if st.problem:
+            out.append(ListedRun(str(run_dir), st.state, None, "?", st.problem))
+        elif st.state in ("running", "queued") or (st.finished and not data.get("seen")):
             started = time.strftime("%Y-%m-%d %H:%M", time.localtime(st.started)) if st.started else "?"
             out.append(ListedRun(str(run_dir), st.state, st.pid, started))
     return out
@@ -89,9 +100,11 @@ def runs_by_pid(candidates: Iterable[int]) -> dict[int, str]:
     if not candidates:
         return out
     for data in pointers():  # run.json only, not the event logs: this is asked every second
-        run_dir = Path(data.get("output_dir", ""))
-        info = read_json(run_dir / RUN_FILE)
-        if info.get("state") != "running" or not pid_alive(info.get("pid")):
+        if "pointer" in data:
+            continue
+        run_dir = Path(data["output_dir"])
+        info, _ = run_info(run_dir)
+        if info.get("state") != "running" or not engine_alive(info):
             continue
         for pid in run_pids(info, candidates):
             if pid in candidates:

@@ -34,8 +34,10 @@ LOG_FILE = "train.log"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
+def pid_alive(pid: object) -> bool:
+    """A live process with this pid. Never a pid <= 0: os.kill(-1, 0) speaks for every process of
+    the user, os.kill(0, 0) for the caller's group."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
     try:
         os.kill(pid, 0)
@@ -43,13 +45,54 @@ def pid_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    stat = Path(f"/proc/{pid}/stat")
-    if stat.exists():  # a zombie (exited, not yet reaped) is not running
-        try:
-            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        except (OSError, IndexError):
-            return True
-    return True
+    return proc_state(pid) != "Z"  # a zombie (exited, not yet reaped) is not running
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the command name (which may hold spaces), or None."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def proc_state(pid: int) -> str | None:
+    """R, S, D, T (stopped: SIGSTOP or ctrl+z), Z ...; None without /proc."""
+    fields = _proc_stat(pid)
+    return fields[0] if fields else None
+
+
+def proc_start_ticks(pid: int) -> int | None:
+    """When the process started, in clock ticks since boot (proc(5), field 22): a pid that was
+    recycled for another process has another start time."""
+    fields = _proc_stat(pid)
+    try:
+        return int(fields[19]) if fields else None
+    except (IndexError, ValueError):
+        return None
+
+
+ENGINE_MODULES = (b"mgtui.train.worker", b"mgtui.runs.supervise")
+
+
+def engine_alive(info: dict[str, Any]) -> bool:
+    """Whether run.json's pid is alive and is still this run's engine (rank 0, or its supervisor
+    before rank 0 has started): the start time recorded with the pid matches, and so does the
+    command. A pid recycled for an unrelated process is not taken for the run."""
+    pid = info.get("pid")
+    if not pid_alive(pid):
+        return False
+    assert isinstance(pid, int)
+    if not Path("/proc/self/stat").exists():
+        return True  # no /proc: the pid is all there is to go on
+    recorded = info.get("pid_start")
+    if recorded is not None and proc_start_ticks(pid) != recorded:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return any(m in cmdline for m in ENGINE_MODULES)
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -59,10 +102,55 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from `path`; {} when it is missing, unreadable, or not an object."""
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+    return data if isinstance(data, dict) else {}
+
+
+# run.json's keys and the types they must have: a file of another shape is damaged, never trusted.
+_RUN_FIELDS: dict[str, tuple[type, ...]] = {
+    "pid": (int,),
+    "launcher_pid": (int,),
+    "pid_start": (int,),
+    "started": (int, float),
+    "queued": (int, float),
+    "ended": (int, float),
+    "state": (str,),
+    "uid": (int,),
+}
+
+
+def run_info(path: Path) -> tuple[dict[str, Any], str | None]:
+    """run.json, and why it is damaged (torn, not an object, a key of the wrong type), or None.
+    A damaged file gives {}: its pid is never signalled, its times never shown."""
+    file = Path(path) / RUN_FILE
+    try:
+        text = file.read_text()
+    except FileNotFoundError:
+        return {}, None
+    except OSError as e:
+        return {}, f"{RUN_FILE} can't be read ({e.strerror or type(e).__name__})"
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}, f"{RUN_FILE} is not valid JSON (torn?)"
+    if not isinstance(data, dict):
+        return {}, f"{RUN_FILE} holds {type(data).__name__}, not an object"
+    for key, types in _RUN_FIELDS.items():
+        value = data.get(key)
+        if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+            return {}, f"{RUN_FILE}: {key} is {value!r}, not a {types[0].__name__}"
+    return data, None
+
+
+def set_damaged_aside(file: Path) -> Path:
+    """A damaged record is kept beside itself under a dated name, never rewritten in place."""
+    target = file.with_name(f"{file.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.replace(file, target)
+    return target
 
 
 @dataclass(frozen=True)
@@ -70,10 +158,12 @@ class RunState:
     path: Path
     # running | done | stopped | failed | dead (engine gone without a last word) | new
     # | queued (waiting its turn: runs/queue.py) | cancelled (taken out of the queue)
+    # | damaged (run.json is not a run's record) | unreadable (the directory can't be read)
     state: str
     pid: int | None
     started: float | None
     last_event: dict[str, Any] | None
+    problem: str | None = None  # why damaged or unreadable
 
     @property
     def finished(self) -> bool:
@@ -82,12 +172,17 @@ class RunState:
 
 def run_state(path: Path) -> RunState:
     path = Path(path)
-    info = read_json(path / RUN_FILE)
+    info, problem = run_info(path)
     pid = info.get("pid")
     last = None
-    for event in read_events(path / EVENTS_FILE):
-        last = event
-    if info.get("state") == "running" and pid_alive(pid):
+    try:
+        for event in read_events(path / EVENTS_FILE):
+            last = event
+    except OSError as e:
+        return RunState(path, "unreadable", None, None, None, f"{EVENTS_FILE}: {e.strerror or type(e).__name__}")
+    if problem:
+        return RunState(path, "damaged", None, None, last, problem)
+    if info.get("state") == "running" and engine_alive(info):
         state = "running"  # checked first: a resumed run's log still ends with its last stop
     elif info.get("state") in ("queued", "cancelled") and not last:
         state = info["state"]
@@ -103,27 +198,141 @@ def run_state(path: Path) -> RunState:
 
 
 def is_run_dir(path: Path) -> bool:
-    """Whether `path` holds a run (running or not) that the app can follow."""
-    return (Path(path) / EVENTS_FILE).exists() or (Path(path) / RUN_FILE).exists()
+    """Whether `path` holds a run (running or not) that the app can follow. A directory that can't
+    be looked into is taken for one, so that it is listed as unreadable rather than skipped."""
+    try:
+        return (Path(path) / EVENTS_FILE).exists() or (Path(path) / RUN_FILE).exists()
+    except PermissionError:
+        return True
+
+
+LOCK_FILE = ".mgtui.lock"
+# What mgtui itself leaves in a run directory besides a run's files (see the module's docstring).
+OWN_FILES = (LOCK_FILE, ".run.lock")
 
 
 def occupied(path: Path) -> str | None:
     """Why a new run can't start in `path`, or None when it can."""
     path = Path(path)
+    problem = not_a_directory(path)
+    if problem:
+        return problem
     if not path.exists():
         return None
-    if not path.is_dir():
-        return f"{path} exists and is not a directory"
     st = run_state(path)
     if st.state == "running":
         return f"{path} holds a running run (pid {st.pid})"
     if st.state == "queued":
         return f"{path} holds a queued run (model-garden runs --cancel {path} takes it out of the queue)"
+    if st.state in ("damaged", "unreadable"):
+        return f"{path} holds a run whose record is {st.state}: {st.problem}"
     if st.state != "new":
         return f"{path} holds a {st.state} run"
     if any((path / f).exists() for f in ADAPTER_FILES) or any(path.glob("checkpoint-*")):
         return f"{path} holds an adapter or checkpoints"
+    try:
+        others = sorted(p.name for p in path.iterdir() if p.name not in OWN_FILES)
+    except OSError as e:
+        return f"{path} can't be read ({e.strerror or type(e).__name__})"
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        return f"{path} holds files that are not an mgtui run ({shown})"
     return None
+
+
+def not_a_directory(path: Path) -> str | None:
+    """An output directory that is a file, or lies under one."""
+    if path.exists() and not path.is_dir():
+        return f"{path} is a file, not a directory"
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else f"{path}: {parent} is a file, not a directory"
+    return None
+
+
+class Busy(Exception):
+    """Another process holds the run directory's lock: one line, naming it."""
+
+
+class Claim:
+    """The run directory's lock: one writer at a time. flock on a file in the directory, taken
+    before run.json is written; the engine's supervisor inherits it (launch.spawn passes the
+    descriptor) and holds it for the run's life, so it is let go however the run ends, even by
+    SIGKILL. A second `model-garden train` into the same directory gets Busy."""
+
+    def __init__(self, path: Path, who: str = "model-garden train") -> None:
+        self.path = Path(path)
+        self.who = who
+        self.fd = -1
+        self.made_dir = self.made_lock = False
+
+    def take(self) -> Claim:
+        self.made_dir = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = self.path / LOCK_FILE
+        for _ in range(10):
+            self.made_lock = not lock.exists()
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _lock_holder(fd)
+                os.close(fd)
+                raise Busy(
+                    f"{self.path} is in use by {holder}: wait for it, attach to it (mgtui attach {self.path}), "
+                    "or choose another --output-dir"
+                ) from None
+            try:  # a refused start removes the lock file it made: locked after that, it is not the one
+                if os.fstat(fd).st_ino == os.stat(lock).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        else:
+            raise Busy(f"{self.path}: its lock file keeps changing; try again")
+        self.fd = fd
+        self.name_holder(os.getpid(), self.who)
+        return self
+
+    def name_holder(self, pid: int, who: str) -> None:
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, json.dumps({"pid": pid, "who": who, "since": time.time()}).encode(), 0)
+
+    def moved(self) -> None:
+        """The directory was moved aside (--force) with its lock: take the new directory's."""
+        old, self.fd = self.fd, -1
+        try:
+            self.take()
+        finally:
+            os.close(old)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def abandon(self) -> None:
+        """The start was refused: leave the directory as it was found (no lock file, no new folder)."""
+        if self.fd >= 0 and self.made_lock:
+            (self.path / LOCK_FILE).unlink(missing_ok=True)
+        self.release()
+        if self.made_dir:
+            with contextlib.suppress(OSError):
+                self.path.rmdir()
+
+    def __enter__(self) -> Claim:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        self.abandon() if kind is not None else self.release()
+
+
+def _lock_holder(fd: int) -> str:
+    try:
+        data = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return f"{data.get('who') or 'another process'} (pid {int(data['pid'])})"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "another process"
 
 
 def checkpoints(path: Path) -> list[Path]:
@@ -206,6 +415,7 @@ def write_run_file(path: Path, pid: int, launcher: bool = False, **extra: Any) -
         info = read_json(path / RUN_FILE)
         if not (launcher and info.get("worker_started")):
             info["pid"] = pid
+            info["pid_start"] = proc_start_ticks(pid)  # who the pid is: engine_alive checks it
         info.update(
             uid=os.getuid(),
             user=os.environ.get("USER", ""),
@@ -276,8 +486,10 @@ def free_directory(base: str) -> str:
 def occupied_answers(path: Path) -> list[str]:
     """What a user can do about a run already in `path`, best first: attach to it while it
     trains, resume it when a stopped one left a checkpoint, start in a new directory, or cancel."""
+    from .resume import resumable  # the same rule as --resume's
+
     running = run_state(path).state == "running"
-    first = ["attach"] if running else ["resume"] if latest_checkpoint(path) else []
+    first = ["attach"] if running else ["resume"] if resumable(path) else []
     return [*first, "new", "cancel"]
 
 

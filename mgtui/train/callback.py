@@ -51,6 +51,10 @@ class EventCallback(TrainerCallback):
         self.tokens_total = 0.0
 
     def on_train_begin(self, args, state, control, **kw):
+        # A resumed Trainer replaces its state with the checkpoint's (trainer.py, load_from_json),
+        # whose logging/eval/save cadence DefaultFlowCallback then reads (trainer_callback.py,
+        # on_step_end): set them again from this run's arguments, so a changed cadence is honoured.
+        state.compute_steps(args, state.max_steps)
         self.t0 = self.t_last = time.time()
         self.step_at_start = self.step_last = state.global_step
         self.tokens_last = state.num_input_tokens_seen or 0

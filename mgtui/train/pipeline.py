@@ -271,7 +271,8 @@ def _resume_from(run_dir: Path, rank: int, ev: Any) -> Path:
         ev.emit("warning", message=f"skipped {torn.name}: {why} (kept as {kept.name})")
     if checkpoint is None:
         raise DatasetError(f"--resume: {run_dir} has no complete checkpoint to resume from")
-    ev.emit("message", message=f"resuming from {checkpoint.name}")
+    changed = rundir.read_json(run_dir / rundir.RUN_FILE).get("changed") or []
+    ev.emit("message", message=f"resuming from {checkpoint.name}" + "".join(f"; {c} (honoured)" for c in changed))
     return checkpoint
 
 

@@ -25,6 +25,7 @@ from ..data.scan import DatasetError
 from ..errors import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, EXIT_USAGE
 from ..runs import rundir
 from ..runs.events import EVENTS_FILE, EventWriter
+from ..runs.stall import start_heartbeat
 from ..settings import Resolved, resolve
 from ..units import gib, gib3
 from . import pipeline
@@ -97,6 +98,8 @@ def run(run_dir: Path, resume: bool = False) -> int:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     res = load_settings(run_dir)
     ev = EventWriter(run_dir / EVENTS_FILE) if rank == 0 else _Quiet()
+    if isinstance(ev, EventWriter) and ev.torn:
+        ev.emit("warning", message=f"the event log's last line was cut by a killed writer: kept as {ev.torn.name}")
     stop = threading.Event()
 
     def on_signal(signum, frame):
@@ -114,6 +117,7 @@ def run(run_dir: Path, resume: bool = False) -> int:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a dropped terminal never stops a run
     if rank == 0:
         rundir.write_run_file(run_dir, os.getpid(), world_size=world, worker_started=True)
+        start_heartbeat(run_dir)  # a long step is not a stall (runs/stall.py)
     t0 = time.time()
     state: dict[str, Any] = {"step": 0, "backend": "transformers", "total_gib": None}
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from textual import events
-from textual.app import App, SystemCommand
+from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
@@ -27,7 +27,7 @@ from .messages import (
 )
 from .screens.base import AppScreen
 from .screens.form import FormScreen
-from .textual_private import SafeCommandPalette, guard_option_list_paging, guard_select_label
+from .textual_private import SafeCommandPalette, WorkerGuard, guard_option_list_paging, guard_select_label
 
 # Keys that are not bindings of their own: said once here, beside those generated from the bindings.
 FORM_KEYS = [
@@ -94,7 +94,7 @@ def help_text() -> str:
     )
 
 
-class MgApp(App):
+class MgApp(WorkerGuard):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute, so subclasses elsewhere find it
     TITLE = "mgtui"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (72, "-normal"), (150, "-wide")]
@@ -133,6 +133,24 @@ class MgApp(App):
         if isinstance(event, events.Key) and not self.screen_stack:
             return
         await super().on_event(event)
+
+    def worker_failed(self, error: Exception) -> None:
+        """A background task failed: one line on screen, the traceback in the state directory's
+        app-errors.log; the app and any run go on."""
+        import traceback
+
+        from ..runs.registry import registry_dir
+
+        log = registry_dir().parent / "app-errors.log"
+        try:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("a", encoding="utf-8") as f:
+                f.write("".join(traceback.format_exception(error)) + "\n")
+            where = f"; details in {log}"
+        except OSError:
+            where = ""
+        first = str(error).splitlines()[0][:200] if str(error) else ""
+        self.notify(f"A background task failed ({type(error).__name__}: {first}){where}", severity="error", timeout=15)
 
     def get_default_screen(self) -> Screen[Any]:
         # The form is the bottom screen itself: a blank default screen under it cost a frame.
@@ -204,10 +222,12 @@ class MgApp(App):
                     timeout=10,
                 )
                 return
-            run_dir, proc, _ = launch.start(message.res, source=self.gpu_source)
+            run_dir, proc, notice = launch.start(message.res, source=self.gpu_source)
         except launch.LaunchError as e:
             self.notify(str(e), severity="error", timeout=10)
             return
+        if notice:
+            self.notify(notice, timeout=8)
         from .screens.run import RunScreen  # imported when first needed: the form opens faster
 
         self.push_screen(RunScreen(run_dir, self.gpu_source, message.estimate_gb, proc))

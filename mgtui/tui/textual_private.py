@@ -6,7 +6,8 @@ version, and tests/test_textual_private.py fails loudly, naming the call, if an 
 - restarting an Input's cursor blink after a bound key moved the cursor, as Input's own handler does;
 - binding keys on a screen after it is built (a dialog's answers carry their own keys);
 - two guards against random keys (below): OptionList paging, and the command palette;
-- FooterKey, the Footer's key widget, which widgets/footer.py gives its final look when built.
+- FooterKey, the Footer's key widget, which widgets/footer.py gives its final look when built;
+- the app's handler of unhandled exceptions, where a failed worker is caught for all workers at once.
 """
 
 from __future__ import annotations
@@ -88,6 +89,24 @@ def guard_select_label() -> None:
 
     update.__mgtui_guarded__ = True  # type: ignore[attr-defined]
     SelectCurrent.update = update  # type: ignore[method-assign]
+
+
+class WorkerGuard(App[Any]):
+    """One guard for every worker of the app: a worker that raises (a thread asking the Hub, reading
+    a file, polling NVML) would end the whole app through App._handle_exception, with
+    exit_on_error left at its default. Here its error is handed to `worker_failed` and the app
+    goes on; anything else still ends the app as Textual does."""
+
+    def _handle_exception(self, error: Exception) -> None:
+        from textual.worker import WorkerFailed
+
+        if isinstance(error, WorkerFailed) and isinstance(error.error, Exception):
+            self.worker_failed(error.error)
+            return
+        super()._handle_exception(error)
+
+    def worker_failed(self, error: Exception) -> None:
+        raise NotImplementedError
 
 
 class SafeCommandPalette(CommandPalette):

@@ -24,6 +24,7 @@ from ...runs.events import EVENTS_FILE, EventFollower
 from ...runs.launch import request_stop
 from ...runs.queue import place_of
 from ...runs.registry import mark_seen, runs_by_pid
+from ...runs.stall import STALL_S, engine_stall
 from ...runs.view import RunView, fmt_duration, phase_line
 from ...units import comma_list
 from ..messages import AdviceChosen, ChatRequested, ExportRequested
@@ -89,6 +90,7 @@ class RunScreen(AppScreen):
         estimate_gb: float | None = None,
         proc: subprocess.Popen | None = None,
         poll_s: float = 0.1,
+        stall_s: float = STALL_S,
     ) -> None:
         super().__init__(gpu_source)
         self.run_dir = Path(run_dir)
@@ -100,6 +102,10 @@ class RunScreen(AppScreen):
         self._log_shown = 0
         self._stop_requested = False
         self.queued: tuple[int, str, float | None] | None = None  # place, what it waits for
+        self.stall_s = stall_s
+        self.stall: str | None = None  # the engine is frozen or silent: what to do
+        self._last_word: float | None = None  # the newest event's time
+        self._stall_checked = 0.0
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="◆")
@@ -132,8 +138,10 @@ class RunScreen(AppScreen):
         changed = bool(events)
         if events:
             self.view.apply(events)
+            self._last_word = max((e["t"] for e in events if isinstance(e.get("t"), (int, float))), default=None)
+            changed = changed or self._check_stall(force=True)
         elif not self.view.finished and self.exit_note is None:
-            changed = self._check_engine()
+            changed = self._check_engine() or self._check_stall()
         if changed or self.exit_note:
             self.render_view()
         elif self.view.phase in BEFORE_TRAINING:  # the phase's clock ticks between its events
@@ -149,14 +157,14 @@ class RunScreen(AppScreen):
                 return False
             how = how_it_ended(code)
         else:
-            info = rundir.read_json(self.run_dir / rundir.RUN_FILE)
+            info, _ = rundir.run_info(self.run_dir)
             if info.get("state") == "queued":  # its turn has not come: say where it stands
                 was, self.queued = self.queued, place_of(self.run_dir)
                 return self.queued != was
             if info.get("state") == "cancelled":
                 self.exit_note = "Cancelled: taken out of the queue before it started."
                 return True
-            if info.get("state") == "resuming" or rundir.pid_alive(info.get("pid")):
+            if info.get("state") == "resuming" or rundir.engine_alive(info):
                 self.queued = None
                 return False
             how = "no running process"
@@ -166,6 +174,17 @@ class RunScreen(AppScreen):
             return True
         self.exit_note = f"The engine stopped without a last word ({how}). See {self.run_dir / rundir.LOG_FILE}."
         return True
+
+    def _check_stall(self, force: bool = False) -> bool:
+        """Once a second: is the running engine frozen or silent? Returns whether that changed."""
+        now = time.monotonic()
+        if not force and now - self._stall_checked < 1.0:
+            return False
+        self._stall_checked = now
+        was = self.stall
+        running = not self.view.finished and self.exit_note is None and self.queued is None
+        self.stall = engine_stall(self.run_dir, self._last_word, self.stall_s) if running else None
+        return self.stall != was
 
     def render_view(self) -> None:
         v = self.view
@@ -205,6 +224,9 @@ class RunScreen(AppScreen):
         frac = v.step / total if total else 0.0
         t.append_text(bar(frac, 16, "green"))  # leaves room for the counts on one line at 80 columns
         t.append(f" {v.step}/{total or '?'} {frac:.0%}  epoch {v.epoch:.2f}\n")
+        if self.stall:  # in the ETA's place: an ETA means nothing while the engine doesn't move
+            t.append(f"⚠ stalled: {self.stall}", style="bold yellow")
+            return t
         t.append(f"trained {fmt_duration(v.elapsed_s)}  ETA {fmt_duration(v.eta_s)}", style="dim")
         if v.missed:
             t.append(f"  ({v.missed} events missed)", style="yellow")
@@ -278,7 +300,7 @@ class RunScreen(AppScreen):
     @work(thread=True, exclusive=True, group="gpu-poll")
     def poll_gpus(self) -> None:
         reading = self.gpu_source.read()
-        info = rundir.read_json(self.run_dir / rundir.RUN_FILE)
+        info, _ = rundir.run_info(self.run_dir)
         candidates = reading.pids
         own = rundir.run_pids(info, candidates)
         names = {**runs_by_pid(candidates), **dict.fromkeys(own, THIS_RUN)}
