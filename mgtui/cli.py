@@ -103,7 +103,9 @@ def build_parser(prog: str) -> Parser:
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
     ins = sub.add_parser(
-        "inspect", help="a row exactly as the trainer gets it: its tokens, which are trained, warnings", allow_abbrev=False
+        "inspect",
+        help="a row exactly as the trainer gets it: its tokens, which are trained, warnings",
+        allow_abbrev=False,
     )
     add_setting_flags(ins)
     ins.add_argument("--row", type=int, default=1, metavar="N", help="the row's number in the file (default: 1)")
