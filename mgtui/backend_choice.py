@@ -34,10 +34,15 @@ FORCE_ENV = "MGTUI_BACKEND"
 DEMO_ON_CUDA = "the demo's tiny model trains in 16-bit on Transformers + PEFT"
 
 
-def choose_backend(cuda: bool, world_size: int, base_model: str = "") -> tuple[str, str | None]:
+SHARDED = "Unsloth does not shard a model (FSDP): a sharded run trains on Transformers + PEFT"
+
+
+def choose_backend(cuda: bool, world_size: int, base_model: str = "", shard: bool = False) -> tuple[str, str | None]:
     """(backend, why it isn't Unsloth, or None)."""
     if not cuda:
         return "transformers", "no CUDA GPU: Transformers + PEFT on the CPU"
+    if shard:
+        return "transformers", SHARDED
     if os.environ.get(FORCE_ENV) == "transformers":  # a way round an Unsloth that fails on a card
         return "transformers", f"{FORCE_ENV}=transformers"
     if base_model == BUILTIN_MODEL:
@@ -53,9 +58,9 @@ def choose_backend(cuda: bool, world_size: int, base_model: str = "") -> tuple[s
     return "unsloth", None
 
 
-def planned_backend(base_model: str, world_size: int, gpus_here: int) -> tuple[str, str | None]:
+def planned_backend(base_model: str, world_size: int, gpus_here: int, shard: bool = False) -> tuple[str, str | None]:
     """The backend to estimate for. With no GPU here the plan is for an NVIDIA box, where
     Unsloth comes installed by default."""
-    if gpus_here or base_model == BUILTIN_MODEL:
-        return choose_backend(True, world_size, base_model)
+    if gpus_here or base_model == BUILTIN_MODEL or shard:
+        return choose_backend(True, world_size, base_model, shard)
     return "unsloth", None

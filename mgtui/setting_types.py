@@ -46,6 +46,7 @@ SettingName = Literal[
     "report_to",
     "resume",
     "gpus",
+    "shard",
     "nproc_per_node",
     "nnodes",
     "node_rank",
@@ -95,6 +96,7 @@ class SettingValues(TypedDict):
     report_to: str
     resume: bool
     gpus: str
+    shard: str
     nproc_per_node: int
     nnodes: int
     node_rank: int

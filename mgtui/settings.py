@@ -168,6 +168,8 @@ SETTINGS: tuple[Setting, ...] = (
     S("resume", bool, False, "Continue from the latest checkpoint in output_dir", OUT, in_preset=False, on_resume=""),
 
     S("gpus", str, "", "GPU indices to use, e.g. 0,1 (empty = all visible)", ADV, on_resume="may"),
+    S("shard", str, "off", "off: each GPU holds the whole model (DDP); full: weights, gradients and optimizer states split across the GPUs (FSDP2), for a model larger than one card", ADV,
+      choices=("off", "full")),
     S("nproc_per_node", int, 0, "Processes per node under torchrun (0 = one per selected GPU, 1 without GPUs)", ADV, min=0, max=64),
     S("nnodes", int, 1, "Number of nodes taking part", ADV, min=1, max=1024),
     S("node_rank", int, 0, "This node's rank among the nodes", ADV, min=0, max=1023, on_resume="may"),
@@ -228,6 +230,11 @@ class Resolved:
         if not per_node:
             per_node = len(comma_list(self.values["gpus"])) or gpu_count
         return max(1, per_node) * self.values["nnodes"]
+
+    @property
+    def sharded(self) -> bool:
+        """FSDP2: the model split across the run's processes (runs/launch.py starts it under torchrun)."""
+        return self.values["shard"] != "off"
 
     def target_modules(self) -> list[str]:
         return comma_list(self.values["target_modules"])
@@ -342,6 +349,12 @@ def validate(res: Resolved) -> None:
     problem = unknown_template(v["chat_template"])
     if problem:
         raise SettingError("chat_template", problem)
+    if res.sharded and v["eval_prompts"]:
+        raise SettingError(
+            "eval_prompts",
+            "--eval-prompts with --shard full: the quick look answers on one process, and a sharded "
+            "model is split across all of them; chat with the run (model-garden chat) instead",
+        )
     for name in ("base_model", "dataset"):
         problem = hub_name_problem(v[name], name == "dataset")
         if problem:

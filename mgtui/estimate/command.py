@@ -61,7 +61,7 @@ def run_estimate(res: Resolved, gpu_memory: float | None, gpu_name: str | None, 
     except EstimateInputError as e:
         raise UsageError(str(e)) from None
     gpus = visible_gpu_count(nvml)
-    backend = planned_backend(res["base_model"], res.world_size(gpus), gpus)[0]
+    backend = planned_backend(res["base_model"], res.world_size(gpus), gpus, res.sharded)[0]
     p = plan(res, lookup(res["base_model"]), gpu_gib, label, backend, gpu_count=gpus)
     est = p.estimate
     if as_json:

@@ -199,7 +199,7 @@ def planned_estimate(res: Resolved, reading: GpuReading) -> float | None:
     from ..estimate import lookup, plan
 
     gpus = len(reading.gpus)
-    backend = planned_backend(res["base_model"], res.world_size(gpus), gpus)[0]
+    backend = planned_backend(res["base_model"], res.world_size(gpus), gpus, res.sharded)[0]
     p = plan(res, lookup(res["base_model"], online=False), None, backend=backend, gpu_count=max(1, gpus))
     return round(p.estimate.peak_gib, 2) if p.estimate else None
 

@@ -352,6 +352,13 @@ def checkpoint_problem(ckpt: Path) -> str | None:
         return "trainer_state.json is missing"
     except (OSError, ValueError):
         return "trainer_state.json is unreadable"
+    if (ckpt / FSDP_MODEL).is_dir():  # a sharded run's: each rank's part, by torch's DCP
+        # DCP writes .metadata once every rank's files are whole (torch.distributed.checkpoint,
+        # FileSystemWriter.finish): a checkpoint cut short has none
+        for part in (FSDP_MODEL, FSDP_OPTIMIZER):
+            if not (ckpt / part / ".metadata").exists():
+                return f"{part} is incomplete (no .metadata)"
+        return None if (ckpt / "scheduler.pt").exists() else "scheduler.pt is missing"
     weights = ckpt / "adapter_model.safetensors"
     if not weights.exists() and not (ckpt / "adapter_model.bin").exists():
         return "the adapter weights are missing"
@@ -363,6 +370,13 @@ def checkpoint_problem(ckpt: Path) -> str | None:
         if not zipfile.is_zipfile(ckpt / name):  # torch.save writes a zip; a cut one has no directory
             return f"{name} is truncated"
     return None
+
+
+# Where the Trainer puts a sharded (FSDP, SHARDED_STATE_DICT) checkpoint's model and optimizer
+# (accelerate/utils/fsdp_utils.py, save_fsdp_model: f"{FSDP_MODEL_NAME}_{model_index}", and
+# save_fsdp_optimizer: f"{OPTIMIZER_NAME}_{optimizer_index}", from Trainer._save_checkpoint).
+FSDP_MODEL = "pytorch_model_fsdp_0"
+FSDP_OPTIMIZER = "optimizer_0"
 
 
 def _safetensors_whole(path: Path) -> bool:

@@ -29,6 +29,7 @@ class RuntimePlan:
     # Mixed precision on CUDA: bf16 where every card has it in hardware, else fp16. On the
     # Unsloth backend it is the dtype Unsloth loaded the model in (see adopt_model_dtype).
     bf16: bool = False
+    sharded: bool = False  # FSDP2 over the run's processes (shard = full, more than one process)
 
 
 def plan_for(
@@ -41,7 +42,7 @@ def plan_for(
     """`capabilities`: the compute capability of every GPU the run uses (CUDA only);
     `unsloth_broken`: why importing Unsloth failed, if it did."""
     subs: list[str] = []
-    backend, why = choose_backend(cuda, world_size, res["base_model"])
+    backend, why = choose_backend(cuda, world_size, res["base_model"], res.sharded)
     if backend == "unsloth" and unsloth_broken:
         backend, why = "transformers", f"Unsloth failed to import: {unsloth_broken}"
     if cuda and why and (unsloth_available() or why == DEMO_ON_CUDA):
@@ -65,6 +66,8 @@ def plan_for(
     if gc == "unsloth" and backend != "unsloth":
         subs.append("use_gradient_checkpointing: unsloth → true (offloaded checkpointing needs the Unsloth backend)")
         gc = True
+    if res.sharded and world_size == 1:
+        subs.append("shard: full → off (one process: nothing to shard the model over)")
     return RuntimePlan(
         backend,
         "cuda" if cuda else "cpu",
@@ -74,6 +77,7 @@ def plan_for(
         world_size,
         subs,
         bf16=cuda and bf16_capable(list(capabilities or [])),
+        sharded=res.sharded and world_size > 1,
     )
 
 
@@ -107,6 +111,9 @@ def model_kwargs(res: Resolved, plan: RuntimePlan, device_map: Any) -> dict[str,
                 bnb_4bit_quant_type="nf4",
                 bnb_4bit_use_double_quant=True,
                 bnb_4bit_compute_dtype=dtype,
+                # FSDP shards parameters of one float dtype: the 4-bit blocks are stored in the
+                # compute dtype, as PEFT's and TRL's FSDP-QLoRA guides do (bnb Params4bit.quant_storage)
+                **({"bnb_4bit_quant_storage": dtype} if plan.sharded else {}),
             )
             if plan.precision == 4
             else BitsAndBytesConfig(load_in_8bit=True)
@@ -177,9 +184,11 @@ def sft_kwargs(res: Resolved, plan: RuntimePlan, output_dir: str, has_eval: bool
         "dataloader_pin_memory": plan.device == "cuda",
         "eval_strategy": "steps" if has_eval else "no",
         "eval_steps": res["save_steps"] if has_eval else None,
-        "ddp_find_unused_parameters": False if plan.world_size > 1 else None,
+        "ddp_find_unused_parameters": False if plan.world_size > 1 and not plan.sharded else None,
         "ddp_backend": "gloo" if plan.world_size > 1 and plan.device == "cpu" else None,
     }
+    if plan.sharded:
+        kw.update(fsdp_kwargs(plan))
     if plan.backend == "transformers" and plan.checkpointing:  # Unsloth sets up its own
         # bitsandbytes' 8-bit matmul keeps its input on ctx, where non-reentrant checkpointing
         # can't free it (34 GiB instead of ~16 on Llama-3.1-8B, H200); reentrant checkpointing runs
@@ -187,6 +196,45 @@ def sft_kwargs(res: Resolved, plan: RuntimePlan, output_dir: str, has_eval: bool
         # makes the inputs require grad, as reentrant checkpointing needs.
         kw["gradient_checkpointing_kwargs"] = {"use_reentrant": plan.precision == 8}
     return kw
+
+
+def fsdp_kwargs(plan: RuntimePlan) -> dict[str, Any]:
+    """FSDP2 through the Trainer's own support (accelerate's FullyShardedDataParallelPlugin, built
+    from these in transformers' training_args.py, _process_fsdp_args). Checkpoints are sharded:
+    each rank writes its part (DCP), so no rank gathers the model to save one. Checkpointing stays
+    the model's own (gradient_checkpointing, non-reentrant): FSDP's activation_checkpointing would
+    save an all-gather in backward, but its checkpoint_wrapper renames every layer's parameters
+    (`_checkpoint_wrapped_module`), and the adapter would no longer be saved under PEFT's names."""
+    return {
+        "fsdp": True,
+        "fsdp_config": {"version": 2, "reshard_after_forward": True, "state_dict_type": "SHARDED_STATE_DICT"},
+        "gradient_checkpointing_kwargs": {"use_reentrant": False} if plan.checkpointing else None,
+    }
+
+
+def allow_fsdp_on_cpu() -> None:
+    """accelerate 1.15 turns FSDP on only for accelerator devices (state.py, AcceleratorState:
+    the branch that sets DistributedType.FSDP lists MULTI_GPU, MULTI_XPU, ... but not MULTI_CPU), so
+    on a CPU box a sharded run would silently train as DDP. FSDP2's fully_shard itself runs on
+    CPU tensors over gloo: the Trainer's accelerator is given its FSDP plugin there too. Used for
+    CPU runs only (the tests, and a CPU-only box), never on CUDA."""
+    import transformers.trainer
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedType
+
+    if getattr(transformers.trainer.Accelerator, "mgtui_cpu_fsdp", False):
+        return
+
+    class CpuFsdpAccelerator(Accelerator):
+        mgtui_cpu_fsdp = True
+
+        def __init__(self, *args: Any, fsdp_plugin: Any = None, **kwargs: Any) -> None:
+            super().__init__(*args, fsdp_plugin=fsdp_plugin, **kwargs)
+            if fsdp_plugin is not None and self.state.distributed_type == DistributedType.MULTI_CPU:
+                self.state.distributed_type = DistributedType.FSDP
+                self.state.fsdp_plugin = fsdp_plugin
+
+    transformers.trainer.Accelerator = CpuFsdpAccelerator
 
 
 def load_model(res: Resolved, plan: RuntimePlan, local_rank: int):
@@ -211,7 +259,9 @@ def load_model(res: Resolved, plan: RuntimePlan, local_rank: int):
     model = AutoModelForCausalLM.from_pretrained(res["base_model"], **model_kwargs(res, plan, device_map))
     if res["full_finetuning"]:
         return model, tokenizer
-    if plan.precision in (4, 8):
+    if plan.precision in (4, 8) and not plan.sharded:
+        # (sharded: it would cast the norms to float32 beside the bf16-stored 4-bit blocks, and
+        # FSDP's activation checkpointing takes the place of its gradient checkpointing)
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(plan.checkpointing))
     model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **lora_kwargs(res)))
     return model, tokenizer

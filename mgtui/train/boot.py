@@ -65,7 +65,7 @@ def boot(res: Resolved, world: int, source: GpuSource | None = None) -> Boot:
 
 
 def _import_unsloth(res: Resolved, world: int) -> str | None:
-    if choose_backend(True, world, res["base_model"])[0] != "unsloth":
+    if choose_backend(True, world, res["base_model"], res.sharded)[0] != "unsloth":
         return None
     try:
         import unsloth  # noqa: F401  (patches transformers, trl and peft: before them)

@@ -166,8 +166,11 @@ def fit(run: Run, loaded: Loaded, data: Data) -> Trained:
         _restore_cpu_n_storages()
     from trl import SFTConfig, SFTTrainer
 
-    from .backends import sft_kwargs
+    from .backends import allow_fsdp_on_cpu, sft_kwargs
     from .callback import EventCallback
+
+    if loaded.plan.sharded and not loaded.cuda:
+        allow_fsdp_on_cpu()
 
     sync = _ddp_stop_sync() if run.world > 1 else (lambda s: s)
     nvml = NvmlSource()
@@ -204,7 +207,10 @@ def finish(run: Run, loaded: Loaded, data: Data, trained: Trained, prompts: list
     from .datasets import CHAT_FORMATS, chat_template
 
     ev.emit("phase", phase="saving", detail=str(run_dir))
-    trainer.save_model(str(run_dir))  # the adapter, in PEFT format; written by the main process only
+    if loaded.plan.sharded:
+        save_whole(trainer, run_dir, run.rank)
+    else:
+        trainer.save_model(str(run_dir))  # the adapter, in PEFT format; written by the main process only
     chat = data.report["format"] in CHAT_FORMATS
     if run.rank == 0:
         if chat:  # the exact template trained with, for the chat and exports
@@ -234,6 +240,25 @@ def finish(run: Run, loaded: Loaded, data: Data, trained: Trained, prompts: list
         return EXIT_STOPPED
     ev.emit("done", **end)
     return EXIT_OK
+
+
+def save_whole(trainer: Any, run_dir: Path, rank: int) -> None:
+    """A sharded run's adapter, gathered whole and written by rank 0 alone in PEFT's format, as a
+    single-process run writes it. Trainer.save_model writes nothing whole under SHARDED_STATE_DICT
+    (trainer.py, save_model: only FULL_STATE_DICT is gathered), and accelerate's get_state_dict
+    left DTensors in place on gloo. What trains (the adapter; every weight in full fine-tuning) is
+    gathered tensor by tensor with DTensor.full_tensor, a collective every rank runs in the same
+    order; the frozen base stays sharded."""
+    from torch.distributed.tensor import DTensor
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    state = {
+        name: p.full_tensor() if isinstance(p, DTensor) else p.detach()
+        for name, p in model.named_parameters()
+        if p.requires_grad
+    }
+    if rank == 0:
+        model.save_pretrained(str(run_dir), state_dict=state)  # PEFT keeps the adapter's keys only
 
 
 def _summary(

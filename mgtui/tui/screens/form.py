@@ -395,7 +395,7 @@ class FormScreen(AppScreen):
         gpus = len(self.detected)
         from ...backend_choice import planned_backend
 
-        return planned_backend(res["base_model"], res.world_size(gpus), gpus)
+        return planned_backend(res["base_model"], res.world_size(gpus), gpus, res.sharded)
 
     # --- actions -----------------------------------------------------------------------------
     @property
