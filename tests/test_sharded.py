@@ -97,3 +97,46 @@ def test_sharding_is_said_where_it_changes_what_runs():
     assert kw["fsdp_config"]["state_dict_type"] == "SHARDED_STATE_DICT" and kw["gradient_checkpointing"] is True
     with pytest.raises(SettingError, match="--eval-prompts with --shard full"):
         resolve([{"shard": "full", "eval_prompts": "p.txt"}])
+
+
+def sharded_plan(values: dict, gpus: int, gib: float, shard: str):
+    from mgtui.estimate import lookup, plan
+    from mgtui.settings import resolve
+
+    res = resolve([{**values, "nproc_per_node": gpus, "shard": shard}])
+    found = lookup(res["base_model"], online=False)
+    assert found.arch is not None
+    return plan(res, found, gib, f"{gpus} × {gib:g} GB", "transformers", gpu_count=gpus)
+
+
+def test_a_70b_qlora_fits_two_48gb_cards_only_sharded_and_the_advice_says_so_first():
+    from mgtui.tui.widgets.vram import render_plan
+
+    model = {"base_model": "unsloth/Llama-3.3-70B-Instruct-bnb-4bit"}
+    ddp = sharded_plan(model, 2, 48.0, "off")
+    assert ddp.estimate is not None and ddp.estimate.state == "over"
+    first = ddp.steps[0]
+    assert first.changes == {"shard": "full"} and first.fits and "Shard the model over 2 GPUs" in first.title
+    sharded = sharded_plan(model, 2, 48.0, "full")
+    e = sharded.estimate
+    assert e is not None and e.state == "fits" and e.peak_gib == pytest.approx(first.estimate.peak_gib)
+    assert not sharded.steps and any("sharded over 2 GPUs" in n for n in e.notes)
+    assert e.breakdown["base_weights"] < ddp.estimate.breakdown["base_weights"] * 0.6  # half, plus what is gathered
+    assert "fits sharded over 2" in render_plan(sharded, 40).plain
+
+
+def test_a_32b_in_16_bit_over_four_80gb_cards_holds_a_quarter_of_the_weights_and_two_layers_whole():
+    from mgtui.estimate import lookup
+
+    model = {"base_model": "Qwen/Qwen2.5-32B", "load_in_16bit": True, "optim": "adamw_torch"}
+    ddp = sharded_plan(model, 4, 80.0, "off").estimate
+    sharded = sharded_plan(model, 4, 80.0, "full").estimate
+    assert ddp is not None and sharded is not None and sharded.state == "fits"
+    arch = lookup("Qwen/Qwen2.5-32B", online=False).arch
+    assert arch is not None
+    layer = 2 * arch.layer_linear_params / 2**30  # one decoder layer's 16-bit Linears
+    gathered = sharded.breakdown["base_weights"] - ddp.breakdown["base_weights"] / 4
+    assert 2 * layer <= gathered <= 2 * layer + 2 * 2 * arch.embed_params / 2**30
+    for term in ("gradients", "optimizer_states"):
+        assert sharded.breakdown[term] < ddp.breakdown[term] / 2
+    assert sharded.peak_gib < ddp.peak_gib / 2

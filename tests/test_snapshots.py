@@ -83,8 +83,9 @@ def replay(tmp_path: Path, log: str, alive: int | None) -> Path:
     run = tmp_path / "run"
     run.mkdir()
     shutil.copy(DATA / log, run / "events.jsonl")
-    if alive:  # a live engine: the engine_pid stand-in
+    if alive:  # a live engine: the engine_pid stand-in, whose heart beats (else it reads as stalled)
         (run / "run.json").write_text(json.dumps({"pid": alive, "state": "running", "uid": os.getuid()}))
+        (run / ".heartbeat").touch()
     return run
 
 

@@ -27,6 +27,7 @@ class MemoryPlan:
     world_size: int = 1  # processes; the estimate is per GPU (DDP keeps a full copy on each)
     effective_batch: int = 1  # batch × accumulation × world size
     backend: str = "unsloth"
+    sharded: bool = False  # the estimate is one rank's share of a model split over world_size GPUs
 
 
 def plan(
@@ -42,7 +43,12 @@ def plan(
     if cap and (gpu_gib is None or cap < gpu_gib):  # the run may not use more: plan for the cap
         gpu_gib, gpu_label = cap, f"{gpu_label or 'GPU'} capped at {cap:g} GB"
     world = res.world_size(gpu_count)
-    common: dict[str, Any] = dict(world_size=world, effective_batch=res.effective_batch * world, backend=backend)
+    common: dict[str, Any] = dict(
+        world_size=world,
+        effective_batch=res.effective_batch * world,
+        backend=backend,
+        sharded=res.sharded and world > 1,
+    )
     if found.arch is None:
         return MemoryPlan(found, gpu_gib, gpu_label, None, **common)
     est = estimate_settings(res, found.arch, gpu_gib, backend, c, gpu_count)

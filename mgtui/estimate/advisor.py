@@ -116,6 +116,9 @@ def _guide_steps(res: Resolved) -> list[tuple[int, str, str, dict[str, Any]]]:
     return steps
 
 
+SHARD_STEP = 6  # not one of the guide's five: a way out it doesn't have, offered first where it fits
+
+
 def apply_changes(res: Resolved, changes: dict[str, Any]) -> Resolved:
     """The settings with `changes` made explicitly (as typed into the form), re-resolved."""
     base = {k: v for k, v in res.values.items() if k not in res.quality_set}
@@ -131,7 +134,20 @@ def advise(
     gpu_count: int = 1,
 ) -> list[Step]:
     """Each applicable step of the guide, in its order, with the estimate it alone gives;
-    then, when more than one applies, all of them together."""
+    then, when more than one applies, all of them together. On more than one GPU, sharding the
+    model over them comes first where it makes the run fit."""
+    first: list[Step] = []
+    world = res.world_size(gpu_count)
+    if world > 1 and not res.sharded:
+        sharded = apply_changes(res, {"shard": "full"})
+        step = Step(
+            SHARD_STEP,
+            f"Shard the model over {world} GPUs (FSDP2; Transformers + PEFT)",
+            {"shard": "full"},
+            estimate_settings(sharded, arch, gpu_gib, "transformers", c, gpu_count),
+            f"shard over {world} GPUs",
+        )
+        first = [step] if step.fits else []
     out: list[Step] = []
     combined: dict[str, Any] = {}
     for number, title, short, changes in _guide_steps(res):
@@ -145,13 +161,8 @@ def advise(
         combined.update(changes)
     if len(out) > 1:
         changed = apply_changes(res, combined)
+        title = "All of the guide's steps above" if first else "All of the above"
         out.append(
-            Step(
-                0,
-                "All of the above",
-                combined,
-                estimate_settings(changed, arch, gpu_gib, backend, c, gpu_count),
-                "all of the above",
-            )
+            Step(0, title, combined, estimate_settings(changed, arch, gpu_gib, backend, c, gpu_count), title.lower())
         )
-    return out
+    return first + out

@@ -130,6 +130,7 @@ class Inputs:
     world_size: int = 1
     full: bool = False  # full fine-tuning: every parameter trains, no adapters
     grad_accum: int = 1  # micro-batches per optimizer step: after the first, gradients stay
+    sharded: bool = False  # FSDP2 over world_size processes (shard = full)
 
     @classmethod
     def from_settings(cls, values: Mapping, precision: int, backend: str = "unsloth", world_size: int = 1) -> "Inputs":
@@ -146,6 +147,7 @@ class Inputs:
             world_size=world_size,
             full=bool(values.get("full_finetuning", False)),
             grad_accum=int(values.get("gradient_accumulation_steps", 1)),
+            sharded=values.get("shard", "off") != "off" and world_size > 1,
         )
 
 
@@ -189,7 +191,8 @@ def estimate(arch: Arch, inp: Inputs, gpu_gib: float | None = None, c: Coefficie
     # experts and routers stay 16-bit (float32 on the Transformers backend, where peft upcasts
     # every unquantized parameter for k-bit training).
     linear = L * arch.layer_linear_params
-    upcast = inp.backend != "unsloth" and inp.precision in (4, 8)
+    # (not when sharded: the engine leaves prepare_model_for_kbit_training out, backends.load_model)
+    upcast = inp.backend != "unsloth" and inp.precision in (4, 8) and not inp.sharded
     # Unsloth quantizes a MoE's fused experts to NF4 itself in 4-bit (unsloth_zoo
     # temporary_patches/moe_utils_bnb4bit.py; gpt-oss' are unfused into Linear4bit); nothing does in 8-bit.
     experts_nf4 = inp.backend == "unsloth" and inp.precision == 4
@@ -218,12 +221,21 @@ def estimate(arch: Arch, inp: Inputs, gpu_gib: float | None = None, c: Coefficie
         notes.append("full fine-tuning: gradients and optimizer states of every parameter, counted in float32")
     grads = trainable * c.grad_bytes_per_param
     # DDP's gradient buckets hold a second copy of the gradients, allocated once and kept.
-    bucket = grads if inp.world_size > 1 else 0.0
+    bucket = grads if inp.world_size > 1 and not inp.sharded else 0.0
     if inp.optim in ("adamw_8bit", "paged_adamw_8bit"):
         small = L * sum(n for pair in shapes for n in pair if n < c.adam8bit_min_size)
         optim = (trainable - small) * c.adam8bit_bytes_per_param + small * c.adamw_bytes_per_param
     else:
         optim = trainable * c.adamw_bytes_per_param
+    gathered = exchange = 0.0
+    if inp.sharded:
+        base, lora, grads, optim, gathered, exchange = shard_over(inp.world_size, base, lora, grads, optim, sixteen, L)
+        base += gathered
+        notes.append(
+            f"sharded over {inp.world_size} GPUs (FSDP2): weights, gradients and optimizer states split; "
+            f"{gathered / GIB:.2f} GB of weights gathered whole at a time, "
+            f"{exchange / GIB:.2f} GB of one layer's gradients before they are reduced"
+        )
 
     # Activations. One layer's working set (what it saves for backward, all of it at once while
     # it is recomputed), plus a 16-bit copy of its widest weight when it is dequantized on the fly.
@@ -277,7 +289,7 @@ def estimate(arch: Arch, inp: Inputs, gpu_gib: float | None = None, c: Coefficie
         back_grads, back_acts = per_layer_grads, L * kept + const + working
     else:  # its last layer: one kept input left, every gradient made
         back_grads, back_acts = grads, kept + const + working
-    back_grads += bucket
+    back_grads += bucket + exchange
     backward = back_grads + back_acts
     # At the loss: every kept input, the final norm's input and output; the first micro-batch's
     # forward has no gradient yet, a later one's (with accumulation) every one.
@@ -351,6 +363,22 @@ def estimate(arch: Arch, inp: Inputs, gpu_gib: float | None = None, c: Coefficie
         loss_target_gib=target / GIB,
         peak_at=peak_at,
     )
+
+
+def shard_over(
+    n: int, base: float, lora: float, grads: float, optim: float, unlayered: float, layers: int
+) -> tuple[float, float, float, float, float, float]:
+    """FSDP2 (torch.distributed.fsdp.fully_shard, one unit per decoder layer and one for the rest, as
+    accelerate's transformer auto-wrap makes them): each rank keeps 1/n of every parameter, of its
+    gradient (reduce-scattered) and of its optimizer state. Forward and backward all-gather one unit's
+    parameters whole, and prefetch the next unit's (FSDP2's default), so two units are whole at
+    once: two decoder layers, or the embeddings and head with a layer. Backward holds one layer's
+    gradients whole until they are reduce-scattered. Returns the per-rank base, lora, gradients and
+    optimizer states, what is gathered whole, and the gradient exchange buffer."""
+    layer = (base - unlayered + lora) / layers  # one decoder layer's weights, whole
+    gathered = layer + max(layer, unlayered)
+    exchange = grads / layers
+    return base / n, lora / n, grads / n, optim / n, gathered, exchange
 
 
 def unsloth_loss_chunks(tokens: int, vocab: int, target: float, fixed: float, sizing: float = 16.0) -> int:

@@ -50,6 +50,8 @@ def render_plan(p: MemoryPlan | None, width: int = 32, pending: str = "", busy: 
         frac = e.peak_gib / p.gpu_gib
         t.append_text(bar(frac, width, STYLE[e.state]))
         label = {"fits": "fits", "tight": "TIGHT ≥90%", "over": "OVER"}[e.state]
+        if p.sharded and e.state != "over":
+            label += f" sharded over {p.world_size}"
         t.append(f"\n{e.peak_gib:.1f} / {p.gpu_gib:.1f} GB  {frac:.0%}  ", style="bold")
         t.append(label + "\n", style=STYLE[e.state])
     else:
