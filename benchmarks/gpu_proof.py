@@ -68,6 +68,10 @@ SMOKE = [  # (label, flags) on the smoke architecture; the fallback second, so U
 ]
 
 
+# A sharded run (FSDP2) of the smoke architecture in 4-bit over two cards: on a machine with two
+# GPUs or more only (today's lent machines have one: the proof says so in a row).
+SHARDED_SMOKE = ("sharded-4bit-2gpu", ["--shard", "full", "--nproc-per-node", "2", "--gpus", "0,1"])
+
 # The loss probe's (batch, max_seq_length): one chunk of 2048 tokens, then 4 chunks of 1024 and of 2048
 # on any card over ~12 GB (unsloth_zoo fused_losses/cross_entropy_loss.py:266-268). CPU: the same flow, small.
 LOSS_PROBE = [(1, 2048), (2, 2048), (2, 4096)]
@@ -92,6 +96,7 @@ def gpu_info() -> dict[str, Any]:
     g = reading.gpus[0]  # from NVML: this process starts no CUDA context of its own
     return {
         "name": g.name,
+        "count": len(reading.gpus),
         "total_gb": round(g.memory_total / 2**30, 3),
         "capability": list(g.capability) if g.capability else None,
         "driver": reading.driver_version,
@@ -651,6 +656,18 @@ def main(argv: list[str] | None = None) -> int:
             timeout=max(min(left() - 10, 240 if not cpu else 600), 1),
         )
         cost = max(cost, time.time() - t)
+    if cpu or info.get("count", 1) < 2:
+        rows.add(
+            {
+                "kind": "note",
+                "message": f"sharded step not run: it needs two GPUs or more, this machine has {0 if cpu else info.get('count', 1)}",
+            }
+        )
+    elif left() > cost * 1.5 + 10:
+        label, flags = SHARDED_SMOKE
+        smoke(
+            label, list(flags), first, data, work, rows, steps_smoke, seq_smoke, timeout=max(min(left() - 10, 300), 1)
+        )
     done = [work / "runs" / label for label, _ in SMOKE if (work / "runs" / label / "summary.json").exists()]
     if done and left() > 60:
         t = time.time()

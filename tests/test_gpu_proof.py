@@ -32,6 +32,7 @@ def test_the_proof_runs_its_whole_flow_on_the_tiny_model(tmp_path):
     for r in smoke.values():
         assert r["exit"] == 0 and r["summary"]["state"] == "done", r
     assert any("4-bit → 32-bit" in s for s in smoke["default"]["summary"]["substitutions"])
+    assert any(r["kind"] == "note" and r["message"].startswith("sharded step not run: it needs two GPUs") for r in rows)
     adapters = next(r for r in rows if r["kind"] == "adapters")["result"]
     assert set(adapters) == {label for label, _ in SMOKE}
     assert all(a["loads"] and a["lora_B"] > 0 for a in adapters.values()), adapters
