@@ -181,8 +181,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from . import presets  # loaded by the commands that use it: the app starts sooner
 
     res = resolve_args(args)
-    for w in res.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+    if args.dry_run:  # a run says them once it has started: a refusal stays one line
+        for w in res.warnings:
+            print(f"warning: {w}", file=sys.stderr)
     if args.save_preset:
         try:
             path = presets.save(res, args.save_preset, force=args.force)

@@ -61,8 +61,21 @@ async def settle(pilot, seconds: float = 0.3, timeout: float = 120.0) -> None:
         if time.time() > end:
             raise TimeoutError(f"{type(pilot.app.screen).__name__} not ready after {timeout:.0f} s")
         await pilot.pause(0.05)
-    await pilot.app.workers.wait_for_complete()
+    await workers_done(pilot)
     await pilot.pause()
+
+
+async def workers_done(pilot) -> None:
+    """The app's workers have ended. An exclusive worker replaced by a newer one of its group (a
+    timer's poll under load) ends cancelled, which Textual's wait_for_complete raises: it ended."""
+    from textual.worker import WorkerCancelled
+
+    while True:
+        try:
+            await pilot.app.workers.wait_for_complete()
+            return
+        except WorkerCancelled:
+            continue
 
 
 def shared_gpu(total_gib: float = 24.0) -> FixedSource:

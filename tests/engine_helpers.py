@@ -86,3 +86,14 @@ def wait_for(predicate, timeout: float = 120.0, poll: float = 0.1):
             return value
         time.sleep(poll)
     raise TimeoutError("condition not met in time")
+
+
+def as_killed(run_dir: Path) -> Path:
+    """A finished run made to look as an engine killed after its last checkpoint leaves it: no last
+    word in its log, run.json still "running" with a pid that is gone. Such a run may be resumed."""
+    import os
+
+    kept = [e for e in events(run_dir) if e["type"] not in ("done", "stopped", "failed")]
+    (Path(run_dir) / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in kept))
+    (Path(run_dir) / "run.json").write_text(json.dumps({"state": "running", "pid": 2**22 + 7, "uid": os.getuid()}))
+    return Path(run_dir)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from engine_helpers import events, losses, run_in_process, settings, wait_for, write_dataset
+from engine_helpers import as_killed, events, losses, run_in_process, settings, wait_for, write_dataset
 
 from mgtui.cli import main
 from mgtui.runs import launch, rundir
@@ -292,6 +292,7 @@ def test_resume_skips_a_torn_checkpoint_keeps_it_and_continues_from_the_last_who
     assert torn(lambda: (newest / "scheduler.pt").unlink()) == "scheduler.pt is missing"
     assert torn(lambda: (newest / "trainer_state.json").unlink()) == "trainer_state.json is missing"
 
+    as_killed(run_dir)  # a done run is not resumed: this one's engine was killed after its checkpoints
     code, _ = run_in_process(settings(tiny_model, data, run_dir, max_steps=8, save_steps=4, resume=True))
     assert code == 0
     evs = events(run_dir)

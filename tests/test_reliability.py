@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from engine_helpers import events, run_in_process, settings, wait_for, write_dataset
+from engine_helpers import as_killed, events, run_in_process, settings, wait_for, write_dataset
 from runs_helpers import queued_run
 
 from mgtui.hub_cache import hub_cache_dir, repo_id_problem
@@ -176,10 +176,7 @@ def killed_run(tmp_path, tiny_model) -> tuple[Path, list[str]]:
     out = tmp_path / "run"
     code, _ = run_in_process(settings(tiny_model, data, out, max_steps=2, save_steps=1))
     assert code == 0
-    kept = [e for e in events(out) if e["type"] != "done"]
-    (out / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in kept))
-    (out / "run.json").write_text(json.dumps({"state": "running", "pid": 2**22 + 7, "uid": os.getuid()}))
-    assert rundir.run_state(out).state == "dead"
+    assert rundir.run_state(as_killed(out)).state == "dead"
     flags = [
         "train",
         *("--base-model", str(tiny_model), "--dataset", str(data), "--output-dir", str(out)),

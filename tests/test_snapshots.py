@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from app_helpers import NO_GPU, ReplayChat, settle, shared_gpu, wait_until
+from app_helpers import NO_GPU, ReplayChat, settle, shared_gpu, wait_until, workers_done
 from conftest import ROOT
 from runs_helpers import three_runs, two_queued
 
@@ -106,7 +106,7 @@ def test_run_screen_replayed(snap_compare, tmp_path, monkeypatch, size, log, ali
         screen = pilot.app.screen
         screen.gpu_timer.pause()  # GPU readings are taken below, two as the references show
         panel = screen.query_one("#gpus")
-        await pilot.app.workers.wait_for_complete()
+        await workers_done(pilot)
         await wait_until(pilot, lambda: panel.reading is not None)
         if gpu == "one" and len(panel.history.get(0, ())) < 2:
             screen.poll_gpus()
@@ -154,7 +154,7 @@ def test_run_screen_at_the_edges(snap_compare, tmp_path, monkeypatch, size):
         screen = pilot.app.screen
         screen.gpu_timer.pause()
         panel = screen.query_one("#gpus")
-        await pilot.app.workers.wait_for_complete()
+        await workers_done(pilot)
         await wait_until(pilot, lambda: panel.reading is not None)
         await wait_until(
             pilot,

@@ -94,11 +94,13 @@ def follow(run_dir: Path, proc, display: Display, offset: int = 0, poll: float =
             request_stop(run_dir)
 
 
-def queued(res: Resolved, force: bool) -> int:
+def queued(res: Resolved, force: bool, said: list[str]) -> int:
     """--queue: the run waits in this user's queue; the waiter starts it (LaunchError: bad input)."""
     from . import queue
 
     run_dir, place, noticed = enqueue(res, force=force)
+    for line in said:
+        print(line, file=sys.stderr)
     if noticed:
         print(f"note: {noticed}", file=sys.stderr)
     entry = queue.read_queue().find(run_dir)
@@ -115,37 +117,35 @@ def queued(res: Resolved, force: bool) -> int:
 
 
 def train_headless(res: Resolved, force: bool = False, detach: bool = False, queue: bool = False) -> int:
-
+    said = [f"warning: {w}" for w in res.warnings]  # said once the run has started: a refusal is one line
     try:
         checked = preflight(res)  # bad data: exit 2 now
         report = checked.report
-        for skipping in checked.warnings:
-            print(f"warning: {skipping}", file=sys.stderr)
+        said += [f"warning: {w}" for w in checked.warnings]
         if res["eval_prompts"]:
             read_prompts(res["eval_prompts"])  # a bad prompts file: exit 2 now, not after training
         hub = check_hub(res["base_model"], res["dataset"], res["trust_remote_code"])
         if hub.problems:
             raise UsageError(hub.problems[0])
-        for note in hub.notes:
-            print(f"hub: {note}", file=sys.stderr)
+        said += [f"hub: {note}" for note in hub.notes]
         trainable = trainable_params(res)
         warning = disk_warning(res, report.rows, trainable) if trainable else None
         if warning:
-            print(f"warning: {warning}", file=sys.stderr)
+            said.append(f"warning: {warning}")
         if not res["max_steps"]:  # with max_steps the settings said it already
             steps = planned_steps(0, res["epochs"], report.rows, res["eval_split"], res.effective_batch)
             warmup = warmup_warning(res["warmup_steps"], steps)
             if warmup:
-                print(f"warning: {warmup}", file=sys.stderr)
+                said.append(f"warning: {warmup}")
         log = Path(res["output_dir"]).expanduser() / EVENTS_FILE
         offset = log.stat().st_size if res["resume"] and log.exists() else 0  # a resumed run's new events
         if queue:
-            return queued(res, force)
+            return queued(res, force, said)
         run_dir, proc, notice = start(res, force=force)
     except (DatasetError, LaunchError) as e:
         raise UsageError(str(e)) from None
-    if notice:
-        print(notice, file=sys.stderr)
+    for line in [*said, *([notice] if notice else [])]:
+        print(line, file=sys.stderr)
     if detach:
         print(f"started pid {proc.pid}; follow with: mgtui attach {run_dir}")
         return EXIT_OK
