@@ -198,3 +198,33 @@ def test_adapter_from_another_base_model_is_refused(tmp_path, tiny_model):
     assert "no such directory" in str(
         adapter_from_problem(resolve([{"method": "dpo", "adapter_from": str(tmp_path / "none")}]))
     )
+
+
+# --- the form ---
+
+
+async def test_the_form_shows_only_the_chosen_methods_settings_and_refuses_its_data():
+    from app_helpers import NO_GPU, settle, wait_until
+
+    from mgtui.tui.app import MgApp
+
+    app = MgApp({"dataset": "builtin:demo-chat"}, None, NO_GPU, offer_runs=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        form = pilot.app.screen
+
+        def shown(name: str) -> bool:
+            return bool(form.query_one(f"#f-{name}").display)
+
+        assert shown("method") and shown("packing") and not shown("beta") and not shown("dpo_loss_type")
+        form.query_one("#i-method").value = "dpo"  # as picking it in the Select does
+        await wait_until(pilot, lambda: shown("beta"))
+        assert shown("dpo_loss_type") and shown("max_prompt_length") and not shown("simpo_gamma")
+        assert not shown("packing") and not shown("desirable_weight")
+        panel = form.dataset_panel
+        await wait_until(pilot, lambda: panel.error is not None)  # the demo's chat rows are SFT data
+        assert "which --method sft trains; --method dpo needs chosen and rejected replies" in panel.error
+        form.query_one("#i-method").value = "kto"
+        await wait_until(pilot, lambda: shown("desirable_weight"))
+        assert shown("undesirable_weight") and shown("beta") and not shown("dpo_loss_type")
+        assert form.model.resolved is not None and form.model.resolved["method"] == "kto"
