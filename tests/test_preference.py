@@ -228,3 +228,13 @@ async def test_the_form_shows_only_the_chosen_methods_settings_and_refuses_its_d
         await wait_until(pilot, lambda: shown("desirable_weight"))
         assert shown("undesirable_weight") and shown("beta") and not shown("dpo_loss_type")
         assert form.model.resolved is not None and form.model.resolved["method"] == "kto"
+
+
+@pytest.mark.parametrize("name, method", [("dpo-on-sft", "dpo"), ("orpo", "orpo")])
+def test_builtin_preference_presets(name, method):
+    from mgtui import presets
+
+    preset = presets.load(name)
+    assert preset.builtin and preset.values["method"] == method and "dataset" not in preset.values
+    res = resolve([preset.values])
+    assert res["method"] == method and not res.warnings  # only its own method's settings
