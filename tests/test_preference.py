@@ -238,3 +238,20 @@ def test_builtin_preference_presets(name, method):
     assert preset.builtin and preset.values["method"] == method and "dataset" not in preset.values
     res = resolve([preset.values])
     assert res["method"] == method and not res.warnings  # only its own method's settings
+
+
+def test_runs_all_shows_a_preference_runs_reward_accuracy_and_margin(tmp_path, monkeypatch):
+    import shutil
+
+    from mgtui.runs.history import compare_rows, read_record, table
+
+    run = tmp_path / "dpo"
+    run.mkdir()
+    shutil.copy(Path(__file__).parent / "data" / "run_dpo_done.jsonl", run / "events.jsonl")
+    rec = read_record(run)
+    assert rec.reward_accuracy == 1.0 and rec.reward_margin == pytest.approx(1.2352, abs=1e-3)
+    heads, rows = table([rec], full=True)
+    cells = dict(zip(heads, rows[0]))
+    assert cells["reward acc"] == "100%" and cells["margin"].startswith("1.2")
+    summary, _ = compare_rows([rec])
+    assert ("reward accuracy", ["100%"]) in summary
