@@ -255,3 +255,26 @@ def test_runs_all_shows_a_preference_runs_reward_accuracy_and_margin(tmp_path, m
     assert cells["reward acc"] == "100%" and cells["margin"].startswith("1.2")
     summary, _ = compare_rows([rec])
     assert ("reward accuracy", ["100%"]) in summary
+
+
+# --- the estimate ---
+
+
+@pytest.mark.parametrize("method", ["dpo", "orpo", "simpo", "kto"])
+def test_the_estimate_counts_two_sequences_per_example_and_says_what_it_leaves_out(method):
+    from dataclasses import replace
+
+    from mgtui.estimate import lookup
+    from mgtui.estimate.memory import Inputs, estimate
+
+    arch = lookup("unsloth/llama-3.1-8b").arch
+    sft = Inputs(batch_size=2, seq_len=1024)
+    pref = replace(sft, method=method)
+    assert pref.sequences == 2 * sft.sequences
+    a, b = estimate(arch, sft, gpu_gib=80.0), estimate(arch, pref, gpu_gib=80.0)
+    assert b.breakdown["activations"] > a.breakdown["activations"]
+    # the same as SFT with twice the batch, where the method adds nothing unmodelled
+    twice = estimate(arch, replace(sft, batch_size=4), gpu_gib=80.0)
+    assert b.breakdown["activations"] == pytest.approx(twice.breakdown["activations"])
+    assert a.unreliable is None and b.unreliable and b.state == "unknown"  # never a silent verdict
+    assert {"dpo": "reference", "kto": "KL batch"}.get(method, "no reference") in b.unreliable
