@@ -376,11 +376,15 @@ def validate(res: Resolved) -> None:
     for s in SETTINGS:
         if s.methods and v["method"] not in s.methods and s.name in res.explicit and res.by_name(s.name) != s.default:
             # A warning, not a refusal: a preset saved for one method carries the others' values.
-            res.warnings.append(f"{s.flag} is a setting of {', '.join(s.methods)} training; this run trains {v['method']}: ignored")
+            res.warnings.append(
+                f"{s.flag} is a setting of {', '.join(s.methods)} training; this run trains {v['method']}: ignored"
+            )
     if v["method"] == "kto" and v["batch_size"] < 2:
         # TRL's KTOTrainer estimates its KL term from the batch's other replies (trl/trainer/kto_trainer.py:
         # "Actual (not effective) batch size must be > 1").
-        raise SettingError("batch_size", "--method kto: --batch-size must be 2 or more (KTO's KL term pairs replies within a batch)")
+        raise SettingError(
+            "batch_size", "--method kto: --batch-size must be 2 or more (KTO's KL term pairs replies within a batch)"
+        )
     if v["adapter_from"] and v["full_finetuning"]:
         raise SettingError("adapter_from", "--adapter-from continues a LoRA adapter; it can't start a full fine-tuning")
     for name in ("base_model", "dataset"):

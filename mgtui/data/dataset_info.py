@@ -114,6 +114,7 @@ def registration(path: Path) -> Convert | None:
     found = entry_for(path) if path.is_file() else None
     if found is None:
         return None
+
     def convert(row: dict[str, Any], where: str) -> dict[str, Any]:
         out = {found.columns.get(k, k): v for k, v in row.items()}
         turns = out.get("conversations")

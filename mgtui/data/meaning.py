@@ -68,15 +68,17 @@ def refusal(fmt: str, row: dict[str, Any], where: str) -> DatasetError | None:
         return needs_method(where, column, "preference (chosen/rejected)", "dpo, orpo or simpo")
     if "completions" in row and "labels" in row:
         return DatasetError(
-            f"{where}: the 'labels' column makes this stepwise-supervision data, which mgtui doesn't train; "
+            f"{where}: the 'labels' column makes this stepwise supervision data, which mgtui doesn't train; "
             "for SFT, keep the correct steps as the completion"
         )
     for column in ("label", "kto_tag"):
         if fmt == "kto" and column == "label":
             continue
         if column in row and (isinstance(row[column], bool) or str(row[column]).lower() in ("true", "false")):
-            hint = "; map it: --columns label=kto_tag" if column == "kto_tag" else ""
-            return needs_method(where, column, "KTO (replies labelled true/false)", "kto" + hint)
+            error = needs_method(where, column, "KTO (replies labelled true/false)", "kto")
+            if column == "kto_tag":  # LLaMA-Factory's layout: KTO here reads TRL's unpaired type
+                return DatasetError(f"{error} as prompt, completion and label columns")
+            return error
         if column in row:
             return DatasetError(
                 f"{where}: the '{column}' column would be dropped: SFT learns the text, not a label; "

@@ -130,7 +130,10 @@ def preference_row(fmt: str, row: dict[str, Any], where: str) -> PreferenceRow |
     """A preference or KTO row's prompt and replies; None for a row with an empty reply (skipped)."""
     if fmt == "kto":
         label = _label(row.get("label"), where)
-        prompt, completion = _turns_of(row.get("prompt", ""), "prompt", where), _turns_of(row.get("completion"), "completion", where)
+        prompt, completion = (
+            _turns_of(row.get("prompt", ""), "prompt", where),
+            _turns_of(row.get("completion"), "completion", where),
+        )
         if isinstance(prompt, list) != isinstance(completion, list):
             raise DatasetError(f"{where}: 'prompt' and 'completion' must both be text or both lists of turns")
         if not completion or (isinstance(completion, str) and not completion.strip()):
@@ -141,15 +144,15 @@ def preference_row(fmt: str, row: dict[str, Any], where: str) -> PreferenceRow |
         return PreferenceRow(prompt, (completion,), label)
     if fmt == "alpaca_preference":
         instruction, given = _text(row, "instruction", where), _text(row, "input", where)
-        chosen, rejected = _text(row, "chosen", where), _text(row, "rejected", where)
-        if not instruction or not chosen.strip() or not rejected.strip():
+        good, bad = _text(row, "chosen", where), _text(row, "rejected", where)
+        if not instruction or not good.strip() or not bad.strip():
             return None
         prompt = ALPACA_PROMPT.format(
             ctx=", paired with an input that provides further context" if given else "",
             instruction=instruction,
             input=f"### Input:\n{given}\n\n" if given else "",
         )
-        return PreferenceRow(prompt, (chosen, rejected))
+        return PreferenceRow(prompt, (good, bad))
     if fmt == "sharegpt_preference":
         replies = []
         for key in ("chosen", "rejected"):

@@ -188,9 +188,7 @@ def checks(res: Resolved, reading: GpuReading) -> None:
     """What would stop the engine at once: refused before it starts (or is queued)."""
     from .adapter_from import adapter_from_problem
 
-    problem = (
-        model_dir_problem(res["base_model"]) or tracker_problem(res["report_to"]) or adapter_from_problem(res)
-    )
+    problem = model_dir_problem(res["base_model"]) or tracker_problem(res["report_to"]) or adapter_from_problem(res)
     if problem:
         raise LaunchError(problem)
     for problem in problems_here(reading, res["gpus"]):

@@ -119,7 +119,9 @@ def method_kwargs(res: Resolved, plan: RuntimePlan, output_dir: str, has_eval: b
     return kw
 
 
-def make_trainer(res: Resolved, model: Any, tokenizer: Any, args: dict[str, Any], train: Any, eval_: Any, callbacks: list):
+def make_trainer(
+    res: Resolved, model: Any, tokenizer: Any, args: dict[str, Any], train: Any, eval_: Any, callbacks: list
+):
     """The TRL trainer for the method, on the model with its adapter already in place."""
     method = res["method"]
     common = dict(model=model, train_dataset=train, eval_dataset=eval_, processing_class=tokenizer, callbacks=callbacks)
