@@ -17,6 +17,14 @@ SettingName = Literal[
     "packing",
     "train_on_responses_only",
     "trust_remote_code",
+    "method",
+    "adapter_from",
+    "beta",
+    "dpo_loss_type",
+    "simpo_gamma",
+    "desirable_weight",
+    "undesirable_weight",
+    "max_prompt_length",
     "lora_r",
     "lora_alpha",
     "lora_dropout",
@@ -67,6 +75,14 @@ class SettingValues(TypedDict):
     packing: bool
     train_on_responses_only: bool
     trust_remote_code: bool
+    method: str
+    adapter_from: str
+    beta: float
+    dpo_loss_type: str
+    simpo_gamma: float
+    desirable_weight: float
+    undesirable_weight: float
+    max_prompt_length: int
     lora_r: int
     lora_alpha: int
     lora_dropout: float

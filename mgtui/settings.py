@@ -20,6 +20,7 @@ from .units import comma_list
 
 GROUPS = (
     "Model and data",
+    "Training method",
     "LoRA",
     "Precision and memory",
     "Optimization and schedule",
@@ -28,6 +29,15 @@ GROUPS = (
 )
 
 ALL_TARGET_MODULES = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+
+METHODS = ("sft", "dpo", "orpo", "simpo", "kto")
+PAIRED = ("dpo", "orpo", "simpo")  # trained on chosen/rejected pairs; kto on labelled single replies
+PREFERENCE = (*PAIRED, "kto")
+# DPO's loss types as TRL 1.14 names them (trl/trainer/dpo_config.py, DPOConfig.loss_type's help).
+DPO_LOSSES = (
+    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard",
+    "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm",
+)  # fmt: skip
 
 
 class SettingError(ValueError):
@@ -55,6 +65,9 @@ class Setting:
     # What --resume does with a changed value (runs/resume.py): "fixed" is refused (the checkpoint
     # or the data order holds the old one), "may" is honoured and said, "" is not compared.
     on_resume: str = "fixed"
+    # The training methods that read this setting (None: all). The form shows a row only for its
+    # methods, and a value given for another method is refused.
+    methods: tuple[str, ...] | None = None
 
     @property
     def flag(self) -> str:
@@ -115,7 +128,7 @@ def _fmt(x: float) -> str:
 
 
 S = Setting
-M, L, P, OPT, OUT, ADV = GROUPS
+M, TM, L, P, OPT, OUT, ADV = GROUPS
 # fmt: off
 SETTINGS: tuple[Setting, ...] = (
     S("base_model", str, "unsloth/llama-3.1-8b-bnb-4bit", "Hub name or local directory of the base model", M),
@@ -127,9 +140,27 @@ SETTINGS: tuple[Setting, ...] = (
     S("chat_template", str, "", "Chat template for chat data when the tokenizer has none (chatml, llama-3, ...); empty uses the tokenizer's", M),
     S("max_seq_length", int, 2048, "Longest sequence in tokens; longer rows are truncated", M, min=16, max=1_048_576),
     S("eval_split", float, 0.0, "Fraction of rows held out for evaluation (0 = none)", M, min=0.0, max=0.5),
-    S("packing", bool, False, "Pack several short rows into each sequence", M),
-    S("train_on_responses_only", bool, False, "Mask prompts out of the loss; learn only the assistant's replies", M),
+    S("packing", bool, False, "Pack several short rows into each sequence", M, methods=("sft",)),
+    S("train_on_responses_only", bool, False, "Mask prompts out of the loss; learn only the assistant's replies", M,
+      methods=("sft",)),
     S("trust_remote_code", bool, False, "Allow the model repository's own Python code to run", M, on_resume="may"),
+
+    S("method", str, "sft", "sft imitates replies; dpo, orpo, simpo learn from chosen/rejected pairs; kto from replies labelled good or bad", TM,
+      choices=METHODS),
+    S("adapter_from", str, "", "A finished run's directory whose adapter training starts from (SFT, then DPO); same base model", TM,
+      path=True),
+    S("beta", float, 0.1, "Preference strength: how far from the reference (DPO, KTO), the odds-ratio weight (ORPO), the reward scale (SimPO: 2-2.5)", TM,
+      min=0.0, max=100.0, methods=PREFERENCE),
+    S("dpo_loss_type", str, "sigmoid", "DPO's loss as TRL names it: sigmoid is the paper's; ipo, hinge, robust ... variants", TM,
+      choices=DPO_LOSSES, methods=("dpo",)),
+    S("simpo_gamma", float, 0.5, "SimPO's target margin between the chosen and rejected rewards", TM,
+      min=0.0, max=100.0, methods=("simpo",)),
+    S("desirable_weight", float, 1.0, "KTO's weight on rows labelled good; raise it when they are fewer than the bad ones", TM,
+      min=0.0, max=100.0, methods=("kto",)),
+    S("undesirable_weight", float, 1.0, "KTO's weight on rows labelled bad", TM,
+      min=0.0, max=100.0, methods=("kto",)),
+    S("max_prompt_length", int, 0, "Longest prompt in tokens, its start cut off (0: only max_seq_length cuts, from the end)", TM,
+      min=0, max=1_048_576, methods=PREFERENCE),
 
     S("lora_r", int, 16, "LoRA rank: adapter capacity (16 fast, 32 balanced, 64 highest)", L, min=1, max=1024),
     S("lora_alpha", int, 16, "LoRA scaling numerator; usually equal to the rank", L, min=1, max=4096),
@@ -349,12 +380,30 @@ def validate(res: Resolved) -> None:
     problem = unknown_template(v["chat_template"])
     if problem:
         raise SettingError("chat_template", problem)
+    if res.sharded and v["method"] != "sft":
+        raise SettingError(
+            "shard", f"--shard full trains SFT only for now; --method {v['method']} runs unsharded (--shard off)"
+        )
     if res.sharded and v["eval_prompts"]:
         raise SettingError(
             "eval_prompts",
             "--eval-prompts with --shard full: the quick look answers on one process, and a sharded "
             "model is split across all of them; chat with the run (model-garden chat) instead",
         )
+    for s in SETTINGS:
+        if s.methods and v["method"] not in s.methods and s.name in res.explicit and res.by_name(s.name) != s.default:
+            # A warning, not a refusal: a preset saved for one method carries the others' values.
+            res.warnings.append(
+                f"{s.flag} is a setting of {', '.join(s.methods)} training; this run trains {v['method']}: ignored"
+            )
+    if v["method"] == "kto" and v["batch_size"] < 2:
+        # TRL's KTOTrainer estimates its KL term from the batch's other replies (trl/trainer/kto_trainer.py:
+        # "Actual (not effective) batch size must be > 1").
+        raise SettingError(
+            "batch_size", "--method kto: --batch-size must be 2 or more (KTO's KL term pairs replies within a batch)"
+        )
+    if v["adapter_from"] and v["full_finetuning"]:
+        raise SettingError("adapter_from", "--adapter-from continues a LoRA adapter; it can't start a full fine-tuning")
     for name in ("base_model", "dataset"):
         problem = hub_name_problem(v[name], name == "dataset")
         if problem:

@@ -118,9 +118,12 @@ def test_a_system_column_becomes_the_system_turn(tmp_path):
 @pytest.mark.parametrize(
     "row, said",
     [
-        ({"prompt": "2+2?", "chosen": "4", "rejected": "5"}, "the 'chosen' column makes this preference"),
+        ({"prompt": "2+2?", "chosen": "4", "rejected": "5"}, "preference (chosen/rejected) data, which --method dpo"),
         ({"chosen": [{"role": "user", "content": "2+2?"}], "rejected": []}, "preference (chosen/rejected) data"),
-        ({"prompt": "2+2?", "completion": "5", "label": False}, "the 'label' column makes this KTO"),
+        (
+            {"prompt": "2+2?", "completion": "5", "label": False},
+            "KTO (replies labelled true/false) data, which --method kto",
+        ),
         ({"prompt": "2+2?", "completions": ["4"], "labels": [True]}, "stepwise supervision data"),
         (
             {
@@ -128,7 +131,7 @@ def test_a_system_column_becomes_the_system_turn(tmp_path):
                 "chosen": {"from": "gpt", "value": "4"},
                 "rejected": {"from": "gpt", "value": "5"},
             },
-            "preference (chosen/rejected) data, and mgtui trains SFT only today",
+            "preference (chosen/rejected) data, which --method dpo, orpo or simpo trains",
         ),
         (
             {"messages": [{"role": "user", "content": "<image>Who?"}], "images": ["1.jpg"]},
@@ -144,15 +147,16 @@ def test_columns_that_change_the_meaning_are_refused_in_one_line(tmp_path, row, 
     path = tmp_path / "d.jsonl"
     path.write_text(json.dumps(row) + "\n")
     with pytest.raises(DatasetError) as e:
-        scan(str(path))
+        scan(str(path), method="sft")  # as `model-garden train` reads it by default
     assert said in str(e.value) and str(e.value).startswith(f"{path}:1: ") and "\n" not in str(e.value)
 
 
 def test_registered_preference_kto_and_images_are_refused(lf):
-    with pytest.raises(DatasetError, match="'dpo_en_demo': its 'ranking': true makes this preference"):
-        scan("dpo_en_demo")
-    with pytest.raises(DatasetError, match="KTO"):
-        scan("kto_en_demo")
+    with pytest.raises(DatasetError, match="preference .chosen/rejected. data, which --method dpo, orpo or simpo"):
+        scan("dpo_en_demo", method="sft")
+    assert scan("dpo_en_demo", method="dpo").format in ("sharegpt_preference", "alpaca_preference")
+    with pytest.raises(DatasetError, match="KTO .* which --method kto trains"):
+        scan("kto_en_demo", method="sft")
     with pytest.raises(DatasetError, match="'images' column holds media"):
         scan("mllm_demo")
 

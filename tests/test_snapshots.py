@@ -121,6 +121,29 @@ def test_run_screen_replayed(snap_compare, tmp_path, monkeypatch, size, log, ali
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_run_screen_of_a_dpo_run_with_reward_series(snap_compare, tmp_path, monkeypatch, size):
+    """A finished DPO run (recorded from the tiny model): the rewards chart beside the loss, and
+    the last reward accuracy, margin and rewards among the metrics."""
+    monkeypatch.chdir(tmp_path)
+    replay(tmp_path, "run_dpo_done.jsonl", None)
+    app = MgApp({}, None, NO_GPU, attach=Path("run"), offer_runs=False)
+    last = json.loads((tmp_path / "run" / "events.jsonl").read_text().splitlines()[-1])["seq"]
+
+    async def run_before(pilot):
+        screen = pilot.app.screen
+        screen.gpu_timer.pause()
+        await pilot.app.workers.wait_for_complete()
+        await wait_until(
+            pilot,
+            lambda: screen.view.last_seq == last and len(screen.query_one("#log").lines) >= len(screen.view.log) > 0,
+        )
+        await wait_until(pilot, lambda: screen.query_one("#rewards").has_class("-shown"))
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
 EDGE_SIZES = [(60, 18), (200, 55)]
 
 

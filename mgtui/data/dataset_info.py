@@ -114,21 +114,16 @@ def registration(path: Path) -> Convert | None:
     found = entry_for(path) if path.is_file() else None
     if found is None:
         return None
-    if found.ranking:
-        from .meaning import needs_method
-
-        raise needs_method(
-            f"{path.parent / INFO_FILE}: {found.name!r}",
-            "its 'ranking': true",
-            "preference (chosen/rejected)",
-            "keep the chosen reply as the assistant turn",
-        )
 
     def convert(row: dict[str, Any], where: str) -> dict[str, Any]:
         out = {found.columns.get(k, k): v for k, v in row.items()}
         turns = out.get("conversations")
         if found.formatting == "sharegpt" and isinstance(turns, list):
             out["conversations"] = [_turn(found, t) for t in turns]
+        if found.formatting == "sharegpt" and found.ranking:  # LLaMA-Factory's chosen/rejected: a turn each
+            for key in ("chosen", "rejected"):
+                if key in out:
+                    out[key] = _turn(found, out[key])
         return out
 
     return convert

@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 
 from .scan import (
     CHAT_FORMATS,
+    SFT_FORMATS,
     DatasetError,
     alpaca_parts,
     completion_start,
@@ -97,6 +98,9 @@ def render_row(fmt: str, row: dict[str, Any], where: str, coder: Coder) -> Rende
     """A row as the trainer gets it, in text, with what of it is the response; None for a row that
     is empty after formatting (skipped). Raises DatasetError for a row the template refuses."""
     eos = coder.eos
+    if fmt not in SFT_FORMATS:  # a preference row: its longest sequence, as the trainer's cut sees it
+        pref = render_preference(fmt, row, where, coder)
+        return None if pref is None else max(pref.replies, key=lambda r: len(r.text))
     if fmt == "text":
         text = plain_render(fmt, row, where)
         return None if text is None else Rendered(text + eos, [(0, len(text) + len(eos))], True)
@@ -166,3 +170,93 @@ def transformers_coder(tokenizer: Any, template: str | None) -> Coder:
         return list(zip(enc["input_ids"], enc["offset_mapping"]))
 
     return Coder(template, specials, encode)
+
+
+@dataclass(frozen=True)
+class RenderedPreference:
+    """A preference or KTO row in text: each reply as a whole sequence (the prompt, then the reply),
+    its span the reply, so that encode_rows marks the reply's tokens as for SFT."""
+
+    prompt: str
+    replies: tuple[Rendered, ...]  # chosen and rejected, or KTO's one reply
+    label: bool | None
+
+
+@dataclass(frozen=True)
+class PreferenceIds:
+    """Token ids as TRL's preference collators take them: the prompt once, then each reply."""
+
+    prompt: list[int]
+    replies: list[list[int]]
+    label: bool | None
+    prompt_text: str
+    reply_texts: list[str]
+
+    def cut_prompt(self, max_prompt_length: int) -> PreferenceIds:
+        """Keep the prompt's last tokens (its end leads into the reply); 0 keeps it whole."""
+        if not max_prompt_length or len(self.prompt) <= max_prompt_length:
+            return self
+        return PreferenceIds(
+            self.prompt[-max_prompt_length:], self.replies, self.label, self.prompt_text, self.reply_texts
+        )
+
+
+def render_preference(fmt: str, row: dict[str, Any], where: str, coder: Coder) -> RenderedPreference | None:
+    """The preference counterpart of render_row: the chat template (or the Alpaca prompt, or the
+    text) renders the prompt and each reply; None for a row with an empty reply (skipped)."""
+    from .pairs import preference_row
+
+    pref = preference_row(fmt, row, where)
+    if pref is None:
+        return None
+    if isinstance(pref.prompt, str):
+        prompt = pref.prompt
+        replies = []
+        for reply in pref.replies:
+            text = prompt + str(reply) + coder.eos
+            replies.append(Rendered(text, [(len(prompt), len(text))], True))
+        return RenderedPreference(prompt, tuple(replies), pref.label)
+    if coder.template is None:
+        raise DatasetError(f"{where}: no chat template to render a {fmt} row")
+    template = coder.template
+    head: list[dict[str, Any]] = pref.prompt
+
+    def render(messages: list[dict[str, Any]], gen: bool) -> str:
+        return render_chat(template, messages, coder.specials, None, generation_prompt=gen)
+
+    try:
+        prompt = render(head, True)
+        rendered = []
+        for reply in pref.replies:
+            assert isinstance(reply, list)
+            text, spans = chat_spans(head + reply, render, len(head))
+            span = [(spans[0][0], len(text))] if spans else []  # from the reply's first turn to its end
+            rendered.append(Rendered(text, span, False, head + reply))
+    except DatasetError:
+        raise
+    except Exception as e:  # the template's own raise_exception, or any error inside it
+        raise refused(where, e) from None
+    return RenderedPreference(prompt, tuple(rendered), pref.label)
+
+
+def encode_preferences(rendered: Sequence[RenderedPreference], coder: Coder) -> list[PreferenceIds]:
+    """Ids of the prompt and of each reply. The prompt ends where the first reply's marked tokens
+    begin, the earlier of the replies' starts (as TRL's DPO tokenizer cuts where prompt and
+    prompt+reply part: trl/trainer/dpo_trainer.py, tokenize_fn's common_prefix_length)."""
+    flat = [r for pref in rendered for r in pref.replies]
+    encoded = encode_rows(flat, coder)
+    out: list[PreferenceIds] = []
+    i = 0
+    for pref in rendered:
+        mine = encoded[i : i + len(pref.replies)]
+        i += len(pref.replies)
+        cut = min(e.prompt_tokens for e in mine)
+        texts = [r.text[_char_at(e, cut, r.text) :] for r, e in zip(pref.replies, mine)]
+        head = pref.replies[0].text[: _char_at(mine[0], cut, pref.replies[0].text)]
+        out.append(PreferenceIds(mine[0].ids[:cut], [e.ids[cut:] for e in mine], pref.label, head, texts))
+    return out
+
+
+def _char_at(enc: Encoded, token: int, text: str) -> int:
+    """Where token `token` starts in the text (the text's end past the last token)."""
+    return enc.offsets[token][0] if token < len(enc.offsets) else len(text)

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .encode import IGNORE, Coder, Encoded, Rendered, encode_rows, render_row, tokenizers_coder
-from .scan import CHAT_FORMATS, DatasetError, iter_rows, resolve_source, scan
-from .templates import pick_template, render_chat, saved_template, special_tokens
+from .scan import DatasetError, iter_rows, resolve_source, scan
+from .templates import render_chat, saved_template, special_tokens, template_for
 from .tokens import load_tokenizer, masked
 
 LIMIT = 10_000  # rows read for the file's figures
@@ -126,9 +126,7 @@ def inspect_rows(
         )
     tok, directory = found
     specials = special_tokens(directory)
-    template = None
-    if report.format in CHAT_FORMATS:
-        template = pick_template(chat_template, saved_template(directory), base_model)
+    template = template_for(report.format, chat_template, saved_template(directory), base_model)
     coder = tokenizers_coder(tok, template, specials)
     special_ids = {i for i, t in tok.get_added_tokens_decoder().items() if t.special}
     special_texts = {tok.id_to_token(i) for i in special_ids}

@@ -1,29 +1,49 @@
 """Columns that change what a file means: used, or the file refused in one line naming the column
 and what to do. Nothing the user wrote is dropped in silence. Pure: no tokenizer, no Textual.
 
-Preference and KTO data need another training method than SFT; `needs_method` is the one place
-that says so, so that a later --method (dpo, kto) is named here when it lands."""
+Data made for one training method is refused for another, naming the --method that trains it:
+`wrong_method` for a layout, `needs_method` for a column that says so."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .scan import DatasetError
+from .scan import SFT_FORMATS, DatasetError
 
 MEDIA_COLUMNS = ("images", "videos", "audios")
 MEDIA_TAGS = ("<image>", "<video>", "<audio>")
-SYSTEM_READERS = ("messages", "sharegpt", "chat_prompt_completion")  # formats that put 'system' in a turn
-TOOL_READERS = SYSTEM_READERS
+SYSTEM_READERS = ("messages", "sharegpt", "chat_prompt_completion", "preference", "sharegpt_preference", "kto")
+TOOL_READERS = SYSTEM_READERS[:3]  # formats that put 'system' in a turn; those that pass tools to the template
 
 
-def needs_method(where: str, column: str, kind: str, for_sft: str) -> DatasetError:
-    """Data made for a method other than SFT: what it is, that mgtui trains SFT, and how to make
-    SFT data of it. (A later --method names itself here.) `column` is a name, or what said so."""
-    said = column if " " in column else f"the '{column}' column"
-    return DatasetError(
-        f"{where}: {said} makes this {kind} data, and mgtui trains SFT only today "
-        f"(it would learn the wrong targets); for SFT, {for_sft}"
+def method_of(fmt: str) -> str:
+    """The --method values that train data of this format."""
+    if fmt == "kto":
+        return "kto"
+    return "sft" if fmt in SFT_FORMATS else "dpo, orpo or simpo"
+
+
+def wrong_method(where: str, fmt: str, method: str) -> DatasetError | None:
+    """Data of `fmt` given to a run of `method` that doesn't train it, in one line naming the method that does."""
+    trains = method_of(fmt)
+    if method in trains.replace(",", " ").split():
+        return None
+    kind = {"sft": "SFT (one reply per prompt)", "kto": "KTO (replies labelled true/false)"}.get(
+        trains, "preference (chosen/rejected)"
     )
+    wants = {"sft": "prompts with one reply", "kto": "prompt, completion and label columns"}.get(
+        method, "chosen and rejected replies"
+    )
+    return DatasetError(
+        f"{where}: this is {kind} data, which --method {trains} trains; --method {method} needs {wants}"
+    )
+
+
+def needs_method(where: str, column: str, kind: str, method: str) -> DatasetError:
+    """A column that makes the data another method's, read as SFT: naming the method that trains it.
+    `column` is a name, or what said so."""
+    said = column if " " in column else f"the '{column}' column"
+    return DatasetError(f"{where}: {said} makes this {kind} data, which --method {method} trains")
 
 
 def _filled(value: Any) -> bool:
@@ -43,18 +63,22 @@ def _texts(value: Any) -> str:
 
 def refusal(fmt: str, row: dict[str, Any], where: str) -> DatasetError | None:
     """Why a row of format `fmt` can't be trained as it means, or None."""
-    if "chosen" in row or "rejected" in row:
+    if fmt in SFT_FORMATS and ("chosen" in row or "rejected" in row):
         column = "chosen" if "chosen" in row else "rejected"
-        return needs_method(
-            where, column, "preference (chosen/rejected)", "keep the chosen reply as the assistant turn"
-        )
+        return needs_method(where, column, "preference (chosen/rejected)", "dpo, orpo or simpo")
     if "completions" in row and "labels" in row:
-        return needs_method(where, "labels", "stepwise supervision", "keep the correct steps as the completion")
+        return DatasetError(
+            f"{where}: the 'labels' column makes this stepwise supervision data, which mgtui doesn't train; "
+            "for SFT, keep the correct steps as the completion"
+        )
     for column in ("label", "kto_tag"):
+        if fmt == "kto" and column == "label":
+            continue
         if column in row and (isinstance(row[column], bool) or str(row[column]).lower() in ("true", "false")):
-            return needs_method(
-                where, column, "KTO (unpaired preference)", "keep only the rows labelled true and drop the column"
-            )
+            error = needs_method(where, column, "KTO (replies labelled true/false)", "kto")
+            if column == "kto_tag":  # LLaMA-Factory's layout: KTO here reads TRL's unpaired type
+                return DatasetError(f"{error} as prompt, completion and label columns")
+            return error
         if column in row:
             return DatasetError(
                 f"{where}: the '{column}' column would be dropped: SFT learns the text, not a label; "

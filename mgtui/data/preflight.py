@@ -23,7 +23,9 @@ class Checked:
 def preflight(settings: Resolved) -> Checked:
     """Read and check every row as the engine will (format, columns, skips, the chat template, and
     what truncation leaves to learn). Raises DatasetError when the run would stop."""
-    report = scan(settings["dataset"], settings["dataset_format"], columns=settings["columns"])
+    report = scan(
+        settings["dataset"], settings["dataset_format"], columns=settings["columns"], method=settings["method"]
+    )
     checked = Checked(report, [report.skipped_line] if report.skipped_line else [])
     if report.hub:
         return checked

@@ -13,8 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-FORMATS = ("text", "messages", "sharegpt", "alpaca", "prompt_completion", "chat_prompt_completion")
-CHAT_FORMATS = ("messages", "sharegpt", "chat_prompt_completion")  # rendered through a chat template
+SFT_FORMATS = ("text", "messages", "sharegpt", "alpaca", "prompt_completion", "chat_prompt_completion")
+# Preference and KTO layouts: read in data/pairs.py
+FORMATS = (*SFT_FORMATS, "preference", "sharegpt_preference", "alpaca_preference", "kto")
+CHAT_FORMATS = ("messages", "sharegpt", "chat_prompt_completion", "sharegpt_preference")  # through a chat template
+MAYBE_CHAT = ("preference", "kto")  # TRL's types: chat when the rows hold role/content lists, else text
 # TRL's prompt-completion types: the loss covers the completion only, as TRL's completion_only_loss does.
 COMPLETION_ONLY = ("prompt_completion", "chat_prompt_completion")
 FILE_KINDS = (".jsonl", ".json", ".csv", ".parquet", ".txt")
@@ -45,6 +48,10 @@ REQUIRED = {
     "alpaca": {"instruction", "output"},
     "prompt_completion": {"prompt", "completion"},
     "chat_prompt_completion": {"prompt", "completion"},
+    "preference": {"chosen", "rejected"},
+    "sharegpt_preference": {"conversations", "chosen", "rejected"},
+    "alpaca_preference": {"instruction", "chosen", "rejected"},
+    "kto": {"prompt", "completion", "label"},
 }
 BUILTIN = {"builtin:demo-chat": Path(__file__).with_name("demo_chat.jsonl")}
 
@@ -88,7 +95,10 @@ def resolve_source(name: str) -> Path | None:
     return None  # org/name: a Hub dataset
 
 
-COLUMN_NAMES = ("text", "messages", "conversations", "instruction", "input", "output", "prompt", "completion")
+COLUMN_NAMES = (
+    "text", "messages", "conversations", "instruction", "input", "output", "prompt", "completion",
+    "chosen", "rejected", "label",
+)  # fmt: skip
 
 
 def column_map(spec: str) -> dict[str, str]:
@@ -195,6 +205,11 @@ def _iter_saved(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
 def detect_format(columns: set[str], first: dict[str, Any] | None = None) -> str | None:
     """The format a file's columns (and its first row, for prompt-completion's two types) say."""
+    from .pairs import detect
+
+    preference = detect(columns, first)
+    if preference:
+        return preference
     if {"prompt", "completion"} <= columns:
         prompt = (first or {}).get("prompt")
         return "chat_prompt_completion" if isinstance(prompt, list) or _json_list(prompt) else "prompt_completion"
@@ -432,6 +447,11 @@ def alpaca_parts(row: dict[str, Any], where: str) -> tuple[str, str] | None:
 
 def plain_render(fmt: str, row: dict[str, Any], where: str) -> str | None:
     """A readable rendering without a tokenizer: for previews and the quick scan."""
+    if fmt not in SFT_FORMATS:
+        from .pairs import plain, preference_row
+
+        pref = preference_row(fmt, row, where)
+        return None if pref is None else plain(pref)
     if fmt == "text":
         text = row.get("text")
         if text is not None and not isinstance(text, str):
@@ -501,9 +521,12 @@ def scan(
     count: Callable[[list[str]], list[int]] | None = None,
     render: Callable[[str, dict[str, Any], str], str | None] | None = None,
     columns: str = "",
+    method: str | None = None,
 ) -> ScanReport:
     """Read and check every row (or the first `limit`). `count` measures rows in tokens, a batch at a
-    time, as `render` writes them out (default: plainly, as the sample is). Raises DatasetError."""
+    time, as `render` writes them out (default: plainly, as the sample is). Data another training
+    method trains than `method` is refused (None: the inspector's and the counter's reading, any
+    method's data). Raises DatasetError."""
     if not source:
         raise DatasetError("--dataset: give a dataset file, directory or Hub name")
     path = resolve_source(source)
@@ -514,7 +537,7 @@ def scan(
     except ValueError as e:
         raise DatasetError(f"--columns: {e}") from None
     try:
-        return scan_rows(str(path), iter_rows(path, columns), fmt, limit, count, render, columns)
+        return scan_rows(str(path), iter_rows(path, columns), fmt, limit, count, render, columns, method)
     except UnicodeDecodeError as e:
         raise DatasetError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except OSError as e:
@@ -529,6 +552,7 @@ def scan_rows(
     count: Callable[[list[str]], list[int]] | None = None,
     render: Callable[[str, dict[str, Any], str], str | None] | None = None,
     columns: str = "",
+    method: str | None = None,
 ) -> ScanReport:
     """scan() over rows already read, (where, row) with columns mapped: a file's, or a Hub dataset's."""
     report = ScanReport(source, fmt)
@@ -555,6 +579,11 @@ def scan_rows(
                 raise DatasetError(
                     f"{where}: format {fmt} needs {sorted(REQUIRED[fmt])}; found columns {sorted(found)}"
                 )
+            from .meaning import wrong_method
+
+            mismatch = wrong_method(where, report.format, method) if method else None
+            if mismatch:
+                raise mismatch
         report.rows += 1
         from .meaning import refusal
 

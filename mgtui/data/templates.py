@@ -63,6 +63,22 @@ def unknown_template(setting: str) -> str | None:
     return None
 
 
+def template_for(fmt: str, setting: str, own: str | None, base_model: str) -> str | None:
+    """The template rows of `fmt` need: chat formats' (refused without one), none for text ones,
+    and for TRL's types that may be either the template when there is one (a chat row without it
+    is refused as it is rendered)."""
+    from .scan import CHAT_FORMATS, MAYBE_CHAT, DatasetError
+
+    if fmt in CHAT_FORMATS:
+        return pick_template(setting, own, base_model)
+    if fmt in MAYBE_CHAT:
+        try:
+            return pick_template(setting, own, base_model)
+        except DatasetError:
+            return None
+    return None
+
+
 def pick_template(setting: str, own: str | None, base_model: str) -> str:
     """The template chat rows are rendered with: the chat_template setting (a name or inline Jinja),
     else the tokenizer's own. Raises DatasetError when there is none."""

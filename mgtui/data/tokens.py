@@ -18,8 +18,8 @@ from typing import Any, Callable
 from ..demo_model import BUILTIN_MODEL, builtin_model_dir
 from ..hub_cache import hf_cache_file
 from .encode import Coder, Encoded, Rendered, encode_rows, render_row, tokenizers_coder
-from .scan import CHAT_FORMATS, COMPLETION_ONLY, DatasetError, iter_rows, resolve_source, scan
-from .templates import pick_template, saved_template, special_tokens
+from .scan import CHAT_FORMATS, COMPLETION_ONLY, SFT_FORMATS, DatasetError, iter_rows, resolve_source, scan
+from .templates import saved_template, special_tokens, template_for
 
 CHARS_PER_TOKEN = 4.0
 
@@ -90,9 +90,7 @@ def coder_for(base_model: str, fmt: str, chat_template: str) -> Coder | None:
     if found is None:
         return None
     tok, directory = found
-    template = None
-    if fmt in CHAT_FORMATS:
-        template = pick_template(chat_template, saved_template(directory), base_model)
+    template = template_for(fmt, chat_template, saved_template(directory), base_model)
     return tokenizers_coder(tok, template, special_tokens(directory))
 
 
@@ -183,7 +181,7 @@ def encode_file(
 
 def masked(fmt: str, train_on_responses_only: bool) -> bool:
     """Whether the loss leaves a row's prompt out (and so a long prompt can leave nothing to learn)."""
-    return fmt in COMPLETION_ONLY or (train_on_responses_only and fmt != "text")
+    return fmt in COMPLETION_ONLY or fmt not in SFT_FORMATS or (train_on_responses_only and fmt != "text")
 
 
 def unlearnable(prompts: list[int], max_seq_length: int) -> list[int]:

@@ -131,6 +131,14 @@ class Inputs:
     full: bool = False  # full fine-tuning: every parameter trains, no adapters
     grad_accum: int = 1  # micro-batches per optimizer step: after the first, gradients stay
     sharded: bool = False  # FSDP2 over world_size processes (shard = full)
+    method: str = "sft"  # sft, or a preference method (dpo, orpo, simpo, kto)
+
+    @property
+    def sequences(self) -> int:
+        """Sequences in one forward: TRL's preference collators put a pair's chosen and rejected in
+        one batch (dpo_trainer.py: DataCollatorForPreference, input_ids = chosen + rejected), and
+        KTO each reply with its KL sequence (kto_trainer.py: KL_input_ids)."""
+        return self.batch_size * (1 if self.method == "sft" else 2)
 
     @classmethod
     def from_settings(cls, values: Mapping, precision: int, backend: str = "unsloth", world_size: int = 1) -> "Inputs":
@@ -148,6 +156,7 @@ class Inputs:
             full=bool(values.get("full_finetuning", False)),
             grad_accum=int(values.get("gradient_accumulation_steps", 1)),
             sharded=values.get("shard", "off") != "off" and world_size > 1,
+            method=str(values.get("method", "sft")),
         )
 
 
@@ -185,7 +194,7 @@ class Estimate:
 def estimate(arch: Arch, inp: Inputs, gpu_gib: float | None = None, c: Coefficients = DEFAULT) -> Estimate:
     notes: list[str] = []
     h, L = arch.hidden, arch.layers
-    tokens = inp.batch_size * inp.seq_len
+    tokens = inp.sequences * inp.seq_len
 
     # Base weights: the layers' Linears are quantized; embeddings, lm_head, norms and a MoE's fused
     # experts and routers stay 16-bit (float32 on the Transformers backend, where peft upcasts
@@ -357,7 +366,7 @@ def estimate(arch: Arch, inp: Inputs, gpu_gib: float | None = None, c: Coefficie
         checkpointing=mode,
         trainable_params=trainable,
         notes=tuple(notes),
-        unreliable="; ".join(arch.unmodelled) or None,
+        unreliable="; ".join((*arch.unmodelled, *unmodelled_method(inp.method))) or None,
         loss_chunks=chunks,
         loss_chunk_tokens=chunk_tokens,
         loss_target_gib=target / GIB,
@@ -421,3 +430,15 @@ def _unsloth_version_note() -> list[str]:
         return []
     have = ", ".join(f"{k} {v}" for k, v in sorted(other.items()))
     return [f"Unsloth's fused loss is counted as {UNSLOTH_READ} computes it; installed here: {have}"]
+
+
+def unmodelled_method(method: str) -> tuple[str, ...]:
+    """What the estimate leaves out of a preference method (its sequences are counted, two per
+    example): no GPU run has measured these yet, so the estimate says it is unreliable."""
+    if method == "dpo":
+        return ("DPO's reference forward (no gradients, adapter disabled) and its unchunked logits are not measured",)
+    if method in ("orpo", "simpo"):
+        return (f"{method.upper()}'s unchunked logits for chosen and rejected are not measured (no reference model)",)
+    if method == "kto":
+        return ("KTO's KL batch and reference forwards (no gradients) are not measured",)
+    return ()

@@ -18,7 +18,10 @@ Types and their extra keys (absent keys mean "not known"):
     dataset   rows, format, tokens {min, mean, p95, max}, max_seq_length, truncated, eval_rows
     log       step, total_steps, epoch, loss, learning_rate, grad_norm, tokens_per_s,
               samples_per_s, eta_s, elapsed_s, tokens_seen (this process's count: a resumed
-              run's starts again at 0)
+              run's starts again at 0); preference runs add, as their trainer reports them:
+              reward_chosen, reward_rejected, reward_margin, reward_accuracy (DPO, ORPO, SimPO:
+              the share of pairs whose chosen reward is higher), logp_chosen, logp_rejected,
+              kl (KTO), log_odds_ratio (ORPO)
     eval      step, eval_loss (and any other eval_* metric)
     memory    peak_reserved_gb, peak_allocated_gb (torch), peak_nvml_gb (the process as nvidia-smi
               shows it, CUDA context included: what estimate_gb predicts), total_gb (CUDA only)
@@ -49,6 +52,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 SCHEMA_VERSION = 1
+# The preference series of a log event, in the order the run screen shows them.
+PREFERENCE_SERIES = (
+    "reward_chosen", "reward_rejected", "reward_margin", "reward_accuracy", "logp_chosen", "logp_rejected",
+    "kl", "log_odds_ratio",
+)  # fmt: skip
 TERMINAL = ("done", "stopped", "failed")
 INPUT_KINDS = ("input", "device")  # failures that exit 2: bad input, or GPUs this torch can't use
 EVENTS_FILE = "events.jsonl"

@@ -41,6 +41,8 @@ class RunRecord:
     final_loss: float | None = None
     best_eval_loss: float | None = None
     final_eval_loss: float | None = None
+    reward_accuracy: float | None = None  # a preference run's last, as its trainer logged them
+    reward_margin: float | None = None
     tokens_per_s: float | None = None
     peak_gb: float | None = None
     estimate_gb: float | None = None
@@ -72,6 +74,8 @@ class RunRecord:
             "final_loss": self.final_loss,
             "best_eval_loss": self.best_eval_loss,
             "final_eval_loss": self.final_eval_loss,
+            "reward_accuracy": self.reward_accuracy,
+            "reward_margin": self.reward_margin,
             "tokens_per_s": self.tokens_per_s,
             "peak_gb": self.peak_gb,
             "estimate_gb": self.estimate_gb,
@@ -105,6 +109,8 @@ def _read_record(path: Path, archived: bool) -> RunRecord:
     summary = read_json(path / SUMMARY_FILE)
     if summary:  # the engine's own figures where it wrote them: steady speed, peak, runtime
         rec.final_loss = summary.get("final_loss", rec.final_loss)
+        rec.reward_accuracy = summary.get("reward_accuracy", rec.reward_accuracy)
+        rec.reward_margin = summary.get("reward_margin", rec.reward_margin)
         rec.steps = summary.get("steps", rec.steps)
         rec.tokens_per_s = summary.get("steady_tokens_per_s") or rec.tokens_per_s
         rec.peak_gb = summary.get("peak_nvml_gb") or summary.get("peak_reserved_gb") or rec.peak_gb
@@ -144,6 +150,8 @@ def _fold_events(rec: RunRecord, path: Path) -> None:
                 prev_elapsed = now
             rec.curves.train.append((e["step"], tokens, e["loss"]))
             rec.final_loss, rec.steps = e["loss"], e["step"]
+            rec.reward_accuracy = e.get("reward_accuracy", rec.reward_accuracy)
+            rec.reward_margin = e.get("reward_margin", rec.reward_margin)
             if e.get("tokens_per_s"):
                 speeds.append(e["tokens_per_s"])
         elif kind == "eval" and e.get("eval_loss") is not None:
@@ -361,6 +369,8 @@ def table(runs: list[RunRecord], full: bool = False) -> tuple[list[str], list[li
 
     diff = differing(runs)
     figures = ["final loss", "best eval", "tok/s", "peak/est", "time"]
+    if any(r.reward_margin is not None for r in runs):  # preference runs among them
+        figures[1:1] = ["reward acc", "margin"]
     if full:
         heads = ["state", "when", "run", "base model", *map(label, diff), *figures]
     else:  # what tells runs apart first: at 80 columns the figures stay in view
@@ -375,6 +385,8 @@ def table(runs: list[RunRecord], full: bool = False) -> tuple[list[str], list[li
             "base model": (short_path(Path(model)) if full else model.rsplit("/", 1)[-1]) if model else "-",
             "final loss": fmt(r.final_loss),
             "best eval": fmt(r.best_eval_loss),
+            "reward acc": "-" if r.reward_accuracy is None else f"{r.reward_accuracy:.0%}",
+            "margin": fmt(r.reward_margin),
             "tok/s": fmt(r.tokens_per_s),
             "peak/est": memory(r),
             "time": fmt_duration(r.duration_s) if r.duration_s is not None else "-",
@@ -422,6 +434,14 @@ def compare_rows(runs: list[RunRecord]) -> tuple[list[tuple[str, list[str]]], li
         ("steps", [fmt(r.steps) for r in runs]),
         ("final loss", [fmt(r.final_loss) for r in runs]),
         ("best eval loss", [fmt(r.best_eval_loss) for r in runs]),
+        *(
+            [
+                ("reward accuracy", ["-" if r.reward_accuracy is None else f"{r.reward_accuracy:.0%}" for r in runs]),
+                ("reward margin", [fmt(r.reward_margin) for r in runs]),
+            ]
+            if any(r.reward_margin is not None for r in runs)
+            else []
+        ),
         ("tokens/s", [fmt(r.tokens_per_s) for r in runs]),
         ("peak/estimate", [memory(r) for r in runs]),
         ("duration", [fmt_duration(r.duration_s) if r.duration_s is not None else "-" for r in runs]),

@@ -186,7 +186,9 @@ def spawn(run_dir: Path, res: Resolved, nproc: int, claim: rundir.Claim) -> subp
 
 def checks(res: Resolved, reading: GpuReading) -> None:
     """What would stop the engine at once: refused before it starts (or is queued)."""
-    problem = model_dir_problem(res["base_model"]) or tracker_problem(res["report_to"])
+    from .adapter_from import adapter_from_problem
+
+    problem = model_dir_problem(res["base_model"]) or tracker_problem(res["report_to"]) or adapter_from_problem(res)
     if problem:
         raise LaunchError(problem)
     for problem in problems_here(reading, res["gpus"]):

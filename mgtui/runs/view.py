@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .events import TERMINAL
+from .events import PREFERENCE_SERIES, TERMINAL
 
 SMOOTHING = 0.1  # weight of the newest loss in the moving average
 
@@ -88,6 +88,8 @@ class RunView:
     losses: list[tuple[float, float]] = field(default_factory=list)  # every logged (step, loss)
     smoothed: list[tuple[float, float]] = field(default_factory=list)  # its moving average, kept as it grows
     eval_losses: list[tuple[float, float]] = field(default_factory=list)
+    # A preference run's series beside the loss (events.py: PREFERENCE_SERIES): name -> [(step, value)]
+    series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     peak_gb: float | None = None  # torch's peak reserved
     peak_nvml_gb: float | None = None  # the process as nvidia-smi shows it
     estimate_gb: float | None = None
@@ -147,6 +149,9 @@ class RunView:
         for key in ("loss", "learning_rate", "grad_norm", "tokens_per_s", "eta_s", "elapsed_s"):
             if e.get(key) is not None:
                 setattr(self, key, e[key])
+        for key in PREFERENCE_SERIES:
+            if e.get(key) is not None:
+                self.series.setdefault(key, []).append((e["step"], e[key]))
         if e.get("loss") is not None:
             self.losses.append((e["step"], e["loss"]))
             prev = self.smoothed[-1][1] if self.smoothed else e["loss"]

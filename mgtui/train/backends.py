@@ -242,9 +242,14 @@ def load_model(res: Resolved, plan: RuntimePlan, local_rank: int):
     if plan.backend == "unsloth":
         from unsloth import FastLanguageModel
 
-        model, tokenizer = FastLanguageModel.from_pretrained(**unsloth_kwargs(res, plan, local_rank))
+        kwargs = unsloth_kwargs(res, plan, local_rank)
+        if res["adapter_from"]:
+            # Given an adapter's directory, Unsloth loads its base, then the adapter, trainable
+            # (unsloth/models/loader.py: PeftModel.from_pretrained(..., is_trainable = True)).
+            kwargs["model_name"] = res["adapter_from"]
+        model, tokenizer = FastLanguageModel.from_pretrained(**kwargs)
         adopt_model_dtype(plan, model)
-        if res["full_finetuning"]:
+        if res["full_finetuning"] or res["adapter_from"]:
             return model, tokenizer
         model = FastLanguageModel.get_peft_model(
             model, **lora_kwargs(res), use_gradient_checkpointing=plan.checkpointing, random_state=res["seed"]
@@ -263,5 +268,9 @@ def load_model(res: Resolved, plan: RuntimePlan, local_rank: int):
         # (sharded: it would cast the norms to float32 beside the bf16-stored 4-bit blocks, and
         # FSDP's activation checkpointing takes the place of its gradient checkpointing)
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(plan.checkpointing))
+    if res["adapter_from"]:  # a finished run's adapter, trained further (its rank and modules are its own)
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(model, res["adapter_from"], is_trainable=True), tokenizer
     model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **lora_kwargs(res)))
     return model, tokenizer

@@ -14,6 +14,19 @@ from transformers import TrainerCallback
 
 from ..units import gib3
 
+# TRL's preference metrics (dpo_trainer.py, kto_trainer.py, experimental/orpo and cpo: their
+# `_metrics` and `store_metrics`) under the log event's names (runs/events.py).
+PREFERENCE_LOGS = {
+    "rewards/chosen": "reward_chosen",
+    "rewards/rejected": "reward_rejected",
+    "rewards/margins": "reward_margin",
+    "rewards/accuracies": "reward_accuracy",
+    "logps/chosen": "logp_chosen",
+    "logps/rejected": "logp_rejected",
+    "kl": "kl",
+    "log_odds_ratio": "log_odds_ratio",
+}
+
 
 class EventCallback(TrainerCallback):
     def __init__(
@@ -100,6 +113,7 @@ class EventCallback(TrainerCallback):
             eta_s=round(per_step * (state.max_steps - state.global_step), 1),
             elapsed_s=round(now - self.t0, 2),
             tokens_seen=round(self.tokens_total),
+            **{ours: logs[theirs] for theirs, ours in PREFERENCE_LOGS.items() if theirs in logs},
         )
         self.t_last, self.step_last, self.tokens_last = now, state.global_step, seen
         mark = (now, state.global_step, self.tokens_total)

@@ -36,7 +36,9 @@ def load_rows(res: Resolved) -> tuple[str, list[dict[str, Any]]]:
     source, fmt = res["dataset"], res["dataset_format"]
     path = resolve_source(source)
     if path is not None:
-        report = scan(source, fmt, columns=res["columns"])  # every row checked, each error with its line
+        report = scan(
+            source, fmt, columns=res["columns"], method=res["method"]
+        )  # every row checked, each error with its line
         return report.format, [row for _, row in iter_rows(path, res["columns"])]
     from datasets import load_dataset
 
@@ -53,7 +55,11 @@ def load_rows(res: Resolved) -> tuple[str, list[dict[str, Any]]]:
     rows = [rename(row, mapping) for row in ds]
     where = f"{source} ({res['dataset_split']})"
     report = scan_rows(
-        where, ((f"{where}: row {n}", row) for n, row in enumerate(rows, 1)), fmt, columns=res["columns"]
+        where,
+        ((f"{where}: row {n}", row) for n, row in enumerate(rows, 1)),
+        fmt,
+        columns=res["columns"],
+        method=res["method"],
     )
     return report.format, rows
 

@@ -80,7 +80,12 @@ def check_data(run: Run) -> list[Any]:
     """Bad data fails here, before the model loads. Returns the prompts for the quick look."""
     res = run.res
     run.ev.emit("phase", phase="preparing_data", progress=0.0, detail="checking rows")
-    scan(res["dataset"], res["dataset_format"], columns=res["columns"])
+    scan(res["dataset"], res["dataset_format"], columns=res["columns"], method=res["method"])
+    from ..runs.adapter_from import adapter_from_problem
+
+    problem = adapter_from_problem(res)
+    if problem:
+        raise DatasetError(problem)
     return read_prompts(res["eval_prompts"]) if res["eval_prompts"] else []
 
 
@@ -145,10 +150,13 @@ def tokenize(run: Run, loaded: Loaded) -> Data:
         ev.emit("phase", phase="preparing_data", progress=0.0, detail="tokenizing")
     from .datasets import build_datasets
     from .download import HubBytes
+    from .preference import build_preference_datasets
+
+    build = build_datasets if res["method"] == "sft" else build_preference_datasets
 
     fetching = HubBytes(ev.emit, run.stop, named)
     with fetching if hub_data else contextlib.nullcontext():
-        train_ds, eval_ds, report, warnings = build_datasets(
+        train_ds, eval_ds, report, warnings = build(
             res,
             loaded.tokenizer,
             lambda p: ev.emit("phase", phase="preparing_data", progress=round(p, 3), detail="tokenizing"),
@@ -160,7 +168,8 @@ def tokenize(run: Run, loaded: Loaded) -> Data:
 
 
 def fit(run: Run, loaded: Loaded, data: Data) -> Trained:
-    """TRL's SFTTrainer, with the callback that turns its steps into events; then the evaluation."""
+    """TRL's trainer for the method (SFTTrainer, or preference.py's), with the callback that turns
+    its steps into events; then the evaluation."""
     res = run.res
     if run.world > 1 and not loaded.cuda:
         _restore_cpu_n_storages()
@@ -184,15 +193,22 @@ def fit(run: Run, loaded: Loaded, data: Data) -> Trained:
         gpu_bytes=lambda: process_gpu_bytes(nvml.read(), {os.getpid()}) if loaded.cuda else None,
         on_step=lambda step: run.state.__setitem__("step", step),
     )
-    kwargs = sft_kwargs(res, loaded.plan, str(run.run_dir), data.eval is not None)
-    trainer = SFTTrainer(
-        model=loaded.model,
-        args=SFTConfig(**{k: v for k, v in kwargs.items() if v is not None}),
-        train_dataset=data.train,
-        eval_dataset=data.eval,
-        processing_class=loaded.tokenizer,
-        callbacks=[cb],
-    )
+    if res["method"] == "sft":
+        kwargs = sft_kwargs(res, loaded.plan, str(run.run_dir), data.eval is not None)
+        trainer = SFTTrainer(
+            model=loaded.model,
+            args=SFTConfig(**{k: v for k, v in kwargs.items() if v is not None}),
+            train_dataset=data.train,
+            eval_dataset=data.eval,
+            processing_class=loaded.tokenizer,
+            callbacks=[cb],
+        )
+    else:
+        from .preference import make_trainer, method_kwargs
+
+        kwargs = method_kwargs(res, loaded.plan, str(run.run_dir), data.eval is not None)
+        args = {k: v for k, v in kwargs.items() if v is not None}
+        trainer = make_trainer(res, loaded.model, loaded.tokenizer, args, data.train, data.eval, [cb])
     checkpoint = _resume_from(run.run_dir, run.rank, run.ev) if run.resume else None
     metrics = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None).metrics
     run.state["step"] = trainer.state.global_step
@@ -211,7 +227,7 @@ def finish(run: Run, loaded: Loaded, data: Data, trained: Trained, prompts: list
         save_whole(trainer, run_dir, run.rank)
     else:
         trainer.save_model(str(run_dir))  # the adapter, in PEFT format; written by the main process only
-    chat = data.report["format"] in CHAT_FORMATS
+    chat = data.report.get("chat", data.report["format"] in CHAT_FORMATS)
     if run.rank == 0:
         if chat:  # the exact template trained with, for the chat and exports
             tokenizer.chat_template = chat_template(run.res, tokenizer)
@@ -267,9 +283,17 @@ def _summary(
     """summary.json: how the run ended, its speed and memory against the estimate, and what ran it."""
     trainer, metrics, plan = trained.trainer, trained.metrics, loaded.plan
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+
+    def last(key: str) -> float | None:  # a training log's, not an evaluation's (eval_rewards/...)
+        found = [h[key] for h in trainer.state.log_history if key in h]
+        return found[-1] if found else None
+
     return {
         "state": "stopped" if stopped else "done",
+        "method": run.res["method"],
         "final_loss": losses[-1] if losses else None,
+        "reward_accuracy": last("rewards/accuracies"),
+        "reward_margin": last("rewards/margins"),
         "steps": trainer.state.global_step,
         "total_steps": trainer.state.max_steps,
         "runtime_s": round(time.time() - run.t0, 2),

@@ -193,6 +193,7 @@ class FormScreen(AppScreen):
             delay,
             m.value("columns"),
             m.value("train_on_responses_only"),
+            m.value("method"),
         )
 
     def on_dataset_panel_changed(self, event: DatasetPanel.Changed) -> None:
@@ -299,6 +300,7 @@ class FormScreen(AppScreen):
     def refresh_fields(self, group: FieldGroup) -> None:
         m = self.model
         errors = m.errors
+        group.show_for_method(m.value("method"))
         for s in group.settings:
             note = m.quality_note(s.name)
             if s.name == "max_seq_length":

@@ -28,7 +28,7 @@ from ...runs.stall import STALL_S, engine_stall
 from ...runs.view import RunView, fmt_duration, phase_line
 from ...units import comma_list
 from ..messages import AdviceChosen, ChatRequested, ExportRequested
-from ..widgets.charts import LossChart
+from ..widgets.charts import LossChart, RewardChart
 from ..widgets.footer import KeyFooter
 from ..widgets.gpu_gauges import GpuPanel
 from ..widgets.vram import bar
@@ -114,6 +114,7 @@ class RunScreen(AppScreen):
                 yield Static("", id="progress")
                 yield Static("", id="end", classes="hidden")
                 yield LossChart(id="chart")
+                yield RewardChart(id="rewards")
                 yield Sparkline([], id="spark")
                 yield RichLog(id="log", wrap=True, markup=False, max_lines=2000, min_width=20)
             with VerticalScroll(id="runside"):
@@ -191,6 +192,8 @@ class RunScreen(AppScreen):
         self.query_one("#progress", Static).update(self.progress_text())
         self.query_one("#metrics", Static).update(self.metrics_text())
         self.query_one("#chart", LossChart).set_data(v.losses, v.smoothed, v.eval_losses)
+        if v.series:
+            self.query_one("#rewards", RewardChart).set_data(v.series)
         self.query_one("#spark", Sparkline).data = [y for _, y in v.losses[-200:]]
         log = self.query_one("#log", RichLog)
         for kind, text in v.log[self._log_shown :]:
@@ -242,6 +245,20 @@ class RunScreen(AppScreen):
         t.append(f"loss      {num(v.loss, '.4f')}\n", style="bold")
         if v.eval_losses:
             t.append(f"eval loss {v.eval_losses[-1][1]:.4f}\n", style="yellow")
+        last = {k: s[-1][1] for k, s in v.series.items() if s}
+        if "reward_accuracy" in last:
+            t.append(f"reward acc {last['reward_accuracy']:.0%}\n", style="bold")
+        if "reward_margin" in last:
+            t.append(f"margin    {last['reward_margin']:.3f}\n", style="cyan")
+        if "reward_chosen" in last and "reward_rejected" in last:
+            t.append("chosen    ", style="green")
+            t.append(f"{last['reward_chosen']:.3f}\n")
+            t.append("rejected  ", style="red")
+            t.append(f"{last['reward_rejected']:.3f}\n")
+        if "logp_chosen" in last and "logp_rejected" in last:
+            t.append(f"logp c/r  {last['logp_chosen']:.1f}/{last['logp_rejected']:.1f}\n", style="dim")
+        if "kl" in last:
+            t.append(f"kl        {last['kl']:.3f}\n")
         t.append(f"lr        {num(v.learning_rate, '.2e')}\n")
         t.append(f"grad norm {num(v.grad_norm, '.3f')}\n")
         t.append(f"tokens/s  {num(v.tokens_per_s, ',.0f')}\n")

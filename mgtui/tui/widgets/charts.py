@@ -132,3 +132,31 @@ class LossChart(Widget):
             self.size.width,
             self.size.height,
         )
+
+
+# A preference run's rewards: chosen above, rejected below, the margin between them.
+REWARD_STYLES = (("reward_chosen", "bold green"), ("reward_rejected", "bold red"), ("reward_margin", "bold cyan"))
+
+
+class RewardChart(Widget):
+    """A preference run's rewards beside the loss: chosen (green), rejected (red), margin (cyan).
+    Hidden until a run reports them."""
+
+    DEFAULT_CSS = "RewardChart { height: 7; display: none; } RewardChart.-shown { display: block; }"
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.series: dict[str, list[tuple[float, float]]] = {}
+
+    def set_data(self, series: dict[str, list[tuple[float, float]]]) -> None:
+        self.series = series
+        self.set_class(any(series.get(k) for k, _ in REWARD_STYLES), "-shown")
+        self.refresh()
+
+    def render(self) -> Text:
+        return render_chart(
+            [(self.series.get(k, []), style) for k, style in REWARD_STYLES],
+            self.size.width,
+            self.size.height,
+            connect=True,
+        )

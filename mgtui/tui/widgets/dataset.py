@@ -25,7 +25,7 @@ def length_stats(tokens: list[int], max_seq_length: int) -> dict:
     return stats(tokens, max_seq_length)
 
 
-Key = tuple[str, str, str, str, str]  # what a scan depends on: data, format, model, template, column map
+Key = tuple[str, str, str, str, str, str]  # what a scan depends on: data, format, model, template, column map, method
 
 
 class DatasetPanel(Static):
@@ -56,15 +56,16 @@ class DatasetPanel(Static):
         delay: float = 0.4,
         columns: str = "",
         responses_only: bool = False,
+        method: str = "sft",
     ) -> None:
         """Show what the form now names. A change of data, model or template is scanned once typing
         pauses for `delay` seconds; a new max-seq-length or masking only redraws."""
-        key = (dataset, fmt, base_model, chat_template, columns)
+        key = (dataset, fmt, base_model, chat_template, columns, method)
         if key == self.key and (max_seq_length, responses_only) == (self.max_seq_length, self.responses_only):
             return
         self.max_seq_length, self.responses_only = max_seq_length, responses_only
         if key != self.key:
-            if self.key is None or (key[:2], key[4]) != (self.key[:2], self.key[4]):  # other data: start afresh
+            if self.key is None or (key[:2], key[4:]) != (self.key[:2], self.key[4:]):  # other data: start afresh
                 self.report, self.error = None, None
             self.key = key
             if self._wait is not None:
@@ -82,13 +83,13 @@ class DatasetPanel(Static):
         """Check the data and show it at once; then count its tokens, which can take seconds."""
         asked = self.key
         assert asked is not None
-        source, fmt, base, template, columns = asked
+        source, fmt, base, template, columns, method = asked
         if not source:
             return
         from ...data.scan import DatasetError, scan
 
         try:
-            report = scan(source, fmt, limit=self.scan_limit, columns=columns)
+            report = scan(source, fmt, limit=self.scan_limit, columns=columns, method=method)
         except DatasetError as e:
             self.app.call_from_thread(self._got, asked, None, str(e))
             return

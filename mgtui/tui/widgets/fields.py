@@ -143,6 +143,19 @@ class FieldGroup(Grid):
     def on_mount(self) -> None:
         self.on_ready(self)  # a lazily mounted group catches up with what changed meanwhile
 
+    def show_for_method(self, method: str) -> None:
+        """Only the chosen training method's rows (a setting of no method is every method's)."""
+        for s in self.settings:
+            if s.methods is None:
+                continue
+            visible = method in s.methods
+            name, ed = self.rows[s.name]
+            if name.display != visible:
+                name.display = ed.display = visible
+                note = self.notes.get(s.name)
+                if note is not None:
+                    note.display = visible
+
     def show(
         self, s: Setting, text: str, value: Any, error: str | None, note: str | None, explicit: bool, typed: bool
     ) -> None:
