@@ -8,7 +8,8 @@ the tokenizer's chat template (or a named one), tokenized, and masked for
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, TypeVar
 
 from ..data.encode import encode_rows, render_row, transformers_coder
 from ..data.scan import (
@@ -28,6 +29,8 @@ from ..data.scan import (
 from ..data.templates import pick_template
 from ..data.tokens import length_stats, masked, nothing_learned, skipped_warning
 from ..settings import Resolved
+
+R = TypeVar("R")
 
 
 def load_rows(res: Resolved) -> tuple[str, list[dict[str, Any]]]:
@@ -86,19 +89,11 @@ def tokenize_rows(
     masks = masked(fmt, res["train_on_responses_only"])
     coder = transformers_coder(tokenizer, chat_template(res, tokenizer) if fmt in CHAT_FORMATS else None)
     out: list[dict[str, list[int]]] = []
-    skips: list[tuple[int, str]] = []
-    skipped = 0
+    skips = Skips(fmt)
     nothing_to_learn: list[int] = []  # prompt lengths of rows whose response starts after max_seq_length
-    for start in range(0, len(rows), 256):
-        rendered = []
-        for n, row in enumerate(rows[start : start + 256], start + 1):
-            done = render_row(fmt, row, f"{res['dataset']}: row {n}", coder)
-            if done is None:
-                skipped += 1
-                if len(skips) < SKIP_SHOWN:
-                    skips.append((n, skip_reason(fmt)))
-            else:
-                rendered.append(done)
+    for start, rendered in rendered_batches(
+        rows, lambda row, n: render_row(fmt, row, f"{res['dataset']}: row {n}", coder), skips
+    ):
         for enc in encode_rows(rendered, coder):
             example = {"input_ids": enc.ids}
             if masks:
@@ -112,17 +107,49 @@ def tokenize_rows(
         raise nothing_learned(res["dataset"], res["max_seq_length"], min(nothing_to_learn))
     if not out:
         raise DatasetError(f"{res['dataset']}: all {len(rows)} rows are empty after formatting as {fmt}")
-    said = skipped_line(skipped, len(rows), skips)
+    said = skips.line(len(rows))
     if said:
         warn(said)
     if nothing_to_learn:
         warn(skipped_warning(len(nothing_to_learn), len(rows), res["max_seq_length"]))
-    return out, skipped
+    return out, skips.count
+
+
+@dataclass
+class Skips:
+    """Rows a format renders to nothing: how many, and the first few with why."""
+
+    fmt: str
+    count: int = 0
+    shown: list[tuple[int, str]] = field(default_factory=list)
+
+    def add(self, n: int) -> None:
+        self.count += 1
+        if len(self.shown) < SKIP_SHOWN:
+            self.shown.append((n, skip_reason(self.fmt)))
+
+    def line(self, total: int) -> str | None:
+        return skipped_line(self.count, total, self.shown)
+
+
+def rendered_batches(
+    rows: list[dict[str, Any]], render: Callable[[dict[str, Any], int], R | None], skips: Skips, size: int = 256
+) -> Iterator[tuple[int, list[R]]]:
+    """(start, rendered rows) a batch at a time, the rows rendered to nothing counted in `skips`
+    (numbered from 1, as the user's file is)."""
+    for start in range(0, len(rows), size):
+        batch = []
+        for n, row in enumerate(rows[start : start + size], start + 1):
+            done = render(row, n)
+            if done is None:
+                skips.add(n)
+            else:
+                batch.append(done)
+        yield start, batch
 
 
 def build_datasets(res: Resolved, tokenizer, progress: Callable[[float], None]):
     """(train Dataset, eval Dataset or None, report dict, warnings)."""
-    from datasets import Dataset
 
     warnings: list[str] = []
     fmt, rows = load_rows(res)
@@ -140,6 +167,15 @@ def build_datasets(res: Resolved, tokenizer, progress: Callable[[float], None]):
             f"{report['truncated']} of {len(examples)} rows are longer than max_seq_length "
             f"{res['max_seq_length']} and will be truncated"
         )
+    ds, eval_ds = held_out(examples, res, report, warnings)
+    return ds, eval_ds, report, warnings
+
+
+def held_out(examples: list[dict[str, Any]], res: Resolved, report: dict[str, Any], warnings: list[str]):
+    """(train Dataset, eval Dataset or None): eval_split of the examples held out, for every method;
+    the report gets both counts."""
+    from datasets import Dataset
+
     ds = Dataset.from_list(examples)
     eval_ds = None
     if res["eval_split"] > 0:
@@ -150,4 +186,4 @@ def build_datasets(res: Resolved, tokenizer, progress: Callable[[float], None]):
             ds, eval_ds = split["train"], split["test"]
     report["train_rows"] = len(ds)
     report["eval_rows"] = len(eval_ds) if eval_ds is not None else 0
-    return ds, eval_ds, report, warnings
+    return ds, eval_ds

@@ -18,12 +18,12 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..data.encode import encode_preferences, render_preference, transformers_coder
-from ..data.scan import SKIP_SHOWN, DatasetError, skip_reason, skipped_line
+from ..data.scan import DatasetError
 from ..data.templates import template_for
 from ..data.tokens import length_stats
 from ..settings import Resolved
 from .backends import RuntimePlan, sft_kwargs
-from .datasets import load_rows
+from .datasets import Skips, held_out, load_rows, rendered_batches
 
 SFT_ONLY = ("packing",)  # SFTConfig's own arguments
 
@@ -39,19 +39,13 @@ def preference_examples(
     method, cut = res["method"], res["max_prompt_length"]
     out: list[dict[str, Any]] = []
     lengths: list[int] = []
-    skips: list[tuple[int, str]] = []
-    skipped = 0
+    skips = Skips(fmt)
     chat = False
-    for start in range(0, len(rows), 256):
-        rendered = []
-        for n, row in enumerate(rows[start : start + 256], start + 1):
-            done = render_preference(fmt, row, f"{res['dataset']}: row {n}", coder)
-            if done is None:
-                skipped += 1
-                if len(skips) < SKIP_SHOWN:
-                    skips.append((n, skip_reason(fmt)))
-            else:
-                rendered.append(done)
+
+    def render(row: dict[str, Any], n: int) -> Any:
+        return render_preference(fmt, row, f"{res['dataset']}: row {n}", coder)
+
+    for start, rendered in rendered_batches(rows, render, skips):
         chat = chat or any(r.replies[0].messages is not None for r in rendered)
         for ids in encode_preferences(rendered, coder):
             ids = ids.cut_prompt(cut)
@@ -66,12 +60,11 @@ def preference_examples(
         progress(min(start + 256, len(rows)) / len(rows))
     if not out:
         raise DatasetError(f"{res['dataset']}: all {len(rows)} rows are empty after formatting as {fmt}")
-    return out, lengths, skipped_line(skipped, len(rows), skips), chat
+    return out, lengths, skips.line(len(rows)), chat
 
 
 def build_preference_datasets(res: Resolved, tokenizer: Any, progress: Callable[[float], None]):
     """(train Dataset, eval Dataset or None, report dict, warnings), as build_datasets for SFT."""
-    from datasets import Dataset
 
     fmt, rows = load_rows(res)
     examples, lengths, skipped, chat = preference_examples(res, fmt, rows, tokenizer, progress)
@@ -86,16 +79,7 @@ def build_preference_datasets(res: Resolved, tokenizer: Any, progress: Callable[
     if res["method"] == "kto":
         good = sum(e["label"] for e in examples)
         report["desirable"], report["undesirable"] = good, len(examples) - good
-    ds = Dataset.from_list(examples)
-    eval_ds = None
-    if res["eval_split"] > 0:
-        if len(ds) < 4:
-            warnings.append("eval_split: too few rows to hold some out; evaluation is off")
-        else:
-            split = ds.train_test_split(test_size=res["eval_split"], seed=res["seed"])
-            ds, eval_ds = split["train"], split["test"]
-    report["train_rows"] = len(ds)
-    report["eval_rows"] = len(eval_ds) if eval_ds is not None else 0
+    ds, eval_ds = held_out(examples, res, report, warnings)
     return ds, eval_ds, report, warnings
 
 
