@@ -140,3 +140,23 @@ def test_a_32b_in_16_bit_over_four_80gb_cards_holds_a_quarter_of_the_weights_and
     for term in ("gradients", "optimizer_states"):
         assert sharded.breakdown[term] < ddp.breakdown[term] / 2
     assert sharded.peak_gib < ddp.peak_gib / 2
+
+
+async def test_the_form_offers_sharding_first_and_one_key_applies_it():
+    from app_helpers import NO_GPU, settle, wait_until
+
+    from mgtui.tui.app import MgApp
+
+    chosen = {"base_model": "Qwen/Qwen2.5-32B", "load_in_16bit": True, "nproc_per_node": 2}
+    app = MgApp(chosen, ("48 GB card (planning)", 48.0), NO_GPU, offer_runs=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        form = app.screen
+        await wait_until(pilot, lambda: form.plan is not None and bool(form.plan.steps))
+        assert form.plan.estimate.state == "over" and form.plan.steps[0].changes == {"shard": "full"}
+        await pilot.press("alt+1")
+        await wait_until(pilot, lambda: form.model.value("shard") == "full" and form.plan.sharded)
+        assert form.plan.estimate.state == "fits"
+        assert "fits sharded over 2" in str(form.query_one("#vram").render())
+        notes = [str(n.render()) for g in form.query("FieldGroup") for n in g.notes.values()]
+        assert any("Unsloth does not shard" in n for n in notes)  # the nproc-per-node row says why
