@@ -66,9 +66,13 @@ def prepare(res: Resolved, force: bool = False, claim: rundir.Claim | None = Non
         reason = rundir.occupied(out)
         if reason:
             if not force or rundir.run_state(out).state == "running":
-                raise LaunchError(
-                    f"{reason}; use --resume to continue it, --force to move it aside, or choose another --output-dir"
-                )
+                from .resume import resumable
+
+                if rundir.run_state(out).state == "running":
+                    what = f"attach to it (mgtui attach {out})"
+                else:
+                    what = ("use --resume to continue it, " if resumable(out) else "use ") + "--force to move it aside"
+                raise LaunchError(f"{reason}; {what}, or choose another --output-dir")
             notice = f"moved the previous contents aside to {rundir.move_aside(out)}"
             if claim is not None:
                 claim.moved()
