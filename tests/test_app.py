@@ -98,7 +98,8 @@ async def test_keys_that_arrive_in_a_burst_are_applied_in_order():
         # Switches too: space and tab are bound keys, which Textual ran after the keys behind them.
         form.query_one("#i-packing").focus()
         await pilot.pause()
-        for key in ["space", "tab", "space", "tab", "tab", "l"]:
+        # trust-remote-code, then the training method's rows (method, adapter-from), then LoRA's first
+        for key in ["space", "tab", "space", "tab", "tab", "tab", "tab", "l"]:
             app.post_message(events.Key(key, " " if key == "space" else key if len(key) == 1 else None))
         await wait_until(
             pilot,
