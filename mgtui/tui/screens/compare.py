@@ -30,6 +30,11 @@ def colour(i: int) -> str:
     return COLOURS[i % len(COLOURS)]
 
 
+def offered(runs: list[RunRecord]) -> list[str]:
+    """The series some run logged: the loss always, the rewards when a preference run is here."""
+    return [k for k in SERIES if k == "train" or any(getattr(r.curves, k) for r in runs)]
+
+
 class CompareChart(Widget):
     """Every run's training loss (or reward margin or accuracy) in its own colour, its evaluations
     as ◆ in the same colour."""
@@ -42,8 +47,7 @@ class CompareChart(Widget):
         self.series = "train"  # a field of Curves: SERIES
 
     def offered(self) -> list[str]:
-        """The series some run logged: the loss always, the rewards when a preference run is here."""
-        return [k for k in SERIES if k == "train" or any(getattr(r.curves, k) for r in self.runs)]
+        return offered(self.runs)
 
     def lines(self) -> list[tuple[list[tuple[float, float]], str]]:
         return [
@@ -90,7 +94,8 @@ class CompareScreen(AppScreen):
     def refresh_sub_title(self) -> None:
         chart = self.query_one(CompareChart)
         smoothing = f"smoothing {chart.smoothing}" if chart.smoothing else "raw"
-        self.sub_title = f"compare {len(self.runs)} runs · {SERIES[chart.series]} · x: {chart.x} · {smoothing}"
+        shown = f" · {SERIES[chart.series]}" if len(chart.offered()) > 1 else ""  # only beside preference runs
+        self.sub_title = f"compare {len(self.runs)} runs{shown} · x: {chart.x} · {smoothing}"
 
     def legend(self) -> Text:
         t = Text()
@@ -132,17 +137,21 @@ class CompareScreen(AppScreen):
         chart.refresh()
         self.refresh_sub_title()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """v only where a preference run logged rewards (off the footer otherwise)."""
+        if action == "series":
+            return len(offered(self.runs)) > 1
+        return True
+
     def action_series(self) -> None:
         chart = self.query_one(CompareChart)
-        offered = chart.offered()
-        if len(offered) == 1:
-            self.notify("No preference run here: only the loss to show")
-            return
-        chart.series = offered[(offered.index(chart.series) + 1) % len(offered)]
+        series = chart.offered()
+        chart.series = series[(series.index(chart.series) + 1) % len(series)]
         chart.refresh()
         self.refresh_sub_title()
 
     def palette_commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Step or tokens on the x axis", "Toggle (x)", self.action_toggle_x)
         yield SystemCommand("Smooth the curves", "Off, 0.6, 0.9 (m)", self.action_smooth)
-        yield SystemCommand("Loss or reward margin or accuracy", "Preference runs (v)", self.action_series)
+        if len(offered(self.runs)) > 1:
+            yield SystemCommand("Loss or reward margin or accuracy", "Preference runs (v)", self.action_series)
