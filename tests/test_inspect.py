@@ -122,6 +122,11 @@ def test_model_garden_inspect_shows_chosen_and_rejected(tmp_path, tiny_model, ca
     assert out[out.index("── chosen ──") + 1] == "⟦Blue.<|im_end|>"  # every reply token, as DPO's loss
     assert out[out.index("── rejected ──") + 1] == "⟦Green, surely.<|im_end|>"
     assert "<|im_start|>assistant" in out[out.index("── prompt ──") : out.index("── chosen ──")]
+    args = ["inspect", "--base-model", str(tiny_model), "--dataset", str(pairs), "--method", "dpo"]
+    assert main([*args, "--max-prompt-length", "12", "--max-seq-length", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "prompt 12 tokens · chosen 4 trained · rejected 4 trained" in out  # 16 in all
+    assert "\n✂ max-prompt-length: the trainer sees nothing above\n" in out and "✂ max-seq-length" in out
     assert main(["inspect", "--base-model", str(tiny_model), "--dataset", str(kto), "--method", "kto"]) == 0
     out = capsys.readouterr().out
     assert "── reply (undesirable) ──\n⟦ go away" in out and "reply (undesirable) 7 trained" in out

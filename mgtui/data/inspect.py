@@ -234,8 +234,12 @@ def _row_warnings(r: Rendered, e: Encoded, view: RowView, stops: set[int], eos: 
 
 def pieces_text(pieces: list[dict[str, Any]], marks: bool) -> str:
     """The row as plain text; with `marks`, trained stretches in ⟦ ⟧ and the cut as ✂."""
-    out, trained, cut = [], False, False
-    for p in pieces:
+    head = next((k for k, p in enumerate(pieces) if not p["cut"]), len(pieces))  # a prompt's start, cut off
+    out = ["".join(p["text"] for p in pieces[:head])]
+    if head:
+        out.append("\n✂ max-prompt-length: the trainer sees nothing above\n")
+    trained, cut = False, False
+    for p in pieces[head:]:
         if p["cut"] and not cut:
             out.append("⟧" if trained and marks else "")
             out.append("\n✂ max-seq-length: the trainer sees nothing below\n")
