@@ -22,10 +22,12 @@ def recorded_run(
     scale: float = 1.0,
     evals: tuple[int, ...] = (),
     hours: float = 0.0,
+    margin: float = 1.0,
     **settings: Any,
 ) -> Path:
-    """A registered run made from a recorded log: its losses times `scale`, evaluations at
-    `evals`, its settings changed, started `hours` after the recording."""
+    """A registered run made from a recorded log: its losses times `scale` (a preference run's
+    reward margins times `margin`), evaluations at `evals`, its settings changed, started `hours`
+    after the recording."""
     path.mkdir(parents=True)
     out = []
     shift = hours * 3600
@@ -36,6 +38,8 @@ def recorded_run(
             e["settings"].update(settings)
         if e.get("loss") is not None:
             e["loss"] *= scale
+        if e.get("reward_margin") is not None:
+            e["reward_margin"] *= margin
         if e.get("final_loss") is not None:
             e["final_loss"] *= scale
         out.append(e)

@@ -102,3 +102,44 @@ async def test_inspector_keys(chat, tiny_model):
         await wait_until(pilot, lambda: head().startswith("row 3"), "row 3")
         await pilot.press("escape")
         await wait_until(pilot, lambda: type(app.screen).__name__ == "FormScreen", "the form")
+
+
+PAIRS = [
+    {"prompt": [{"role": "user", "content": "What colour is the sky?"}], "chosen": [{"role": "assistant", "content": "Blue."}],
+     "rejected": [{"role": "assistant", "content": "Green, surely."}]},
+]  # fmt: skip
+
+
+def test_model_garden_inspect_shows_chosen_and_rejected(tmp_path, tiny_model, capsys):
+    from mgtui.cli import main
+
+    pairs, kto = tmp_path / "pairs.jsonl", tmp_path / "kto.jsonl"
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in PAIRS))
+    kto.write_text(json.dumps({"prompt": "Hi", "completion": " go away", "label": False}) + "\n")
+    assert main(["inspect", "--base-model", str(tiny_model), "--dataset", str(pairs), "--method", "dpo"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "row 1 (1 of 1) · preference · prompt 14 tokens · chosen 6 trained · rejected 11 trained"
+    assert out[out.index("── chosen ──") + 1] == "⟦Blue.<|im_end|>"  # every reply token, as DPO's loss
+    assert out[out.index("── rejected ──") + 1] == "⟦Green, surely.<|im_end|>"
+    assert "<|im_start|>assistant" in out[out.index("── prompt ──") : out.index("── chosen ──")]
+    args = ["inspect", "--base-model", str(tiny_model), "--dataset", str(pairs), "--method", "dpo"]
+    assert main([*args, "--max-prompt-length", "12", "--max-seq-length", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "prompt 12 tokens · chosen 4 trained · rejected 4 trained" in out  # 16 in all
+    assert "\n✂ max-prompt-length: the trainer sees nothing above\n" in out and "✂ max-seq-length" in out
+    assert main(["inspect", "--base-model", str(tiny_model), "--dataset", str(kto), "--method", "kto"]) == 0
+    out = capsys.readouterr().out
+    assert "── reply (undesirable) ──\n⟦ go away" in out and "reply (undesirable) 7 trained" in out
+
+
+async def test_inspector_stacks_chosen_over_rejected(tmp_path, tiny_model):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in PAIRS))
+    app = MgApp({"base_model": str(tiny_model), "dataset": str(pairs), "method": "dpo"}, None, NO_GPU, offer_runs=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_inspector(pilot)
+        body = str(app.screen.query_one("#inspect-body").render())
+        assert body.index("── prompt ──") < body.index("── chosen ──\nBlue.") < body.index("── rejected ──\nGreen")
+        assert str(app.screen.query_one("#inspect-head").render()).endswith("chosen 6 trained · rejected 11 trained")
+        await pilot.press("r")
+        assert str(app.screen.query_one("#inspect-body").render()).count("pos      id   label  text") == 3

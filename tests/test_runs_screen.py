@@ -173,3 +173,28 @@ async def test_a_queued_run_opened_says_where_it_stands_then_that_it_was_cancell
         queue.cancel(first)
         await wait_for(pilot, lambda: screen.exit_note is not None)
         assert screen.exit_note == "Cancelled: taken out of the queue before it started."
+
+
+async def test_compare_preference_runs_by_reward_margin_and_accuracy(tmp_path):
+    for name, margin, hours in (("beta-0.1", 1.0, 0), ("beta-0.5", 2.0, 1)):
+        recorded_run(tmp_path / name, log="run_dpo_done.jsonl", margin=margin, hours=hours, beta=float(name[5:]))
+    async with app().run_test(size=(80, 24)) as pilot:
+        screen = await open_runs(pilot)
+        for name in ("beta-0.1", "beta-0.5"):
+            await highlight(pilot, screen, name)
+            await pilot.press("space")
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, CompareScreen))
+        compare = pilot.app.screen
+        chart = compare.query_one(CompareChart)
+        assert chart.offered() == ["train", "reward_margin", "reward_accuracy"]
+        await pilot.press("v")
+        assert chart.series == "reward_margin" and "reward margin" in compare.sub_title
+        assert [r.name for r in chart.runs] == ["beta-0.5", "beta-0.1"]  # the newest first, as listed
+        doubled, recorded = (points for points, _ in chart.lines())
+        assert len(recorded) == 10 and recorded[-1][1] > recorded[0][1]  # the recorded run's margin rises
+        assert [y for _, y in doubled] == [2 * y for _, y in recorded] and chart.marks() == []
+        await pilot.press("v")
+        assert chart.series == "reward_accuracy" and chart.lines()[0][0][-1][1] == 1.0
+        await pilot.press("v")
+        assert chart.series == "train" and "loss" in compare.sub_title

@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
-from .encode import IGNORE, Coder, Encoded, Rendered, encode_rows, render_row, tokenizers_coder
+from .encode import IGNORE, Coder, Encoded, Rendered, encode_rows, render_preference, render_row, tokenizers_coder
+from .inspect_pairs import Section, pair_header, pair_warnings, sections
+from .pairs import PREFERENCE_FORMATS
 from .scan import DatasetError, iter_rows, resolve_source, scan
 from .templates import render_chat, saved_template, special_tokens, template_for
 from .tokens import load_tokenizer, masked
@@ -37,6 +40,7 @@ class RowView:
     max_seq_length: int
     pieces: list[Piece] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    sections: list[Section] = field(default_factory=list)  # preference rows: the prompt, then each reply
 
     @property
     def ids(self) -> list[int]:
@@ -112,6 +116,7 @@ def inspect_rows(
     responses_only: bool,
     columns: str = "",
     limit: int = LIMIT,
+    max_prompt_length: int = 0,
 ) -> FileView:
     """Every usable row of the first `limit`, as the trainer gets it. Raises DatasetError."""
     path = resolve_source(source)
@@ -131,6 +136,15 @@ def inspect_rows(
     special_ids = {i for i, t in tok.get_added_tokens_decoder().items() if t.special}
     special_texts = {tok.id_to_token(i) for i in special_ids}
     prompt_masked = masked(report.format, responses_only)
+    eos = specials.get("eos_token", "")
+    stop = _stop_token(coder, special_texts)
+    stops = {tok.token_to_id(s) for s in (eos, stop) if s} - {None}
+    if report.format in PREFERENCE_FORMATS:
+        rows = _preference_rows(path, report.format, columns, limit, coder, (max_prompt_length, max_seq_length),
+                                partial(_token_pieces, special_ids=special_ids, tok=tok), (stops, eos))  # fmt: skip
+        return FileView(
+            report.source, report.format, rows, max_seq_length, True, min(report.rows, limit), report.skipped_line, []
+        )
     rendered: list[tuple[int, str, Rendered]] = []
     for n, (where, row) in enumerate(iter_rows(path, columns), 1):
         if n > limit:
@@ -139,15 +153,12 @@ def inspect_rows(
         if done is not None:
             rendered.append((n, where, done))
     encoded = encode_rows([r for _, _, r in rendered], coder)
-    eos = specials.get("eos_token", "")
-    stop = _stop_token(coder, special_texts)
     warnings = []
     if stop and eos and stop != eos:
         warnings.append(
             f"the chat template ends a reply with {stop}, the tokenizer's EOS is {eos}: generation (and a GGUF "
             "or Ollama export) may not stop at the reply's end"
         )
-    stops = {tok.token_to_id(s) for s in (eos, stop) if s} - {None}
     rows = []
     for (n, where, r), e in zip(rendered, encoded):
         view = RowView(n, where, e.ids, e.trained(prompt_masked), max_seq_length)
@@ -161,16 +172,43 @@ def inspect_rows(
 
 
 def _pieces(r: Rendered, e: Encoded, view: RowView, special_ids: set[int], tok: Any) -> list[Piece]:
-    """Each token as the text it covers (special tokens by name), so the row reads as written."""
+    cut = [k >= view.max_seq_length for k in range(len(e.ids))]
+    return _token_pieces(r.text, e, range(len(e.ids)), view.all_trained, cut, special_ids, tok)
+
+
+def _token_pieces(
+    text: str, e: Encoded, span: range, trained: list[Any], cut: list[bool], special_ids: set[int], tok: Any
+) -> list[Piece]:
+    """The tokens in `span` as the text each covers (special tokens by name), so the row reads as written."""
     out = []
-    cursor = 0
-    for k, (token, (start, end)) in enumerate(zip(e.ids, e.offsets)):
-        text = r.text[max(start, cursor) : end]
+    cursor = e.offsets[span.start - 1][1] if span.start else 0
+    for j, k in enumerate(span):
+        token, (start, end) = e.ids[k], e.offsets[k]
+        piece = text[max(start, cursor) : end]
         cursor = max(cursor, end)
-        if not text:
-            text = tok.id_to_token(token) or ""
-        out.append(Piece(text, bool(view.all_trained[k]), token in special_ids, k >= view.max_seq_length, token))
+        out.append(Piece(piece or tok.id_to_token(token) or "", bool(trained[j]), token in special_ids, cut[j], token))
     return out
+
+
+def _preference_rows(
+    path: Any, fmt: str, columns: str, limit: int, coder: Coder, lengths: tuple[int, int], piece: Any,
+    stops: tuple[set[int], str],
+) -> list[RowView]:  # fmt: skip
+    """Preference and KTO rows: `lengths` is (max_prompt_length, max_seq_length)."""
+    rows = []
+    for n, (where, row) in enumerate(iter_rows(path, columns), 1):
+        if n > limit:
+            break
+        pref = render_preference(fmt, row, where, coder)
+        if pref is None:
+            continue
+        parts = sections(pref, coder, *lengths, piece)
+        ids = [p.id for p in parts[0].pieces + parts[1].pieces]
+        trained = [int(p.trained) for p in parts[0].pieces + parts[1].pieces]
+        view = RowView(n, where, ids, trained, lengths[1], sections=parts)
+        view.warnings = pair_warnings(parts, *stops)
+        rows.append(view)
+    return rows
 
 
 def _row_warnings(r: Rendered, e: Encoded, view: RowView, stops: set[int], eos: str) -> list[str]:
@@ -196,8 +234,12 @@ def _row_warnings(r: Rendered, e: Encoded, view: RowView, stops: set[int], eos: 
 
 def pieces_text(pieces: list[dict[str, Any]], marks: bool) -> str:
     """The row as plain text; with `marks`, trained stretches in ⟦ ⟧ and the cut as ✂."""
-    out, trained, cut = [], False, False
-    for p in pieces:
+    head = next((k for k, p in enumerate(pieces) if not p["cut"]), len(pieces))  # a prompt's start, cut off
+    out = ["".join(p["text"] for p in pieces[:head])]
+    if head:
+        out.append("\n✂ max-prompt-length: the trainer sees nothing above\n")
+    trained, cut = False, False
+    for p in pieces[head:]:
         if p["cut"] and not cut:
             out.append("⟧" if trained and marks else "")
             out.append("\n✂ max-seq-length: the trainer sees nothing below\n")
@@ -222,6 +264,8 @@ def ids_table(pieces: list[dict[str, Any]]) -> list[str]:
 
 def header(summary: dict[str, Any], row: dict[str, Any], index: int) -> str:
     """One line: which row, its tokens and trained share, and the file's."""
+    if row.get("sections"):
+        return pair_header(summary, row, index)
     seen = min(len(row["all_ids"]), row["max_seq_length"])
     cut = len(row["all_ids"]) - seen
     share = row["trained"] / seen if seen else 0.0

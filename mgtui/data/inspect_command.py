@@ -34,11 +34,15 @@ def show(view: FileView, index: int, raw: bool, out: TextIO, color: bool) -> Non
         print("every token is trained (nothing masked)", file=out)
     legend = "trained in bold green, masked dim, special tokens magenta" if color else "trained tokens within ⟦ ⟧"
     print(f"-- {legend}; max-seq-length {view.max_seq_length} --", file=out)
-    if raw:
-        print("  pos      id   label  text", file=out)
-        print("\n".join(ids_table(row["pieces"])), file=out)
-    else:
-        print(colored(row["pieces"]) if color else pieces_text(row["pieces"], marks=True), file=out)
+    parts = row["sections"] or [{"name": "", "pieces": row["pieces"]}]
+    for part in parts:
+        if part["name"]:  # a preference row: the prompt once, then each reply under its name
+            print(f"── {part['name']} ──", file=out)
+        if raw:
+            print("  pos      id   label  text", file=out)
+            print("\n".join(ids_table(part["pieces"])), file=out)
+        else:
+            print(colored(part["pieces"]) if color else pieces_text(part["pieces"], marks=True), file=out)
 
 
 def run_inspect(res: Resolved, row: int, raw: bool, color: bool | None = None) -> int:
@@ -46,7 +50,7 @@ def run_inspect(res: Resolved, row: int, raw: bool, color: bool | None = None) -
     try:
         view = inspect_rows(
             res["dataset"], res["dataset_format"], res["base_model"], res["chat_template"],
-            res["max_seq_length"], res["train_on_responses_only"], res["columns"], limit=max(row, 10_000),
+            res["max_seq_length"], res["train_on_responses_only"], res["columns"], limit=max(row, 10_000), max_prompt_length=res["max_prompt_length"],
         )  # fmt: skip
     except DatasetError as e:
         raise UsageError(str(e)) from None

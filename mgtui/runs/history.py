@@ -25,10 +25,13 @@ SEARCH_DEPTH = 3  # how deep under a folder run directories are looked for
 
 @dataclass
 class Curves:
-    """(step, tokens seen, value) for each logged training loss and each evaluation."""
+    """(step, tokens seen, value) for each logged training loss and each evaluation; a preference
+    run's reward margin and accuracy as its trainer logged them beside the loss."""
 
     train: list[tuple[int, float, float]] = field(default_factory=list)
     eval: list[tuple[int, float, float]] = field(default_factory=list)
+    reward_margin: list[tuple[int, float, float]] = field(default_factory=list)
+    reward_accuracy: list[tuple[int, float, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -152,6 +155,9 @@ def _fold_events(rec: RunRecord, path: Path) -> None:
             rec.final_loss, rec.steps = e["loss"], e["step"]
             rec.reward_accuracy = e.get("reward_accuracy", rec.reward_accuracy)
             rec.reward_margin = e.get("reward_margin", rec.reward_margin)
+            for key in ("reward_margin", "reward_accuracy"):
+                if e.get(key) is not None:
+                    getattr(rec.curves, key).append((e["step"], tokens, e[key]))
             if e.get("tokens_per_s"):
                 speeds.append(e["tokens_per_s"])
         elif kind == "eval" and e.get("eval_loss") is not None:

@@ -1,5 +1,6 @@
 """Two or more runs side by side: their loss curves overlaid (train as lines, evaluations as ◆),
-by step or by tokens seen, smoothed on request; their figures; and only the settings that differ."""
+by step or by tokens seen, smoothed on request; preference runs' reward margin or accuracy in
+place of the loss (v); their figures; and only the settings that differ."""
 
 from __future__ import annotations
 
@@ -22,33 +23,46 @@ from .base import AppScreen
 
 COLOURS = ("cyan", "magenta", "yellow", "green", "red", "blue", "bright_white", "orange3")
 SMOOTHING = (0.0, 0.6, 0.9)  # as TensorBoard's slider: the weight of the past
+SERIES = {"train": "loss", "reward_margin": "reward margin", "reward_accuracy": "reward accuracy"}  # Curves' fields
 
 
 def colour(i: int) -> str:
     return COLOURS[i % len(COLOURS)]
 
 
+def offered(runs: list[RunRecord]) -> list[str]:
+    """The series some run logged: the loss always, the rewards when a preference run is here."""
+    return [k for k in SERIES if k == "train" or any(getattr(r.curves, k) for r in runs)]
+
+
 class CompareChart(Widget):
-    """Every run's training loss in its own colour, its evaluations as ◆ in the same colour."""
+    """Every run's training loss (or reward margin or accuracy) in its own colour, its evaluations
+    as ◆ in the same colour."""
 
     def __init__(self, runs: list[RunRecord], **kw) -> None:
         super().__init__(**kw)
         self.runs = runs
         self.x = "step"
         self.smoothing = 0.0
+        self.series = "train"  # a field of Curves: SERIES
+
+    def offered(self) -> list[str]:
+        return offered(self.runs)
 
     def lines(self) -> list[tuple[list[tuple[float, float]], str]]:
         return [
-            (history.smooth(history.series(r.curves.train, self.x), self.smoothing), colour(i))
+            (history.smooth(history.series(getattr(r.curves, self.series), self.x), self.smoothing), colour(i))
             for i, r in enumerate(self.runs)
         ]
 
     def marks(self) -> list[tuple[list[tuple[float, float]], str]]:
+        if self.series != "train":  # evaluations are losses
+            return []
         return [(history.series(r.curves.eval, self.x), f"bold {colour(i)}") for i, r in enumerate(self.runs)]
 
     def render(self) -> Text:
-        if not any(r.curves.train for r in self.runs):
-            return Text("none of these runs logged a loss yet", style="dim")
+        if not any(getattr(r.curves, self.series) for r in self.runs):
+            return Text(f"none of these runs logged a {SERIES[self.series]} yet", style="dim")
         x_label = "step" if self.x == "step" else "tokens"
         return render_chart(self.lines(), self.size.width, self.size.height, x_label, self.marks(), connect=True)
 
@@ -58,6 +72,7 @@ class CompareScreen(AppScreen):
         Binding("escape", "back", "Back", tooltip="back to the runs"),
         Binding("x", "toggle_x", "Step/tokens", tooltip="the x axis: optimizer steps or tokens seen"),
         Binding("m", "smooth", "Smoothing", tooltip="smoothing of the training curves: off, 0.6, 0.9"),
+        Binding("v", "series", "Loss/reward", tooltip="preference runs: the loss, reward margin or reward accuracy"),
     ]
 
     def __init__(self, gpu_source: GpuSource, runs: list[RunRecord]) -> None:
@@ -79,7 +94,8 @@ class CompareScreen(AppScreen):
     def refresh_sub_title(self) -> None:
         chart = self.query_one(CompareChart)
         smoothing = f"smoothing {chart.smoothing}" if chart.smoothing else "raw"
-        self.sub_title = f"compare {len(self.runs)} runs · x: {chart.x} · {smoothing}"
+        shown = f" · {SERIES[chart.series]}" if len(chart.offered()) > 1 else ""  # only beside preference runs
+        self.sub_title = f"compare {len(self.runs)} runs{shown} · x: {chart.x} · {smoothing}"
 
     def legend(self) -> Text:
         t = Text()
@@ -121,6 +137,21 @@ class CompareScreen(AppScreen):
         chart.refresh()
         self.refresh_sub_title()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """v only where a preference run logged rewards (off the footer otherwise)."""
+        if action == "series":
+            return len(offered(self.runs)) > 1
+        return True
+
+    def action_series(self) -> None:
+        chart = self.query_one(CompareChart)
+        series = chart.offered()
+        chart.series = series[(series.index(chart.series) + 1) % len(series)]
+        chart.refresh()
+        self.refresh_sub_title()
+
     def palette_commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Step or tokens on the x axis", "Toggle (x)", self.action_toggle_x)
         yield SystemCommand("Smooth the curves", "Off, 0.6, 0.9 (m)", self.action_smooth)
+        if len(offered(self.runs)) > 1:
+            yield SystemCommand("Loss or reward margin or accuracy", "Preference runs (v)", self.action_series)

@@ -473,7 +473,9 @@ class FormScreen(AppScreen):
         from .inspect import InspectScreen
 
         m = self.model
-        args = {k: m.value(k) for k in ("base_model", "chat_template", "max_seq_length", "columns")}
+        args = {
+            k: m.value(k) for k in ("base_model", "chat_template", "max_seq_length", "columns", "max_prompt_length")
+        }
         args |= {"source": m.value("dataset"), "fmt": m.value("dataset_format")}
         self.app.push_screen(InspectScreen({**args, "responses_only": m.value("train_on_responses_only")}))
 

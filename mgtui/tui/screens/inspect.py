@@ -127,8 +127,21 @@ class InspectScreen(ModalScreen[None]):
             said.append("every token is trained (nothing masked)")
         warn.update(Text("\n".join(f"⚠ {w}" for w in said), style="yellow"))
         warn.display = bool(said)
-        table = ["  pos      id   label  text", *ids_table(self.row["pieces"])]
-        body.update("\n".join(table) if self.raw else styled(self.row["pieces"]))
+        body.update(self.body())
+
+    def body(self) -> Text:
+        """The row; a preference row stacked (the prompt, then each reply), which fits 80 columns."""
+        assert self.row is not None
+        parts = self.row["sections"] or [{"name": "", "pieces": self.row["pieces"]}]
+        out = Text()
+        for part in parts:
+            if part["name"]:
+                out.append(f"{'' if part is parts[0] else chr(10)}── {part['name']} ──\n", style="bold")
+            if self.raw:
+                out.append("\n".join(["  pos      id   label  text", *ids_table(part["pieces"])]))
+            else:
+                out.append_text(styled(part["pieces"]))
+        return out
 
     def action_move(self, step: int) -> None:
         if self.summary and self.summary["rows"]:
