@@ -82,6 +82,6 @@ async def test_export_from_the_finished_run_screen(demo_run, tmp_path, monkeypat
         lines = [text for text, _ in dialog.lines]
         assert f"written: {demo_run / 'export' / 'merged'}" in lines, lines
         assert any(line.startswith("merging:") for line in lines)  # its progress was shown
-        assert (demo_run / "export" / "merged" / "model.safetensors").exists()
+        assert (demo_run / "export" / "model.safetensors").exists()
         await pilot.press("escape")
         assert pilot.app.screen is run_screen
