@@ -50,7 +50,11 @@ def main() -> None:
         train += ["--max-steps", str(args.steps), "--max-seq-length", "96", "--learning-rate", "1e-2"]
         print(json.dumps({"step": f"train {args.steps} steps", "s": round(timed(train), 1)}))
         merged = Path(tmp) / "merged"
-        print(json.dumps({"step": "export --merged", "s": round(timed([*mg, "export", str(run), "--to", str(merged)]), 1)}))
+        print(
+            json.dumps(
+                {"step": "export --merged", "s": round(timed([*mg, "export", str(run), "--to", str(merged)]), 1)}
+            )
+        )
         from llama_cpp import Llama
 
         expected = [greedy_transformers(merged, m, 24) for m in PROMPTS]
@@ -61,7 +65,16 @@ def main() -> None:
             llm = Llama(model_path=str(gguf_file), n_ctx=512, n_threads=1, verbose=False)
             equal = [greedy_llama_cpp(llm, prompt, 24) == tokens for prompt, tokens in expected]
             size = gguf_file.stat().st_size
-            print(json.dumps({"step": f"export --gguf {kind}", "s": round(s, 1), "mb": round(size / 1e6, 1), "greedy_equal": equal}))
+            print(
+                json.dumps(
+                    {
+                        "step": f"export --gguf {kind}",
+                        "s": round(s, 1),
+                        "mb": round(size / 1e6, 1),
+                        "greedy_equal": equal,
+                    }
+                )
+            )
 
 
 if __name__ == "__main__":

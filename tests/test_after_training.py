@@ -178,6 +178,7 @@ def test_the_merged_export_is_base_plus_adapter_and_keeps_the_template(demo_run,
     foreign = tmp_path / "notes"
     foreign.mkdir()
     (foreign / "todo.txt").write_text("mine")
+    capsys.readouterr()
     assert main(["export", str(demo_run), "--to", str(foreign), "--force"]) == 2
     assert capsys.readouterr().err.strip() == (
         f"model-garden export: error: {foreign} holds files that no export wrote: choose another --to"
