@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
+
+from .user_cache import user_cache_dir
 
 BUILTIN_MODEL = "builtin:tiny-llama"
 
@@ -23,4 +24,4 @@ TINY_LLAMA_CONFIG: dict[str, Any] = {
 
 def builtin_model_dir() -> Path:
     """Where the engine builds the demo's model and tokenizer, once."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mgtui" / "tiny-llama"
+    return user_cache_dir() / "tiny-llama"

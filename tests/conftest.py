@@ -11,8 +11,10 @@ from typing import Iterator
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import real_tokenizer  # noqa: E402  (its cache is read now, before each test gets a cache of its own)
+
+ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -88,6 +90,12 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from mgtui.train.tiny import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def real_tokenizer_model() -> Path:
+    """The tiny Llama on Qwen2's real tokenizer (tests/real_tokenizer.py), built once per machine."""
+    return real_tokenizer.qwen2_tiny_llama()
 
 
 @pytest.fixture(scope="session")

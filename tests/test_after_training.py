@@ -152,7 +152,7 @@ def test_the_merged_export_is_base_plus_adapter_and_keeps_the_template(demo_run,
 
     target = tmp_path / "out"
     assert main(["export", str(demo_run), "--merged", "--to", str(target)]) == 0
-    merged_dir = target / "merged"
+    merged_dir = target  # the folder itself, as Unsloth's save_pretrained_merged writes it
     assert capsys.readouterr().out.strip() == str(merged_dir)
     merged = AutoModelForCausalLM.from_pretrained(str(merged_dir)).eval()  # plain from_pretrained
     assert str(merged.dtype) == "torch.bfloat16"
@@ -173,7 +173,17 @@ def test_the_merged_export_is_base_plus_adapter_and_keeps_the_template(demo_run,
     assert (merged_dir / "model.safetensors").stat().st_mtime_ns == stamp
     assert main(["export", str(demo_run), "--merged", "--to", str(target), "--force"]) == 0
     assert (merged_dir / "model.safetensors").stat().st_mtime_ns != stamp
-    assert sorted(p.name for p in target.iterdir()) == ["merged"]  # nothing left beside it
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # nothing left beside it
+
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "todo.txt").write_text("mine")
+    capsys.readouterr()
+    assert main(["export", str(demo_run), "--to", str(foreign), "--force"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"model-garden export: error: {foreign} holds files that no export wrote: choose another --to"
+    )
+    assert [p.name for p in foreign.iterdir()] == ["todo.txt"]  # --force replaces only an earlier export
 
 
 def test_broken_run_directories_and_a_missing_converter_get_one_line(demo_run, tmp_path, capsys, monkeypatch):
@@ -191,9 +201,14 @@ def test_broken_run_directories_and_a_missing_converter_get_one_line(demo_run, t
     monkeypatch.setenv("LLAMA_CPP_DIR", str(tmp_path / "no-llama"))
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     monkeypatch.setenv("HOME", str(tmp_path))
+    from mgtui.train import llama_cpp_source
+
+    monkeypatch.setattr(llama_cpp_source, "SDIST_URL", "http://127.0.0.1:9/offline.tar.gz")  # nothing listens
     assert main(["export", str(demo_run), "--gguf", "q8_0", "--to", str(tmp_path / "gg")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--gguf needs llama.cpp's converter" in err[0] and "LLAMA_CPP_DIR" in err[0]
+    fetching, *err = capsys.readouterr().err.strip().splitlines()  # the fetch's phase, then one line
+    assert fetching.startswith("fetching: llama.cpp's converter") and len(err) == 1, err
+    assert err[0].startswith("model-garden export: error: --gguf needs llama.cpp's converter: could not fetch")
+    assert "LLAMA_CPP_DIR" in err[0]
     assert not (tmp_path / "gg").exists()  # nothing half-written
     assert main(["export", str(demo_run), "--gguf", "q9_z"]) == 2
     assert "--gguf q9_z: not a type llama.cpp writes" in capsys.readouterr().err

@@ -19,7 +19,12 @@ GGUF_TYPES = CONVERTER_TYPES + QUANTIZE_TYPES
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("output_dir", metavar="OUTPUT_DIR")
-    p.add_argument("--to", metavar="DIR", help="where to write (default: OUTPUT_DIR/export)")
+    p.add_argument(
+        "--to",
+        metavar="DIR",
+        help="the folder to write: the merged model's files go in DIR itself, a GGUF file beside them "
+        "(default: OUTPUT_DIR/export)",
+    )
     p.add_argument("--merged", action="store_true", help="the adapter merged into its base, 16-bit safetensors")
     p.add_argument("--gguf", metavar="TYPE", help=f"a GGUF file for llama.cpp and Ollama ({', '.join(GGUF_TYPES)})")
     p.add_argument("--push-to-hub", metavar="REPO", help="upload the merged model (with --merged) or the adapter")

@@ -14,20 +14,23 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from ..runs import rundir
-from ..runs.export_job import CONVERTER_TYPES, GGUF_TYPES, QUANTIZE_TYPES, add_arguments
+from ..runs.export_job import GGUF_TYPES, QUANTIZE_TYPES, add_arguments
+from . import gguf_export, llama_cpp_source
 
 Emit = Callable[..., None]
+EXPORT_MARK = "mgtui-export.json"  # in a merged folder: --force may replace it
 ADAPTER_UPLOAD = ("adapter_config.json", "adapter_model.safetensors", "README.md", "chat_template.jinja")
 GET_LLAMA_CPP = (
-    "install a llama.cpp package that provides llama-convert-hf-to-gguf, or git clone "
+    "connect to PyPI once (the pinned llama-cpp-python sdist holds it), install a llama.cpp package that "
+    "provides llama-convert-hf-to-gguf, or git clone "
     "https://github.com/ggml-org/llama.cpp, pip install -r llama.cpp/requirements/requirements-convert_hf_to_gguf.txt "
     "and set LLAMA_CPP_DIR to that folder"
 )
@@ -41,59 +44,56 @@ class ExportError(Exception):
         self.code = code
 
 
-def find_converter() -> list[str] | None:
-    """llama.cpp's converter as a command: `llama-convert-hf-to-gguf` where a llama.cpp package
-    installed it, else convert_hf_to_gguf.py from a clone ($LLAMA_CPP_DIR, ~/llama.cpp, or PATH)."""
-    packaged = shutil.which("llama-convert-hf-to-gguf")
-    if packaged:
-        return [packaged]
-    for place in filter(None, [os.environ.get("LLAMA_CPP_DIR", ""), str(Path.home() / "llama.cpp")]):
-        script = Path(place).expanduser() / "convert_hf_to_gguf.py"
-        if script.exists():
-            return [sys.executable, str(script)]
-    found = shutil.which("convert_hf_to_gguf.py")
-    return [sys.executable, found] if found else None
-
-
-def find_quantize(converter: list[str]) -> str | None:
-    """llama-quantize: beside the converter's clone (its cmake build), else on PATH."""
-    home = Path(converter[-1]).parent
-    for candidate in (home / "build" / "bin" / "llama-quantize", home / "llama-quantize"):
-        if candidate.exists():
-            return str(candidate)
-    return shutil.which("llama-quantize")
-
-
-def plan_targets(run_dir: Path, to: Path | None, merged: bool, gguf: str | None, force: bool) -> dict[str, Path]:
-    """Where each output goes, refused before any work when one exists (without force)."""
+def plan_targets(
+    run_dir: Path, to: Path | None, merged: bool, gguf: str | None, force: bool, emit: Emit
+) -> dict[str, Path]:
+    """Where each output goes: the merged model is the folder itself (DIR, as Unsloth's
+    save_pretrained_merged and LLaMA-Factory's export_dir), a GGUF file goes in it. Refused before
+    any work when a target exists (without force), or when force would replace what no export wrote."""
     problem = rundir.weights_problem(run_dir)
     if problem:
         raise ExportError(problem)
-    base = Path(to).expanduser() if to else run_dir / "export"
+    folder = Path(to).expanduser().absolute() if to else run_dir / "export"
     targets: dict[str, Path] = {}
     if merged:
-        targets["merged"] = base / "merged"
+        targets["merged"] = folder
+        if [p for p in _held(folder) if not p.name.endswith(".gguf")]:
+            if not force:
+                raise ExportError(f"{folder} exists: choose another --to, or --force to replace it")
+            if not (folder / EXPORT_MARK).exists():
+                raise ExportError(f"{folder} holds files that no export wrote: choose another --to")
     if gguf:
         if gguf not in GGUF_TYPES:
             raise ExportError(f"--gguf {gguf}: not a type llama.cpp writes ({', '.join(GGUF_TYPES)})")
-        targets["gguf"] = base / f"{run_dir.name}-{gguf}.gguf"
-    for path in targets.values():
-        if path.exists() and not force:
-            raise ExportError(f"{path} exists: choose another --to, or --force to replace it")
-    if gguf:
-        converter = find_converter()
+        targets["gguf"] = folder / f"{run_dir.name}-{gguf}.gguf"
+        if targets["gguf"].exists() and not force:
+            raise ExportError(f"{targets['gguf']} exists: choose another --to, or --force to replace it")
+        converter = gguf_export.find_converter()
         if converter is None:
-            raise ExportError(f"--gguf needs llama.cpp's converter: {GET_LLAMA_CPP}")
-        if gguf in QUANTIZE_TYPES and not find_quantize(converter):
+            emit("phase", phase="fetching", detail=f"llama.cpp's converter ({llama_cpp_source.SDIST_URL})", progress=0)
+            try:
+                converter = [sys.executable, str(llama_cpp_source.fetch() / "convert_hf_to_gguf.py")]
+            except (llama_cpp_source.SourceError, OSError) as e:
+                raise ExportError(f"--gguf needs llama.cpp's converter: {e}; {GET_LLAMA_CPP}") from None
+        if gguf in QUANTIZE_TYPES and not gguf_export.find_quantize(converter):
             raise ExportError(
-                f"--gguf {gguf} needs llama.cpp's llama-quantize: build llama.cpp (cmake), or use f16 or q8_0"
+                f"--gguf {gguf} needs llama.cpp's quantizer: build llama.cpp (cmake) for llama-quantize, "
+                "pip install llama-cpp-python, or use f16 or q8_0"
             )
     return targets
 
 
+def _held(folder: Path) -> list[Path]:
+    return list(folder.iterdir()) if folder.is_dir() else ([folder] if folder.exists() else [])
+
+
 def _replace(tmp: Path, target: Path) -> None:
-    """Into place at once; an old target (force) goes only once the new one is whole."""
+    """Into place at once; an old target (force) goes only once the new one is whole. GGUF files
+    in an old merged folder are kept: they were exported beside it, and are not what is replaced."""
     old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if tmp.is_dir() and target.is_dir():
+        for kept in target.glob("*.gguf"):
+            os.replace(kept, tmp / kept.name)
     if target.exists():
         os.replace(target, old)
     os.replace(tmp, target)
@@ -141,7 +141,7 @@ def merge(run_dir: Path, target: Path, emit: Emit) -> list[str]:
     try:
         merged.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
-        (tmp / "mgtui-export.json").write_text(
+        (tmp / EXPORT_MARK).write_text(
             json.dumps(
                 {"run": str(run_dir), "base_model": base, "dtype": str(dtype), "exported": time.time()}, indent=2
             )
@@ -161,33 +161,18 @@ def _trained_4bit(run_dir: Path) -> bool:
     return bool(starts) and starts[-1].get("precision") == 4
 
 
-def to_gguf(merged_dir: Path, target: Path, kind: str, emit: Emit) -> None:
-    converter = find_converter()
-    assert converter is not None  # plan_targets checked
+def write_gguf(run_dir: Path, merged_dir: Path, target: Path, kind: str, emit: Emit) -> None:
+    """The GGUF beside its target, renamed into place once whole; named by the run."""
+    from .generate import base_model_of
+
     tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
-    outtype = kind if kind in CONVERTER_TYPES else "f16"
-    emit("phase", phase="converting", detail=f"llama.cpp convert_hf_to_gguf ({outtype})", progress=0.8)
     try:
-        _run([*converter, str(merged_dir), "--outfile", str(tmp), "--outtype", outtype])
-        if kind not in CONVERTER_TYPES:
-            quantize = find_quantize(converter)
-            assert quantize is not None
-            emit("phase", phase="quantizing", detail=f"llama-quantize {kind}", progress=0.9)
-            quantized = tmp.with_name(tmp.name + ".q")
-            _run([quantize, str(tmp), str(quantized), kind.upper()])
-            os.replace(quantized, tmp)
+        gguf_export.to_gguf(merged_dir, tmp, kind, gguf_export.metadata(run_dir.name, base_model_of(run_dir)), emit)
         _replace(tmp, target)
+    except gguf_export.ToolError as e:
+        raise ExportError(str(e), EXIT_FAILED) from None
     finally:
-        for leftover in (tmp, tmp.with_name(tmp.name + ".q")):
-            leftover.unlink(missing_ok=True)
-
-
-def _run(cmd: list[str]) -> None:
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        tool = Path(cmd[1] if cmd[0] == sys.executable else cmd[0]).name
-        raise ExportError(f"{tool} failed: {last[0]}", EXIT_FAILED)
+        tmp.unlink(missing_ok=True)
 
 
 def push(what: Path, repo: str, public: bool, emit: Emit, adapter_only: bool) -> str:
@@ -234,22 +219,23 @@ def export(
 ) -> list[str]:
     """What was written or uploaded. Raises ExportError (one line)."""
     run_dir = Path(run_dir).expanduser()
-    targets = plan_targets(run_dir, to, merged, gguf, force)
+    targets = plan_targets(run_dir, to, merged, gguf, force, emit)
     written: list[str] = []
     merged_dir = targets.get("merged")
     scratch: Path | None = None
     try:
         if merged_dir or gguf:
-            if merged_dir is None:  # GGUF alone: the merged model is an intermediate
-                scratch = targets["gguf"].with_name(f".{targets['gguf'].name}.merged-{os.getpid()}")
-                merged_dir = scratch
+            if merged_dir is None:  # GGUF alone: the merged model is an intermediate, named as the run
+                targets["gguf"].parent.mkdir(parents=True, exist_ok=True)
+                scratch = Path(tempfile.mkdtemp(prefix=".mgtui-merge-", dir=targets["gguf"].parent))
+                merged_dir = scratch / run_dir.name
             for note in merge(run_dir, merged_dir, emit):
                 emit("message", message=note)
             if scratch is None:
                 written.append(str(merged_dir))
         if gguf:
             assert merged_dir is not None
-            to_gguf(merged_dir, targets["gguf"], gguf, emit)
+            write_gguf(run_dir, merged_dir, targets["gguf"], gguf, emit)
             written.append(str(targets["gguf"]))
         if repo:
             what = targets.get("merged") or run_dir
