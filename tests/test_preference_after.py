@@ -35,9 +35,9 @@ def test_a_dpo_run_answers_chats_and_exports_merged(tmp_path, tiny_model, capsys
     target = tmp_path / "out"
     capsys.readouterr()  # the in-process trainer's own prints
     assert main(["export", str(run_dir), "--merged", "--to", str(target)]) == 0
-    assert capsys.readouterr().out.strip() == str(target / "merged")
-    merged = AutoModelForCausalLM.from_pretrained(str(target / "merged")).eval()
-    tok = AutoTokenizer.from_pretrained(str(target / "merged"))
+    assert capsys.readouterr().out.strip() == str(target)  # --to DIR holds the merged model itself
+    merged = AutoModelForCausalLM.from_pretrained(str(target)).eval()
+    tok = AutoTokenizer.from_pretrained(str(target))
     tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(tiny_model)), str(run_dir)).eval()
     expected, got = logits(tuned, tok), logits(merged, tok)
     assert float((expected - got).abs().max()) < 0.05 * float(expected.abs().max())  # bf16's rounding
