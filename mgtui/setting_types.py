@@ -25,6 +25,14 @@ SettingName = Literal[
     "desirable_weight",
     "undesirable_weight",
     "max_prompt_length",
+    "reward_funcs",
+    "reward_weights",
+    "format_regex",
+    "num_generations",
+    "max_completion_length",
+    "temperature",
+    "kl_beta",
+    "grpo_loss_type",
     "lora_r",
     "lora_alpha",
     "lora_dropout",
@@ -83,6 +91,14 @@ class SettingValues(TypedDict):
     desirable_weight: float
     undesirable_weight: float
     max_prompt_length: int
+    reward_funcs: str
+    reward_weights: str
+    format_regex: str
+    num_generations: int
+    max_completion_length: int
+    temperature: float
+    kl_beta: float
+    grpo_loss_type: str
     lora_r: int
     lora_alpha: int
     lora_dropout: float

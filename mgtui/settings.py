@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, cast
 
 from .data.scan import FORMATS, check_split, column_map
 from .data.templates import unknown_template
+from .reward_spec import parse_rewards, parse_weights
 from .setting_types import SettingName, SettingValues
 from .units import comma_list
 
@@ -28,9 +30,13 @@ GROUPS = (
     "Advanced: multi-GPU",
 )
 
+# GRPO's loss types as TRL 1.14 names them (trl/trainer/grpo_config.py, GRPOConfig.loss_type's help);
+# luspo is left out: it needs sequence-level importance sampling, which mgtui doesn't set.
+GRPO_LOSSES = ("dapo", "grpo", "dr_grpo", "bnpo", "cispo", "sapo")
+
 ALL_TARGET_MODULES = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 
-METHODS = ("sft", "dpo", "orpo", "simpo", "kto")
+METHODS = ("sft", "dpo", "orpo", "simpo", "kto", "grpo")
 PAIRED = ("dpo", "orpo", "simpo")  # trained on chosen/rejected pairs; kto on labelled single replies
 PREFERENCE = (*PAIRED, "kto")
 # DPO's loss types as TRL 1.14 names them (trl/trainer/dpo_config.py, DPOConfig.loss_type's help).
@@ -145,7 +151,7 @@ SETTINGS: tuple[Setting, ...] = (
       methods=("sft",)),
     S("trust_remote_code", bool, False, "Allow the model repository's own Python code to run", M, on_resume="may"),
 
-    S("method", str, "sft", "sft imitates replies; dpo, orpo, simpo learn from chosen/rejected pairs; kto from replies labelled good or bad", TM,
+    S("method", str, "sft", "sft imitates replies; dpo, orpo, simpo learn from chosen/rejected pairs; kto from replies labelled good or bad; grpo from rewards on its own samples", TM,
       choices=METHODS),
     S("adapter_from", str, "", "A finished run's directory whose adapter training starts from (SFT, then DPO); same base model", TM,
       path=True),
@@ -160,7 +166,23 @@ SETTINGS: tuple[Setting, ...] = (
     S("undesirable_weight", float, 1.0, "KTO's weight on rows labelled bad", TM,
       min=0.0, max=100.0, methods=("kto",)),
     S("max_prompt_length", int, 0, "Longest prompt in tokens, its start cut off (0: only max_seq_length cuts, from the end)", TM,
-      min=0, max=1_048_576, methods=PREFERENCE),
+      min=0, max=1_048_576, methods=(*PREFERENCE, "grpo")),
+    S("reward_funcs", str, "answer_match", "GRPO's rewards: built-ins (answer_match, format_match, length_penalty) and your file's, as rewards.py:correct,fmt", TM,
+      methods=("grpo",)),
+    S("reward_weights", str, "", "Each reward function's weight, comma-separated in the same order (empty: all 1)", TM,
+      methods=("grpo",)),
+    S("format_regex", str, r"(?s)<answer>.+</answer>", "format_match's pattern: 1 when the completion matches it, else 0", TM,
+      methods=("grpo",)),
+    S("num_generations", int, 8, "Completions sampled per prompt; rewards are compared within each group", TM,
+      min=2, max=256, methods=("grpo",)),
+    S("max_completion_length", int, 256, "Longest completion in tokens; longer ones are cut (the share cut is shown)", TM,
+      min=1, max=1_048_576, methods=("grpo",)),
+    S("temperature", float, 1.0, "Sampling temperature of the completions: higher, more varied", TM,
+      min=0.01, max=10.0, methods=("grpo",)),
+    S("kl_beta", float, 0.0, "KL penalty to the reference (0: none, TRL's default; DeepSeek-R1 used 0.001)", TM,
+      min=0.0, max=100.0, methods=("grpo",)),
+    S("grpo_loss_type", str, "dapo", "GRPO's loss as TRL names it: dapo (TRL's default), grpo, dr_grpo, bnpo, cispo, sapo", TM,
+      choices=GRPO_LOSSES, methods=("grpo",)),
 
     S("lora_r", int, 16, "LoRA rank: adapter capacity (16 fast, 32 balanced, 64 highest)", L, min=1, max=1024),
     S("lora_alpha", int, 16, "LoRA scaling numerator; usually equal to the rank", L, min=1, max=4096),
@@ -402,12 +424,43 @@ def validate(res: Resolved) -> None:
         raise SettingError(
             "batch_size", "--method kto: --batch-size must be 2 or more (KTO's KL term pairs replies within a batch)"
         )
+    if v["method"] == "grpo":
+        grpo_problem(res)
     if v["adapter_from"] and v["full_finetuning"]:
         raise SettingError("adapter_from", "--adapter-from continues a LoRA adapter; it can't start a full fine-tuning")
     for name in ("base_model", "dataset"):
         problem = hub_name_problem(v[name], name == "dataset")
         if problem:
             raise SettingError(name, f"--{name.replace('_', '-')} {v[name]!r}: {problem}")
+
+
+def grpo_problem(res: "Resolved") -> None:
+    """GRPO's settings that TRL would refuse after the model loads, or a reward spec that names nothing."""
+    v = res.values
+    try:
+        refs = parse_rewards(v["reward_funcs"])
+    except ValueError as e:
+        raise SettingError("reward_funcs", f"--reward-funcs: {e}") from None
+    try:
+        parse_weights(v["reward_weights"], len(refs))
+    except ValueError as e:
+        raise SettingError("reward_weights", f"--reward-weights: {e}") from None
+    if any(r.name == "format_match" and r.file is None for r in refs):
+        try:
+            re.compile(v["format_regex"])
+        except re.error as e:
+            raise SettingError("format_regex", f"--format-regex: {e}") from None
+    # trl/trainer/grpo_config.py __post_init__: the generation batch (per-device batch x processes x
+    # accumulation steps) holds whole groups of num_generations completions.
+    world = res.world_size(1)
+    per_step = v["batch_size"] * v["gradient_accumulation_steps"] * world
+    if per_step % v["num_generations"]:
+        raise SettingError(
+            "num_generations",
+            f"--num-generations {v['num_generations']} must divide the completions per optimizer step "
+            f"(batch_size {v['batch_size']} x gradient_accumulation_steps {v['gradient_accumulation_steps']}"
+            f"{f' x {world} GPUs' if world > 1 else ''} = {per_step}): each prompt's completions are compared together",
+        )
 
 
 def warmup_warning(warmup_steps: int, steps: int) -> str | None:

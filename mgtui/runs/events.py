@@ -21,7 +21,15 @@ Types and their extra keys (absent keys mean "not known"):
               run's starts again at 0); preference runs add, as their trainer reports them:
               reward_chosen, reward_rejected, reward_margin, reward_accuracy (DPO, ORPO, SimPO:
               the share of pairs whose chosen reward is higher), logp_chosen, logp_rejected,
-              kl (KTO), log_odds_ratio (ORPO)
+              kl (KTO), log_odds_ratio (ORPO); GRPO runs add: reward (the mean of the weighted sum
+              over the step's completions), reward_std, reward_funcs {function: mean},
+              reward_funcs_std {function: std}, kl (when kl_beta > 0), entropy,
+              completion_length (mean tokens), completion_length_max, clipped_ratio (the share
+              cut at max_completion_length), frac_reward_zero_std (groups whose completions all
+              scored the same: nothing learnt from them)
+    completions  step, samples [{prompt, completion, reward, rewards {function: value},
+              advantage}] (GRPO: the completions sampled for the logged step(s), at most 16,
+              texts cut at 2000 characters)
     eval      step, eval_loss (and any other eval_* metric)
     memory    peak_reserved_gb, peak_allocated_gb (torch), peak_nvml_gb (the process as nvidia-smi
               shows it, CUDA context included: what estimate_gb predicts), total_gb (CUDA only)
@@ -56,6 +64,11 @@ SCHEMA_VERSION = 1
 PREFERENCE_SERIES = (
     "reward_chosen", "reward_rejected", "reward_margin", "reward_accuracy", "logp_chosen", "logp_rejected",
     "kl", "log_odds_ratio",
+)  # fmt: skip
+# GRPO's scalar series of a log event (reward_funcs and reward_funcs_std are {function: value}).
+GRPO_SERIES = (
+    "reward", "reward_std", "kl", "entropy", "completion_length", "completion_length_max", "clipped_ratio",
+    "frac_reward_zero_std",
 )  # fmt: skip
 TERMINAL = ("done", "stopped", "failed")
 INPUT_KINDS = ("input", "device")  # failures that exit 2: bad input, or GPUs this torch can't use
