@@ -186,7 +186,8 @@ def test_stop_mid_run_saves_then_resume_continues_the_step_count(tmp_path, tiny_
     "content, message",
     [
         ('{"text": "fine"}\n{"text": broken\n', ":2: invalid JSON"),
-        ('{"prompt": "a", "answer": "b"}\n', "no recognised fields; found columns ['answer', 'prompt']"),
+        ('{"prompt": "a", "answer": "b"}\n', "prompt-only data, which --method grpo trains; --method sft needs"),
+        ('{"question": "a", "answer": "b"}\n', "no recognised fields; found columns ['answer', 'question']"),
         ("", "the dataset is empty"),
         ('{"text": ""}\n{"text": "   "}\n', "all 2 rows are empty after formatting as text"),
         ('{"messages": [{"role": "user", "content": "hi"}]}\n', "all 1 rows are empty after formatting as messages"),

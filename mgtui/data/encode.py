@@ -98,6 +98,8 @@ def render_row(fmt: str, row: dict[str, Any], where: str, coder: Coder) -> Rende
     """A row as the trainer gets it, in text, with what of it is the response; None for a row that
     is empty after formatting (skipped). Raises DatasetError for a row the template refuses."""
     eos = coder.eos
+    if fmt == "prompt_only":
+        return render_prompt(row, where, coder)
     if fmt not in SFT_FORMATS:  # a preference row: its longest sequence, as the trainer's cut sees it
         pref = render_preference(fmt, row, where, coder)
         return None if pref is None else max(pref.replies, key=lambda r: len(r.text))
@@ -131,6 +133,28 @@ def render_row(fmt: str, row: dict[str, Any], where: str, coder: Coder) -> Rende
     if dropped:
         raise dropped
     return Rendered(text, spans, False, msgs)
+
+
+def render_prompt(row: dict[str, Any], where: str, coder: Coder) -> Rendered | None:
+    """A prompt-only row (GRPO) as the trainer's generation starts from it: chat turns through the
+    template with its generation prompt (trl/trainer/grpo_trainer.py, _tokenize_prompts:
+    apply_chat_template(add_generation_prompt=True)), text as it is, the tokenizer adding its special
+    tokens (the same, `processing_class(text=prompts)`). Nothing in it is trained: the completions are
+    sampled, and their rewards decide what is learnt."""
+    from .prompt_rows import prompt_row
+
+    p = prompt_row(row, where)
+    if p is None:
+        return None
+    if isinstance(p.prompt, str):
+        return Rendered(p.prompt, [], True)
+    if coder.template is None:
+        raise DatasetError(f"{where}: no chat template to render a prompt_only row")
+    try:
+        text = render_chat(coder.template, p.prompt, coder.specials, None, generation_prompt=True)
+    except Exception as e:  # the template's own raise_exception, or any error inside it
+        raise refused(where, e) from None
+    return Rendered(text, [], False, p.prompt)
 
 
 def encode_rows(rendered: Sequence[Rendered], coder: Coder) -> list[Encoded]:

@@ -41,6 +41,7 @@ class RowView:
     pieces: list[Piece] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     sections: list[Section] = field(default_factory=list)  # preference rows: the prompt, then each reply
+    extras: dict[str, str] = field(default_factory=dict)  # prompt-only rows: the columns the rewards get
 
     @property
     def ids(self) -> list[int]:
@@ -146,12 +147,15 @@ def inspect_rows(
             report.source, report.format, rows, max_seq_length, True, min(report.rows, limit), report.skipped_line, []
         )
     rendered: list[tuple[int, str, Rendered]] = []
+    extras: dict[int, dict[str, str]] = {}
     for n, (where, row) in enumerate(iter_rows(path, columns), 1):
         if n > limit:
             break
         done = render_row(report.format, row, where, coder)
         if done is not None:
             rendered.append((n, where, done))
+            if report.format == "prompt_only":
+                extras[n] = {k: _short(v) for k, v in row.items() if k != "prompt"}
     encoded = encode_rows([r for _, _, r in rendered], coder)
     warnings = []
     if stop and eos and stop != eos:
@@ -163,12 +167,20 @@ def inspect_rows(
     for (n, where, r), e in zip(rendered, encoded):
         view = RowView(n, where, e.ids, e.trained(prompt_masked), max_seq_length)
         view.pieces = _pieces(r, e, view, special_ids, tok)
-        view.warnings = _row_warnings(r, e, view, stops, eos)
+        if report.format == "prompt_only":  # nothing of it is trained: the completions are sampled
+            view.extras = extras[n]
+        else:
+            view.warnings = _row_warnings(r, e, view, stops, eos)
         rows.append(view)
     return FileView(
         report.source, report.format, rows, max_seq_length, prompt_masked, min(report.rows, limit),
         report.skipped_line, warnings,
     )  # fmt: skip
+
+
+def _short(value: Any, cut: int = 60) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= cut else text[:cut] + "…"
 
 
 def _pieces(r: Rendered, e: Encoded, view: RowView, special_ids: set[int], tok: Any) -> list[Piece]:
@@ -267,6 +279,12 @@ def header(summary: dict[str, Any], row: dict[str, Any], index: int) -> str:
     if row.get("sections"):
         return pair_header(summary, row, index)
     seen = min(len(row["all_ids"]), row["max_seq_length"])
+    if summary["format"] == "prompt_only":
+        given = ", ".join(f"{k}={v}" for k, v in row.get("extras", {}).items()) or "the prompt only"
+        return (
+            f"row {row['number']} ({index + 1} of {summary['rows']}) · prompt_only · {len(row['all_ids'])} prompt "
+            f"tokens · the completions are sampled, none trained from the file · rewards get: {given}"
+        )
     cut = len(row["all_ids"]) - seen
     share = row["trained"] / seen if seen else 0.0
     return (

@@ -20,6 +20,8 @@ def method_of(fmt: str) -> str:
     """The --method values that train data of this format."""
     if fmt == "kto":
         return "kto"
+    if fmt == "prompt_only":
+        return "grpo"
     return "sft" if fmt in SFT_FORMATS else "dpo, orpo or simpo"
 
 
@@ -28,14 +30,19 @@ def wrong_method(where: str, fmt: str, method: str) -> DatasetError | None:
     trains = method_of(fmt)
     if method in trains.replace(",", " ").split():
         return None
-    kind = {"sft": "SFT (one reply per prompt)", "kto": "KTO (replies labelled true/false)"}.get(
-        trains, "preference (chosen/rejected)"
-    )
-    wants = {"sft": "prompts with one reply", "kto": "prompt, completion and label columns"}.get(
-        method, "chosen and rejected replies"
-    )
+    kind = {
+        "sft": "SFT (one reply per prompt)",
+        "kto": "KTO (replies labelled true/false)",
+        "grpo": "prompt-only",
+    }.get(trains, "preference (chosen/rejected)")
+    wants = {
+        "sft": "prompts with one reply",
+        "kto": "prompt, completion and label columns",
+        "grpo": "a 'prompt' column and no replies (map a reference answer to another name, e.g. --columns answer=completion)",
+    }.get(method, "chosen and rejected replies")
+    hint = "; or name its reply column: --columns completion=NAME" if trains == "grpo" and method == "sft" else ""
     return DatasetError(
-        f"{where}: this is {kind} data, which --method {trains} trains; --method {method} needs {wants}"
+        f"{where}: this is {kind} data, which --method {trains} trains; --method {method} needs {wants}{hint}"
     )
 
 
@@ -63,6 +70,8 @@ def _texts(value: Any) -> str:
 
 def refusal(fmt: str, row: dict[str, Any], where: str) -> DatasetError | None:
     """Why a row of format `fmt` can't be trained as it means, or None."""
+    if fmt == "prompt_only":  # its other columns are the reward functions' (answer, label, ...)
+        return _media(row, where)
     if fmt in SFT_FORMATS and ("chosen" in row or "rejected" in row):
         column = "chosen" if "chosen" in row else "rejected"
         return needs_method(where, column, "preference (chosen/rejected)", "dpo, orpo or simpo")
@@ -84,20 +93,9 @@ def refusal(fmt: str, row: dict[str, Any], where: str) -> DatasetError | None:
                 f"{where}: the '{column}' column would be dropped: SFT learns the text, not a label; "
                 f"drop the column to train on the text alone"
             )
-    for column in MEDIA_COLUMNS:
-        if _filled(row.get(column)):
-            return DatasetError(
-                f"{where}: the '{column}' column holds media, and mgtui trains text-only models; "
-                f"drop the column (and its placeholders) to train on the text alone"
-            )
-    if any(c in row for c in MEDIA_COLUMNS):
-        text = _texts({k: v for k, v in row.items() if k not in MEDIA_COLUMNS})
-        tag = next((t for t in MEDIA_TAGS if t in text), None)
-        if tag:
-            return DatasetError(
-                f"{where}: {tag} in the text stands for media the row doesn't have; mgtui trains text-only "
-                f"models: remove the placeholders"
-            )
+    media = _media(row, where)
+    if media:
+        return media
     if fmt not in SYSTEM_READERS and _filled(row.get("system")):
         return DatasetError(
             f"{where}: the 'system' column would be dropped: {fmt} rows have no system turn; give the rows as "
@@ -112,4 +110,23 @@ def refusal(fmt: str, row: dict[str, Any], where: str) -> DatasetError | None:
             f"{where}: the 'history' column would be dropped: the Alpaca prompt has one turn; give the rows "
             f"as messages, or as ShareGPT conversations"
         )
+    return None
+
+
+def _media(row: dict[str, Any], where: str) -> DatasetError | None:
+    """Media columns or placeholders: mgtui trains text-only models."""
+    for column in MEDIA_COLUMNS:
+        if _filled(row.get(column)):
+            return DatasetError(
+                f"{where}: the '{column}' column holds media, and mgtui trains text-only models; "
+                f"drop the column (and its placeholders) to train on the text alone"
+            )
+    if any(c in row for c in MEDIA_COLUMNS):
+        text = _texts({k: v for k, v in row.items() if k not in MEDIA_COLUMNS})
+        tag = next((t for t in MEDIA_TAGS if t in text), None)
+        if tag:
+            return DatasetError(
+                f"{where}: {tag} in the text stands for media the row doesn't have; mgtui trains text-only "
+                f"models: remove the placeholders"
+            )
     return None

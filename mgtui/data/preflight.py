@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .scan import ScanReport, scan
+from .scan import DatasetError, ScanReport, scan
 from .tokens import check_rows
 
 if TYPE_CHECKING:
@@ -27,6 +27,11 @@ def preflight(settings: Resolved) -> Checked:
         settings["dataset"], settings["dataset_format"], columns=settings["columns"], method=settings["method"]
     )
     checked = Checked(report, [report.skipped_line] if report.skipped_line else [])
+    from ..reward_check import rewards_problem
+
+    problem = rewards_problem(settings, None if report.hub else report.columns)
+    if problem:
+        raise DatasetError(problem)
     if report.hub:
         return checked
     lost = check_rows(

@@ -15,9 +15,9 @@ from typing import Any, Callable, Iterable, Iterator
 
 SFT_FORMATS = ("text", "messages", "sharegpt", "alpaca", "prompt_completion", "chat_prompt_completion")
 # Preference and KTO layouts: read in data/pairs.py
-FORMATS = (*SFT_FORMATS, "preference", "sharegpt_preference", "alpaca_preference", "kto")
+FORMATS = (*SFT_FORMATS, "preference", "sharegpt_preference", "alpaca_preference", "kto", "prompt_only")
 CHAT_FORMATS = ("messages", "sharegpt", "chat_prompt_completion", "sharegpt_preference")  # through a chat template
-MAYBE_CHAT = ("preference", "kto")  # TRL's types: chat when the rows hold role/content lists, else text
+MAYBE_CHAT = ("preference", "kto", "prompt_only")  # TRL's types: chat when the rows hold role/content lists, else text
 # TRL's prompt-completion types: the loss covers the completion only, as TRL's completion_only_loss does.
 COMPLETION_ONLY = ("prompt_completion", "chat_prompt_completion")
 FILE_KINDS = (".jsonl", ".json", ".csv", ".parquet", ".txt")
@@ -52,6 +52,7 @@ REQUIRED = {
     "sharegpt_preference": {"conversations", "chosen", "rejected"},
     "alpaca_preference": {"instruction", "chosen", "rejected"},
     "kto": {"prompt", "completion", "label"},
+    "prompt_only": {"prompt"},  # TRL's prompt-only type (GRPO): its other columns reach the reward functions
 }
 BUILTIN = {"builtin:demo-chat": Path(__file__).with_name("demo_chat.jsonl")}
 
@@ -213,6 +214,8 @@ def detect_format(columns: set[str], first: dict[str, Any] | None = None) -> str
     if {"prompt", "completion"} <= columns:
         prompt = (first or {}).get("prompt")
         return "chat_prompt_completion" if isinstance(prompt, list) or _json_list(prompt) else "prompt_completion"
+    if "prompt" in columns and not columns & {"completion", "chosen", "rejected"}:
+        return "prompt_only"
     if "messages" in columns:
         return "messages"
     if "conversations" in columns:
@@ -349,9 +352,10 @@ def _system_column(row: dict[str, Any], where: str) -> str | None:
     return system if system and system.strip() else None
 
 
-def to_messages(fmt: str, row: dict[str, Any], where: str) -> list[dict[str, Any]] | None:
+def to_messages(fmt: str, row: dict[str, Any], where: str, reply: bool = True) -> list[dict[str, Any]] | None:
     """A chat row as [{role, content}], checked; an assistant's tool calls and a tool turn's id and
-    name are kept for the template. None for empty rows (skipped, counted)."""
+    name are kept for the template. None for empty rows (skipped, counted): with no assistant reply,
+    or (`reply` False: a prompt) with no text at all."""
     if fmt == "chat_prompt_completion":
         row = {
             "messages": _turns(row.get("prompt"), "prompt", where) + _turns(row.get("completion"), "completion", where),
@@ -405,6 +409,8 @@ def to_messages(fmt: str, row: dict[str, Any], where: str) -> list[dict[str, Any
     system = _system_column(row, where)
     if system and not (out and out[0]["role"] == "system"):  # a system turn in the rows wins, as LLaMA-Factory's
         out.insert(0, {"role": "system", "content": system})
+    if not reply:
+        return out if any(t["content"].strip() for t in out) else None
     if not any(t["role"] == "assistant" and (t["content"].strip() or t.get("tool_calls")) for t in out):
         return None
     return out
@@ -447,6 +453,10 @@ def alpaca_parts(row: dict[str, Any], where: str) -> tuple[str, str] | None:
 
 def plain_render(fmt: str, row: dict[str, Any], where: str) -> str | None:
     """A readable rendering without a tokenizer: for previews and the quick scan."""
+    if fmt == "prompt_only":
+        from .prompt_rows import plain_prompt
+
+        return plain_prompt(row, where)
     if fmt not in SFT_FORMATS:
         from .pairs import plain, preference_row
 
@@ -500,6 +510,7 @@ def skip_reason(fmt: str) -> str:
         "text": "empty text",
         "alpaca": "no instruction or no output",
         "prompt_completion": "empty completion",
+        "prompt_only": "empty prompt",
     }.get(fmt, "no assistant reply")
 
 

@@ -27,6 +27,36 @@ PREFERENCE_LOGS = {
     "log_odds_ratio": "log_odds_ratio",
 }
 
+# GRPO's (grpo_trainer.py `_metrics`: rewards, completions/..., kl, entropy) under the log event's names;
+# the per-function "rewards/<name>/mean" and "/std" go into reward_funcs and reward_funcs_std.
+GRPO_LOGS = {
+    "reward": "reward",
+    "reward_std": "reward_std",
+    "entropy": "entropy",
+    "completions/mean_length": "completion_length",
+    "completions/max_length": "completion_length_max",
+    "completions/clipped_ratio": "clipped_ratio",
+    "frac_reward_zero_std": "frac_reward_zero_std",
+}
+
+
+def method_logs(logs: dict[str, Any]) -> dict[str, Any]:
+    """A preference or GRPO trainer's own metrics of a training log, under the log event's names."""
+    out = {ours: logs[theirs] for theirs, ours in (PREFERENCE_LOGS | GRPO_LOGS).items() if theirs in logs}
+    funcs = {
+        k[len("rewards/") : -len("/mean")]: v
+        for k, v in logs.items()
+        if k.startswith("rewards/") and k.endswith("/mean")
+    }
+    if funcs:
+        out["reward_funcs"] = funcs
+        out["reward_funcs_std"] = {
+            k[len("rewards/") : -len("/std")]: v
+            for k, v in logs.items()
+            if k.startswith("rewards/") and k.endswith("/std")
+        }
+    return out
+
 
 class EventCallback(TrainerCallback):
     def __init__(
@@ -113,7 +143,7 @@ class EventCallback(TrainerCallback):
             eta_s=round(per_step * (state.max_steps - state.global_step), 1),
             elapsed_s=round(now - self.t0, 2),
             tokens_seen=round(self.tokens_total),
-            **{ours: logs[theirs] for theirs, ours in PREFERENCE_LOGS.items() if theirs in logs},
+            **method_logs(logs),
         )
         self.t_last, self.step_last, self.tokens_last = now, state.global_step, seen
         mark = (now, state.global_step, self.tokens_total)

@@ -86,6 +86,13 @@ def check_data(run: Run) -> list[Any]:
     problem = adapter_from_problem(res)
     if problem:
         raise DatasetError(problem)
+    if res["method"] == "grpo":  # the reward file imported and its functions found, before the model loads
+        from .rewards import load_rewards
+
+        try:
+            load_rewards(res["reward_funcs"], res.values, None)
+        except ValueError as e:
+            raise DatasetError(f"--reward-funcs: {e}") from None
     return read_prompts(res["eval_prompts"]) if res["eval_prompts"] else []
 
 
@@ -150,9 +157,10 @@ def tokenize(run: Run, loaded: Loaded) -> Data:
         ev.emit("phase", phase="preparing_data", progress=0.0, detail="tokenizing")
     from .datasets import build_datasets
     from .download import HubBytes
+    from .grpo import build_grpo_datasets
     from .preference import build_preference_datasets
 
-    build = build_datasets if res["method"] == "sft" else build_preference_datasets
+    build = {"sft": build_datasets, "grpo": build_grpo_datasets}.get(res["method"], build_preference_datasets)
 
     fetching = HubBytes(ev.emit, run.stop, named)
     with fetching if hub_data else contextlib.nullcontext():
@@ -203,6 +211,14 @@ def fit(run: Run, loaded: Loaded, data: Data) -> Trained:
             processing_class=loaded.tokenizer,
             callbacks=[cb],
         )
+    elif res["method"] == "grpo":
+        from .grpo import generation_path, grpo_kwargs
+        from .grpo import make_trainer as make_grpo_trainer
+
+        kwargs = grpo_kwargs(res, loaded.plan, str(run.run_dir), data.eval is not None)
+        args = {k: v for k, v in kwargs.items() if v is not None}
+        run.ev.emit("message", message=generation_path(loaded.plan))
+        trainer = make_grpo_trainer(res, loaded.model, loaded.tokenizer, args, data.train, data.eval, [cb], run.ev.emit)
     else:
         from .preference import make_trainer, method_kwargs
 
@@ -294,6 +310,7 @@ def _summary(
         "final_loss": losses[-1] if losses else None,
         "reward_accuracy": last("rewards/accuracies"),
         "reward_margin": last("rewards/margins"),
+        "reward": last("reward"),  # GRPO's mean reward
         "steps": trainer.state.global_step,
         "total_steps": trainer.state.max_steps,
         "runtime_s": round(time.time() - run.t0, 2),

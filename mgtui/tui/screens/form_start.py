@@ -67,15 +67,31 @@ class StartFlow:
         res = m.resolved
         from ...hub_check import hub_names
 
-        if hub_names(res["base_model"], res["dataset"]):  # asked of the Hub in a thread: keys keep working
-            form.notify("Checking the model and data on the Hub…", timeout=4)
-            form.run_worker(lambda: self.check_hub(res), thread=True, exclusive=True, group="hub-check")
+        hub = hub_names(res["base_model"], res["dataset"])
+        if hub or res["method"] == "grpo":  # asked in a thread: keys keep working
+            what = ["the reward functions"] if res["method"] == "grpo" else []
+            what += ["the model and data on the Hub"] if hub else []
+            form.notify(f"Checking {' and '.join(what)}…", timeout=4)
+            report = form.dataset_panel.report
+            columns = None if report is None or report.hub else list(report.columns)
+            form.run_worker(
+                lambda: self.check_before(res, hub, columns), thread=True, exclusive=True, group="hub-check"
+            )
             return
         self.proceed(res)
 
-    def check_hub(self, res: Resolved) -> None:
+    def check_before(self, res: Resolved, hub: bool, columns: list[str] | None) -> None:
+        """The reward file imported and its functions checked (in a process of their own), then the Hub."""
         from ...hub_check import check_hub
+        from ...reward_check import rewards_problem
 
+        problem = rewards_problem(res, columns)
+        if problem:
+            self.form.app.call_from_thread(self.checked, res, [problem], [])
+            return
+        if not hub:
+            self.form.app.call_from_thread(self.checked, res, [], [])
+            return
         found = check_hub(res["base_model"], res["dataset"], res["trust_remote_code"])
         self.form.app.call_from_thread(self.checked, res, found.problems, found.notes)
 
