@@ -420,7 +420,9 @@ def estimate(arch: Arch, inp: Inputs, gpu_gib: float | None = None, c: Coefficie
         # GRPO samples its completions before the step's forward, gradients None (set_to_none after the
         # last step): the KV cache and the prefill are shown as activations, nothing as gradients or logits.
         parts = [c.cuda_context_gib * GIB, base, lora, 0.0, optim, generation - base - lora - optim, 0.0, 0.0]
-        notes.append(f"GRPO: the peak is at generation; the training step needs {(torch_total * (1 + frac)) / GIB:.2f} GB")
+        notes.append(
+            f"GRPO: the peak is at generation; the training step needs {(torch_total * (1 + frac)) / GIB:.2f} GB"
+        )
         torch_total, peak_at = generation, "generation"
     elif inp.method == "grpo":
         notes.append(f"GRPO: the peak is the training step; generation needs {(generation * (1 + frac)) / GIB:.2f} GB")
