@@ -117,6 +117,55 @@ def _guide_steps(res: Resolved) -> list[tuple[int, str, str, dict[str, Any]]]:
 
 
 SHARD_STEP = 6  # not one of the guide's five: a way out it doesn't have, offered first where it fits
+GENERATIONS_STEP = 7  # GRPO's own: fewer completions per prompt
+COMPLETION_STEP = 8  # GRPO's own: shorter completions
+
+
+def fewer_generations(v: Any) -> dict[str, Any] | None:
+    """Half the completions per prompt, and half the completions per step, so the prompts per step stay:
+    TRL generates batch_size x gradient_accumulation_steps completions at once whatever num_generations
+    is (trl/trainer/grpo_config.py:1085-1087), so halving num_generations alone saves nothing. Halves
+    batch_size where it is even (the training micro-batch shrinks too), else the accumulation. The
+    halved num_generations still divides the halved completions per step, and stays >= 2."""
+    g, b, ga = v["num_generations"], v["batch_size"], v["gradient_accumulation_steps"]
+    if g < 4 or g % 2:
+        return None
+    if b % 2 == 0:
+        return {"num_generations": g // 2, "batch_size": b // 2}
+    if ga % 2 == 0:
+        return {"num_generations": g // 2, "gradient_accumulation_steps": ga // 2}
+    return None
+
+
+def _grpo_steps(res: Resolved) -> list[tuple[int, str, str, dict[str, Any]]]:
+    v = res.values
+    if v.get("method") != "grpo":
+        return []
+    steps: list[tuple[int, str, str, dict[str, Any]]] = []
+    fewer = fewer_generations(v)
+    if fewer:
+        g = v["num_generations"]
+        now: dict[str, Any] = dict(v)
+        what = ", ".join(f"{k.replace('_', ' ')} {now[k]} → {n}" for k, n in fewer.items() if k != "num_generations")
+        steps.append(
+            (
+                GENERATIONS_STEP,
+                f"Fewer generations per prompt {g} → {g // 2} ({what}: the same prompts per step)",
+                f"generations {g} → {g // 2}",
+                fewer,
+            )
+        )
+    c = v["max_completion_length"]
+    if c >= 2:
+        steps.append(
+            (
+                COMPLETION_STEP,
+                f"Shorter completions {c} → {c // 2} tokens",
+                f"completions {c} → {c // 2}",
+                {"max_completion_length": c // 2},
+            )
+        )
+    return steps
 
 
 def apply_changes(res: Resolved, changes: dict[str, Any]) -> Resolved:
@@ -150,18 +199,24 @@ def advise(
         first = [step] if step.fits else []
     out: list[Step] = []
     combined: dict[str, Any] = {}
-    for number, title, short, changes in _guide_steps(res):
+    for number, title, short, changes in _guide_steps(res) + _grpo_steps(res):
         try:
             changed = apply_changes(res, changes)
-        except SettingError:  # e.g. 4-bit of a model only a 16-bit name is known for
-            continue
+        except SettingError:  # e.g. 4-bit of a model only a 16-bit name is known for, or GRPO's
+            continue  # num_generations no longer dividing the completions per step
         out.append(
             Step(number, title, changes, estimate_settings(changed, arch, gpu_gib, backend, c, gpu_count), short)
         )
-        combined.update(changes)
+        if number != GENERATIONS_STEP:  # made again below from the other steps' batch and accumulation
+            combined.update(changes)
+    if any(s.number == GENERATIONS_STEP for s in out):
+        combined.update(fewer_generations(res.values | combined) or {})
     if len(out) > 1:
-        changed = apply_changes(res, combined)
         title = "All of the guide's steps above" if first else "All of the above"
+        try:
+            changed = apply_changes(res, combined)
+        except SettingError:
+            return first + out
         out.append(
             Step(0, title, combined, estimate_settings(changed, arch, gpu_gib, backend, c, gpu_count), title.lower())
         )

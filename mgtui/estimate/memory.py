@@ -94,6 +94,33 @@ class Coefficients:
     router_bytes_per_expert: float = 8.0
     # Evaluation keeps no graph: logits (2) + fp32 upcast (4) + log_softmax (4).
     eval_bytes_per_logit: float = 10.0
+    # Preference methods and GRPO (TRL 1.14) take the model's whole logits, not SFT's chunked loss. Under
+    # bf16/fp16 mixed precision accelerate wraps the model's forward in convert_outputs_to_fp32
+    # (accelerate/accelerator.py:1824-1835, utils/operations.py:889-931), so TRL sees float32 logits
+    # (4 bytes) made from the 16-bit ones (2 more while both exist); Unsloth's forward returns full
+    # logits when no labels are passed (unsloth/models/llama.py:1914-1985). TRL's log-prob kernel
+    # saves the logits it reads and allocates one gradient of their size in backward
+    # (trl/kernels/logprob_entropy.py:165-210); its slice's backward another (8 bytes in backward).
+    # Bytes per logit at each method's fullest moment, counted over the tokens given to its forward:
+    # DPO: policy 4 + reference 4 (ref_outputs lives to the end of _compute_loss) + the metrics' copy of
+    # the chosen half's completion logits (trl/trainer/dpo_trainer.py:1663-1667, chosen_logits[mask]: 2 over
+    # both halves), or the reference's conversion, 2 + 4: 10 either way (dpo_trainer.py:1364-1434).
+    dpo_bytes_per_logit: float = 10.0
+    # KTO: policy 4 + reference 4 + index_select copies of the chosen and rejected rows (4, kto_trainer.py
+    # :1646-1647) + the masked copy of one group's completion logits (bounded by 4, :1650-1652).
+    kto_bytes_per_logit: float = 16.0
+    # ORPO: logits 4 + the chosen half's contiguous copy (2) and log_softmax (2) for its NLL
+    # (trl/experimental/orpo/orpo_trainer.py:774-795); backward: the kernel's gradient and the slices'
+    # full-size gradients on top of the log_softmax kept for the NLL: 10.
+    orpo_bytes_per_logit: float = 10.0
+    # SimPO (CPO's "simpo" loss, cpo_alpha 0: no NLL, cpo_trainer.py:837-838): 4 + 2 converting, 8 in backward.
+    simpo_bytes_per_logit: float = 8.0
+    # GRPO's training forward keeps logits for the completion tokens only (logits_to_keep, grpo_trainer.py
+    # :1562-1579), read by the same kernel: 4 + 2 converting, 8 in backward.
+    grpo_bytes_per_logit: float = 8.0
+    # A forward without gradients (the reference's, KTO's KL batch, GRPO's scoring) converts its
+    # 16-bit logits to float32: 2 + 4 while both exist.
+    nograd_bytes_per_logit: float = 6.0
     # Caching-allocator fragmentation: torch's peak reserved over its peak allocated, measured per
     # backend on the stored H200 rows: Transformers 4-bit 6.4% (8-bit: 2.1%, kept at 6.4%),
     # Unsloth 16-bit 4.9% (also charged for 8-bit, unmeasured), Unsloth 4-bit 1.2%.
@@ -131,14 +158,31 @@ class Inputs:
     full: bool = False  # full fine-tuning: every parameter trains, no adapters
     grad_accum: int = 1  # micro-batches per optimizer step: after the first, gradients stay
     sharded: bool = False  # FSDP2 over world_size processes (shard = full)
-    method: str = "sft"  # sft, or a preference method (dpo, orpo, simpo, kto)
+    method: str = "sft"  # sft, a preference method (dpo, orpo, simpo, kto), or grpo
+    # GRPO (TRL's GRPOConfig): batch_size counts completions; the generation batch is batch_size x
+    # gradient_accumulation_steps completions (grpo_config.py:1085-1087, steps_per_generation).
+    num_generations: int = 8
+    max_completion_length: int = 256
+    max_prompt_length: int = 0  # 0: the prompt is bounded by seq_len only
+    kl_beta: float = 0.0  # > 0: reference log-probs (the adapter disabled) are computed too
 
     @property
     def sequences(self) -> int:
-        """Sequences in one forward: TRL's preference collators put a pair's chosen and rejected in
-        one batch (dpo_trainer.py: DataCollatorForPreference, input_ids = chosen + rejected), and
-        KTO each reply with its KL sequence (kto_trainer.py: KL_input_ids)."""
-        return self.batch_size * (1 if self.method == "sft" else 2)
+        """Sequences in one forward with gradients: TRL's paired collators put a pair's chosen and
+        rejected in one batch (dpo_trainer.py:355-357, input_ids = prompt + chosen|rejected; ORPO and
+        CPO's concatenated_forward the same). KTO's KL sequences go through their own forwards without
+        gradients (kto_trainer.py:1403-1446), and GRPO's batch is completions."""
+        return self.batch_size * (2 if self.method in ("dpo", "orpo", "simpo") else 1)
+
+    @property
+    def prompt_len(self) -> int:
+        """GRPO: the longest prompt, max_prompt_length or else max_seq_length."""
+        return self.max_prompt_length or self.seq_len
+
+    @property
+    def train_len(self) -> int:
+        """Tokens a training sequence holds: max_seq_length, or GRPO's prompt + completion."""
+        return self.prompt_len + self.max_completion_length if self.method == "grpo" else self.seq_len
 
     @classmethod
     def from_settings(cls, values: Mapping, precision: int, backend: str = "unsloth", world_size: int = 1) -> "Inputs":
@@ -157,6 +201,10 @@ class Inputs:
             grad_accum=int(values.get("gradient_accumulation_steps", 1)),
             sharded=values.get("shard", "off") != "off" and world_size > 1,
             method=str(values.get("method", "sft")),
+            num_generations=int(values.get("num_generations", 8)),
+            max_completion_length=int(values.get("max_completion_length", 256)),
+            max_prompt_length=int(values.get("max_prompt_length", 0)),
+            kl_beta=float(values.get("kl_beta", 0.0)),
         )
 
 
@@ -173,7 +221,9 @@ class Estimate:
     loss_chunks: int = 0  # Unsloth's fused loss: the chunk count it will choose (0: another backend)
     loss_chunk_tokens: int = 0  # and the tokens in its largest chunk
     loss_target_gib: float = 0.0  # the memory target it sizes them for (before the fixed part)
-    peak_at: str = "backward"  # the step's fullest moment: "loss" (Unsloth's fused loss) or "backward"
+    # the step's fullest moment: "loss" (Unsloth's fused loss, or a preference method's / GRPO's
+    # logits), "backward", or "generation" (GRPO sampling its completions)
+    peak_at: str = "backward"
 
     @property
     def fits(self) -> bool | None:
@@ -194,7 +244,7 @@ class Estimate:
 def estimate(arch: Arch, inp: Inputs, gpu_gib: float | None = None, c: Coefficients = DEFAULT) -> Estimate:
     notes: list[str] = []
     h, L = arch.hidden, arch.layers
-    tokens = inp.sequences * inp.seq_len
+    tokens = inp.sequences * inp.train_len
 
     # Base weights: the layers' Linears are quantized; embeddings, lm_head, norms and a MoE's fused
     # experts and routers stay 16-bit (float32 on the Transformers backend, where peft upcasts
@@ -251,9 +301,8 @@ def estimate(arch: Arch, inp: Inputs, gpu_gib: float | None = None, c: Coefficie
     per_token = 2 * (c.act_hidden * h + c.act_q * arch.q_dim + c.act_kv * arch.kv_dim + c.act_mlp * arch.mlp_width)
     per_token += c.router_bytes_per_expert * arch.experts  # router logits and weights, float32
     per_token += 2 * inp.lora_r * len(shapes)
-    layer_set = tokens * per_token
-    if inp.precision != 16:
-        layer_set += 2 * max(d_in * d_out for d_in, d_out in arch.linears().values())
+    dequant = 2 * max(d_in * d_out for d_in, d_out in arch.linears().values()) if inp.precision != 16 else 0
+    layer_set = tokens * per_token + dequant
     layer_input = 2 * tokens * h
     mode = inp.checkpointing
     if mode == "unsloth" and inp.backend != "unsloth":
@@ -312,7 +361,16 @@ def estimate(arch: Arch, inp: Inputs, gpu_gib: float | None = None, c: Coefficie
     target = 0.0
     peak_at = "backward"
     eval_logits = 0.0
-    if inp.backend == "unsloth":
+    generation = 0.0
+    if inp.method != "sft":
+        # TRL's preference trainers and GRPO take the model's whole logits (no labels: Unsloth's forward
+        # returns them too, and Unsloth leaves these losses to TRL, see unmodelled_method): counted at
+        # the loss, on top of every kept input, against backward's fullest layer.
+        loss, eval_logits, generation = method_moments(arch, inp, c, at_loss, (per_token, dequant), upcast, notes)
+        logits = max(0.0, loss - backward)
+        if loss > backward:
+            peak_at = "loss"
+    elif inp.backend == "unsloth":
         # Unsloth's fused loss (unsloth_zoo fused_losses/cross_entropy_loss.py, "CE"). The gradient is
         # taken inside forward (CE:420-487 torch.func.grad_and_value per chunk) and only grad_inputs
         # (and the lm_head gradient) survive it (CE:592): the chunk's logits are gone before backward
@@ -355,8 +413,21 @@ def estimate(arch: Arch, inp: Inputs, gpu_gib: float | None = None, c: Coefficie
     evaluation = max(0.0, (bucket + layer_set + eval_logits) - step) if inp.eval else 0.0
 
     torch_total = base + lora + optim + step + evaluation
+    parts = [c.cuda_context_gib * GIB, base, lora, back_grads, optim, back_acts, logits, evaluation]
+    if generation:
+        generation += base + lora + optim
+    if generation > torch_total:
+        # GRPO samples its completions before the step's forward, gradients None (set_to_none after the
+        # last step): the KV cache and the prefill are shown as activations, nothing as gradients or logits.
+        parts = [c.cuda_context_gib * GIB, base, lora, 0.0, optim, generation - base - lora - optim, 0.0, 0.0]
+        notes.append(
+            f"GRPO: the peak is at generation; the training step needs {(torch_total * (1 + frac)) / GIB:.2f} GB"
+        )
+        torch_total, peak_at = generation, "generation"
+    elif inp.method == "grpo":
+        notes.append(f"GRPO: the peak is the training step; generation needs {(generation * (1 + frac)) / GIB:.2f} GB")
     overhead = torch_total * frac
-    parts = [c.cuda_context_gib * GIB, base, lora, back_grads, optim, back_acts, logits, evaluation, overhead]
+    parts.append(overhead)
     breakdown = {k: v / GIB for k, v in zip(TERMS, parts)}
     return Estimate(
         breakdown=breakdown,
@@ -366,7 +437,7 @@ def estimate(arch: Arch, inp: Inputs, gpu_gib: float | None = None, c: Coefficie
         checkpointing=mode,
         trainable_params=trainable,
         notes=tuple(notes),
-        unreliable="; ".join((*arch.unmodelled, *unmodelled_method(inp.method))) or None,
+        unreliable="; ".join((*arch.unmodelled, *unmodelled_method(inp))) or None,
         loss_chunks=chunks,
         loss_chunk_tokens=chunk_tokens,
         loss_target_gib=target / GIB,
@@ -432,13 +503,102 @@ def _unsloth_version_note() -> list[str]:
     return [f"Unsloth's fused loss is counted as {UNSLOTH_READ} computes it; installed here: {have}"]
 
 
-def unmodelled_method(method: str) -> tuple[str, ...]:
-    """What the estimate leaves out of a preference method (its sequences are counted, two per
-    example): no GPU run has measured these yet, so the estimate says it is unreliable."""
-    if method == "dpo":
-        return ("DPO's reference forward (no gradients, adapter disabled) and its unchunked logits are not measured",)
-    if method in ("orpo", "simpo"):
-        return (f"{method.upper()}'s unchunked logits for chosen and rejected are not measured (no reference model)",)
-    if method == "kto":
-        return ("KTO's KL batch and reference forwards (no gradients) are not measured",)
+def method_moments(
+    arch: Arch, inp: Inputs, c: Coefficients, at_loss: float, layer: tuple[float, int], upcast: bool, notes: list[str]
+) -> tuple[float, float, float]:
+    """A preference method's or GRPO's fullest moment at the loss (bytes, like `at_loss`, which it
+    includes), its evaluation logits, and GRPO's generation moment before the weights and optimizer
+    states (0 for the others)."""
+    V = arch.vocab
+    cast = 2 * V * arch.hidden if upcast else 0  # autocast's 16-bit copy of a float32 lm_head, kept for backward
+    if inp.method == "grpo":
+        return _grpo_moments(arch, inp, c, at_loss, layer, cast, notes)
+    per_token, dequant = layer  # one layer's working set: per token, and its dequantized widest weight
+    per_logit = {
+        "dpo": c.dpo_bytes_per_logit,
+        "kto": c.kto_bytes_per_logit,
+        "orpo": c.orpo_bytes_per_logit,
+        "simpo": c.simpo_bytes_per_logit,
+    }[inp.method]
+    logit_tokens = inp.sequences * inp.seq_len
+    head = logit_tokens * V * per_logit + cast
+    ref = 0.0
+    if inp.method in ("dpo", "kto"):
+        # The reference forward (no gradients: trl/trainer/dpo_trainer.py:1395-1407, kto_trainer.py:1518-1531;
+        # with LoRA the adapter disabled, use_adapter(model, adapter_name=None), no second model) runs
+        # after the policy's, whose logits (4 bytes) and kept inputs stay: one layer's forward at a time,
+        # then its own logits. KTO's KL batch (kto_trainer.py:1403-1446: policy, then reference, both
+        # without gradients, batch_size prompts each paired with another reply) is the same size again.
+        layer_set = logit_tokens * per_token + dequant
+        ref = logit_tokens * V * 4 + cast + max(layer_set, logit_tokens * V * c.nograd_bytes_per_logit)
+        notes.append(
+            f"{inp.method.upper()}: the reference forward without gradients (adapter disabled)"
+            + (" and the KL batch's policy and reference forwards" if inp.method == "kto" else "")
+            + f"; full logits of {logit_tokens} tokens, {logit_tokens * V * per_logit / GIB:.2f} GB at the loss"
+        )
+    else:
+        notes.append(
+            f"{inp.method.upper()}: no reference model; chosen and rejected in one forward, full logits of "
+            f"{logit_tokens} tokens, {logit_tokens * V * per_logit / GIB:.2f} GB at the loss"
+        )
+    # Evaluation runs the same loss without gradients (prediction_step -> compute_loss under no_grad).
+    return at_loss + max(head, ref), logit_tokens * V * per_logit, 0.0
+
+
+def _grpo_moments(
+    arch: Arch, inp: Inputs, c: Coefficients, at_loss: float, layer: tuple[float, int], cast: float, notes: list[str]
+) -> tuple[float, float, float]:
+    """GRPO as TRL's GRPOTrainer (trl/trainer/grpo_trainer.py, "G") runs it with transformers' generate."""
+    V = arch.vocab
+    per_token, dequant = layer
+    P, C = inp.prompt_len, inp.max_completion_length
+    # G:1633-1641: one generation every steps_per_generation (= gradient_accumulation_steps) micro-batches,
+    # of batch_size x steps_per_generation completions, all sampled in one generate call (G:1905-1951,
+    # left-padded prompts; the sampler repeats each prompt num_generations times, so num_generations
+    # sets how many prompts, not how many completions).
+    completions = inp.batch_size * inp.grad_accum
+    # transformers' DynamicCache: k and v per layer, kv width, 16-bit, for prompt + completion tokens.
+    kv = arch.layers * 2 * arch.kv_dim * 2 * completions * (P + C)
+    # The prefill: one layer's forward over every prompt token at a time (no gradients: bounded by what
+    # a layer saves); each decoding step's last-token logits, 16-bit, float32 and the processed scores.
+    prefill = completions * P * per_token + dequant
+    step_logits = completions * V * (2 + 4 + 4)
+    generation = kv + max(prefill, step_logits)
+    # Per-token log-probs kept from scoring to the loss, float32 over the generation batch: the
+    # reference's when kl_beta > 0 (G:2772-2797), the old policy's only when num_iterations > 1 or
+    # generation is misaligned with accumulation (G:2704-2719; TRL's default num_iterations 1: none).
+    stored = completions * C * 4 * (1 if inp.kl_beta > 0 else 0)
+    logit_tokens = inp.batch_size * C  # G:1562-1579: logits for the completion tokens only
+    head = logit_tokens * V * c.grpo_bytes_per_logit + cast
+    scoring = 0.0
+    if inp.kl_beta > 0:
+        # The reference scoring, per_device_train_batch_size completions at a time (G:2567, G:1511-1516),
+        # no gradients, adapter disabled; before the step's forward, nothing kept.
+        scoring = inp.batch_size * (P + C) * per_token + dequant + logit_tokens * V * c.nograd_bytes_per_logit + stored
+        notes.append(
+            f"GRPO kl_beta {inp.kl_beta:g}: reference log-probs scored with the adapter disabled (no second model)"
+        )
+    notes.append(
+        f"GRPO: {completions} completions generated at once (batch {inp.batch_size} x accumulation {inp.grad_accum}), "
+        f"KV cache {kv / GIB:.2f} GB for {P} + {C} tokens each; training on {inp.batch_size} at a time"
+    )
+    loss = at_loss + stored + max(head, scoring)
+    return loss, 0.0, generation
+    # Evaluation (0 above): it generates per_device_eval_batch_size completions, fewer than the
+    # training's generation batch, and keeps no graph.
+
+
+def unmodelled_method(inp: Inputs) -> tuple[str, ...]:
+    """What the estimate can't count for a method: it says so, and gives no verdict."""
+    if inp.method == "grpo" and inp.backend == "unsloth":
+        return (
+            "GRPO on Unsloth: Unsloth replaces TRL's GRPO log-probs and loss with its own chunked hidden-state "
+            "computation and fast generation (unsloth/models/rl_replacements.py, unsloth_zoo grpo_accumulated_loss), "
+            "not modelled",
+        )
+    if inp.full and inp.method in ("dpo", "kto") or inp.full and inp.method == "grpo" and inp.kl_beta > 0:
+        return (
+            f"{inp.method.upper()} with full fine-tuning loads a second model as the reference "
+            "(trl/trainer/dpo_trainer.py:919-935), not counted",
+        )
     return ()
