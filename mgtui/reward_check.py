@@ -27,7 +27,7 @@ def rewards_problem(res: Resolved, columns: list[str] | None) -> str | None:
     if extras is not None and "answer" not in extras and any(r.name == "answer_match" and not r.file for r in refs):
         return (
             f"{res['dataset']}: answer_match compares each completion's final answer with an 'answer' column, "
-            f"and the rows have {', '.join(extras) or 'only a prompt'}; map yours (--columns answer=NAME) "
+            f"and the rows have {', '.join(extras) or 'nothing'} besides the prompt; map yours (--columns answer=NAME) "
             "or choose other --reward-funcs"
         )
     if not any(r.file for r in refs):

@@ -450,6 +450,12 @@ def grpo_problem(res: "Resolved") -> None:
             re.compile(v["format_regex"])
         except re.error as e:
             raise SettingError("format_regex", f"--format-regex: {e}") from None
+    if v["max_completion_length"] >= v["max_seq_length"]:
+        raise SettingError(
+            "max_completion_length",
+            f"--max-completion-length {v['max_completion_length']} leaves no room for the prompt in "
+            f"--max-seq-length {v['max_seq_length']} (the prompt and its completion together)",
+        )
     # trl/trainer/grpo_config.py __post_init__: the generation batch (per-device batch x processes x
     # accumulation steps) holds whole groups of num_generations completions.
     world = res.world_size(1)

@@ -93,6 +93,21 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def rl_tiny_model(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
+    """The tiny Llama's architecture and tokenizer with weights drawn 10x wider (initializer_range 0.2).
+    The demo's (0.02) predicts near-uniformly, its logits bounded by tied embeddings of norm 0.16 that
+    no adapter changes, so no reward moves what it samples; this one's can move, as a real model's do."""
+    from transformers import AutoTokenizer
+
+    from mgtui.demo_model import TINY_LLAMA_CONFIG
+    from mgtui.train.tiny import write_tiny_llama
+
+    config = dict(TINY_LLAMA_CONFIG, initializer_range=0.2)
+    target = tmp_path_factory.mktemp("models") / "tiny-llama-wide"
+    return write_tiny_llama(AutoTokenizer.from_pretrained(tiny_model), target, config, 0, "tiny Llama for RL tests")
+
+
+@pytest.fixture(scope="session")
 def real_tokenizer_model() -> Path:
     """The tiny Llama on Qwen2's real tokenizer (tests/real_tokenizer.py), built once per machine."""
     return real_tokenizer.qwen2_tiny_llama()

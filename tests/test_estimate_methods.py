@@ -98,8 +98,9 @@ def test_grpo_generation_holds_the_kv_cache_of_every_completion_of_the_step():
     """TRL generates batch_size x accumulation completions at once, each prompt + completion tokens: the
     KV cache grows linearly with the completion length and with the completions per step."""
     kv_token = L * 2 * LLAMA8B.kv_dim * 2  # k and v, 16-bit, every layer
-    a = estimate(LLAMA8B, grpo(max_completion_length=256), 80.0)
-    b = estimate(LLAMA8B, grpo(max_completion_length=512), 80.0)
+    # the prompt held at 1536 tokens (else it is what max_seq_length leaves: train/grpo.py skips longer ones)
+    a = estimate(LLAMA8B, grpo(max_completion_length=256, max_prompt_length=1536), 80.0)
+    b = estimate(LLAMA8B, grpo(max_completion_length=512, max_prompt_length=1536), 80.0)
     assert a.peak_at == b.peak_at == "generation" and a.breakdown["gradients"] == 0
     assert b.breakdown["activations"] - a.breakdown["activations"] == pytest.approx(8 * 256 * kv_token / GIB)
     ests = [estimate(LLAMA8B, grpo(grad_accum=n), 80.0) for n in (4, 8, 16)]
@@ -107,9 +108,10 @@ def test_grpo_generation_holds_the_kv_cache_of_every_completion_of_the_step():
     acts = [e.breakdown["activations"] for e in ests]
     assert acts[2] - acts[1] == pytest.approx(2 * (acts[1] - acts[0]))  # linear in the completions
     # num_generations only groups them: the same completions per step, the same memory
-    same = estimate(LLAMA8B, grpo(num_generations=4), 80.0)
-    assert same.peak_gib == a.peak_gib
-    assert f"KV cache {8 * 2304 * kv_token / GIB:.2f} GB" in " ".join(a.notes)
+    default, same = estimate(LLAMA8B, grpo(), 80.0), estimate(LLAMA8B, grpo(num_generations=4), 80.0)
+    assert same.peak_gib == default.peak_gib
+    # prompt and completion together are at most max_seq_length (2048)
+    assert f"KV cache {8 * 2048 * kv_token / GIB:.2f} GB" in " ".join(default.notes)
 
 
 def test_grpo_peak_is_the_larger_of_generation_and_the_training_step():

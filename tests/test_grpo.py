@@ -181,7 +181,10 @@ def test_a_reward_file_is_checked_in_a_process_of_its_own(tmp_path, monkeypatch,
 def test_answer_match_without_an_answer_column_is_refused_naming_the_columns(tmp_path):
     res = resolve([{"method": "grpo", "dataset": "d.jsonl"}])
     problem = rewards_problem(res, ["prompt", "solution"])
-    assert problem is not None and "has solution; map yours (--columns answer=NAME)" in problem
+    assert (
+        problem is not None
+        and "the rows have solution besides the prompt; map yours (--columns answer=NAME)" in problem
+    )
 
 
 def test_the_train_command_refuses_a_broken_reward_file_before_loading(tmp_path, capsys, tiny_model):
@@ -201,45 +204,45 @@ def test_the_train_command_refuses_a_broken_reward_file_before_loading(tmp_path,
 # --- the engine ---
 
 REWARDS = '''
-def short_tokens(completion_ids, **kwargs):
-    """The share of a completion's tokens among the tokenizer's first 384 (its bytes and first merges)."""
-    return [sum(1 for t in ids if t < 384) / max(len(ids), 1) for ids in completion_ids]
+def says_one(completions, **kwargs):
+    """The word "one", up to four times: a behaviour a model can learn by its tokens."""
+    return [min(c[0]["content"].count("one"), 4) / 4 for c in completions]
 
 def said_topic(completions, topic, **kwargs):
     return [float(t in c[0]["content"]) for c, t in zip(completions, topic)]
 '''
 
 
-def grpo_settings(tiny_model: Path, tmp_path: Path, **overrides: Any):
+def grpo_settings(model: Path, tmp_path: Path, **overrides: Any):
     data = write(tmp_path / "p.jsonl", prompt_rows(32))
     (tmp_path / "rewards.py").write_text(REWARDS)
     values: dict[str, Any] = dict(
         method="grpo",
-        reward_funcs=f"{tmp_path / 'rewards.py'}:short_tokens,said_topic",
+        reward_funcs=f"{tmp_path / 'rewards.py'}:says_one,said_topic",
         num_generations=8,
         batch_size=16,
         max_completion_length=16,
-        max_steps=30,
-        learning_rate=1e-2,
+        max_steps=20,
+        learning_rate=3e-2,
     )
     values.update(overrides)
-    return settings(tiny_model, data, tmp_path / "run", **values)
+    return settings(model, data, tmp_path / "run", **values)
 
 
-def test_a_learnable_reward_rises_and_the_completions_are_published(tmp_path, tiny_model):
-    code, run_dir = run_in_process(grpo_settings(tiny_model, tmp_path))
+def test_a_learnable_reward_rises_and_the_completions_are_published(tmp_path, rl_tiny_model):
+    code, run_dir = run_in_process(grpo_settings(rl_tiny_model, tmp_path))
     assert code == 0
     evs = events(run_dir)
     logs = [e for e in evs if e["type"] == "log"]
-    assert len(logs) == 30
-    rewards = [e["reward_funcs"]["short_tokens"] for e in logs]
-    first, last = sum(rewards[:8]) / 8, sum(rewards[-8:]) / 8
-    assert last > first + 0.1, rewards
+    assert len(logs) == 20
+    rewards = [e["reward_funcs"]["says_one"] for e in logs]
+    first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
+    assert last > first + 0.3, rewards
     for e in logs:
         assert {"reward", "reward_std", "completion_length", "completion_length_max", "clipped_ratio"} <= set(e)
-        assert set(e["reward_funcs"]) == set(e["reward_funcs_std"]) == {"short_tokens", "said_topic"}
+        assert set(e["reward_funcs"]) == set(e["reward_funcs_std"]) == {"says_one", "said_topic"}
     shown = [e for e in evs if e["type"] == "completions"]
-    assert [e["step"] for e in shown] == list(range(1, 31))  # one per logged step, not repeated at the end
+    assert [e["step"] for e in shown] == list(range(1, 21))  # one per logged step, not repeated at the end
     sample = shown[-1]["samples"][0]
     assert len(shown[-1]["samples"]) == 16 and "Say something about" in sample["prompt"]
     assert sample["reward"] == pytest.approx(sum(sample["rewards"].values()), abs=1e-3)
@@ -250,7 +253,7 @@ def test_a_learnable_reward_rises_and_the_completions_are_published(tmp_path, ti
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), run_dir)
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(rl_tiny_model), run_dir)
     assert any("lora_" in name for name, _ in tuned.named_parameters())
 
 
@@ -258,7 +261,7 @@ def test_a_grpo_run_stops_and_resumes(tmp_path, tiny_model):
     data = write(tmp_path / "p.jsonl", prompt_rows(32))
     (tmp_path / "rewards.py").write_text(REWARDS)
     flags = ["--base-model", str(tiny_model), "--dataset", str(data), "--output-dir", str(tmp_path / "run"),
-             "--method", "grpo", "--reward-funcs", f"{tmp_path / 'rewards.py'}:short_tokens",
+             "--method", "grpo", "--reward-funcs", f"{tmp_path / 'rewards.py'}:says_one",
              "--num-generations", "4", "--batch-size", "8", "--gradient-accumulation-steps", "1",
              "--max-completion-length", "8", "--max-seq-length", "128", "--save-steps", "1000"]  # fmt: skip
     proc = subprocess.Popen(

@@ -176,8 +176,10 @@ class Inputs:
 
     @property
     def prompt_len(self) -> int:
-        """GRPO: the longest prompt, max_prompt_length or else max_seq_length."""
-        return self.max_prompt_length or self.seq_len
+        """GRPO: the longest prompt the engine keeps (train/grpo.py skips longer ones): max_seq_length
+        less max_completion_length, or max_prompt_length when that is smaller."""
+        room = max(self.seq_len - self.max_completion_length, 1)
+        return min(self.max_prompt_length, room) if self.max_prompt_length else room
 
     @property
     def train_len(self) -> int:
