@@ -290,3 +290,24 @@ def test_a_grpo_run_stops_and_resumes(tmp_path, tiny_model):
     steps = [e["step"] for e in after if e["type"] == "log"]
     assert steps == [stopped["steps"] + 1, stopped["steps"] + 2]
     assert [e["step"] for e in after if e["type"] == "completions"] == steps
+
+
+async def test_the_forms_start_checks_the_reward_file_in_a_worker_and_refuses_in_one_line(tmp_path, tiny_model):
+    from app_helpers import settle, wait_until
+
+    from mgtui.tui.app import MgApp
+
+    data = write(tmp_path / "p.jsonl", prompt_rows(8))
+    (tmp_path / "rewards.py").write_text("def says_one(completions):\n    return [0.0] * len(completions)\n")
+    values = {"dataset": str(data), "base_model": str(tiny_model), "output_dir": str(tmp_path / "o"),
+              "method": "grpo", "reward_funcs": f"{tmp_path / 'rewards.py'}:says_one"}  # fmt: skip
+    app = MgApp(values, offer_runs=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        form = app.screen
+        await wait_until(pilot, lambda: form.dataset_panel.report is not None)
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: any("Start refused" in str(n.message) for n in app._notifications))
+        said = [str(n.message) for n in app._notifications if "Start refused" in str(n.message)]
+        assert "says_one doesn't take every argument TRL passes" in said[0] and "**kwargs" in said[0]
+        assert app.screen is form and not (tmp_path / "o").exists()
