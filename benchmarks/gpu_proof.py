@@ -72,6 +72,14 @@ SMOKE = [  # (label, flags) on the smoke architecture; the fallback second, so U
 # GPUs or more only (today's lent machines have one: the proof says so in a row).
 SHARDED_SMOKE = ("sharded-4bit-2gpu", ["--shard", "full", "--nproc-per-node", "2", "--gpus", "0,1"])
 
+# The methods beyond SFT on the smoke architecture in 4-bit (issue 35, part 4): DPO on pairs, GRPO on
+# prompts with the built-in length penalty (no reward file needed). Their data: write_method_data.
+METHOD_SMOKE = [
+    ("dpo-4bit", ["--method", "dpo", "--max-prompt-length", "128"]),
+    ("grpo-4bit", ["--method", "grpo", "--reward-funcs", "length_penalty", "--num-generations", "2",
+                   "--max-completion-length", "32", "--temperature", "1.0"]),
+]  # fmt: skip
+
 # The loss probe's (batch, max_seq_length): one chunk of 2048 tokens, then 4 chunks of 1024 and of 2048
 # on any card over ~12 GB (unsloth_zoo fused_losses/cross_entropy_loss.py:266-268). CPU: the same flow, small.
 LOSS_PROBE = [(1, 2048), (2, 2048), (2, 4096)]
@@ -212,6 +220,23 @@ def write_text_data(path: Path, rows: int, tokens: int, seed: int = 0) -> Path:
     with path.open("w", encoding="utf-8") as f:
         for _ in range(rows):
             f.write(json.dumps({"text": " ".join(rnd.choice(words) for _ in range(tokens))}) + "\n")
+    return path
+
+
+def write_method_data(work: Path, method: str, rows: int = 64) -> Path:
+    """Pairs for DPO (the chosen reply repeats the prompt's word), prompts for GRPO."""
+    words = ("apple", "river", "stone", "cloud", "green", "music", "light", "table")
+    path = work / f"{method}.jsonl"
+    with path.open("w", encoding="utf-8") as f:
+        for i in range(rows):
+            w = words[i % len(words)]
+            user = [{"role": "user", "content": f"Say {w}"}]
+            if method == "dpo":
+                row: dict[str, Any] = {"prompt": user, "chosen": [{"role": "assistant", "content": f"{w} {w}"}],
+                                       "rejected": [{"role": "assistant", "content": "no thanks"}]}  # fmt: skip
+            else:
+                row = {"prompt": user, "topic": w}
+            f.write(json.dumps(row) + "\n")
     return path
 
 
@@ -694,6 +719,13 @@ def main(argv: list[str] | None = None) -> int:
         loss_probe(first, smoke_arch, data, rows, args.out, cpu, deadline=time.time() + min(left() - 30, 420))
     else:
         rows.add({"kind": "note", "message": "deadline: loss probe not started"})
+    for label, flags in METHOD_SMOKE:  # DPO and GRPO on CUDA: the trainers, on Unsloth's model
+        if left() < (30 if cpu else 240):
+            rows.add({"kind": "note", "message": f"deadline: smoke run {label} not started"})
+            continue
+        method = flags[1]
+        smoke(label, [*flags, "--dataset", str(write_method_data(work, method))], first, data, work, rows,
+              min(steps_smoke, 8), 256 if not cpu else 64, timeout=max(min(left() - 10, 240 if not cpu else 600), 1))  # fmt: skip
     if smoke_arch not in archs and not cpu:
         shutil.rmtree(first, ignore_errors=True)
 

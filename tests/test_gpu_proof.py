@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "gpu_proof.py"
 sys.path.insert(0, str(SCRIPT.parent))
 
-from gpu_proof import LOSS_PROBE_CPU, SMOKE, grid  # noqa: E402
+from gpu_proof import LOSS_PROBE_CPU, METHOD_SMOKE, SMOKE, grid  # noqa: E402
 
 
 def proof(out: Path, budget: int) -> list[dict]:
@@ -28,7 +28,7 @@ def proof(out: Path, budget: int) -> list[dict]:
 def test_the_proof_runs_its_whole_flow_on_the_tiny_model(tmp_path):
     rows = proof(tmp_path, 900)
     smoke = {r["label"]: r for r in rows if r["kind"] == "smoke"}
-    assert set(smoke) == {label for label, _ in SMOKE} | {"demo"}
+    assert set(smoke) == {label for label, _ in [*SMOKE, *METHOD_SMOKE]} | {"demo"}
     for r in smoke.values():
         assert r["exit"] == 0 and r["summary"]["state"] == "done", r
     assert any("4-bit → 32-bit" in s for s in smoke["default"]["summary"]["substitutions"])

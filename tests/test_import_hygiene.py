@@ -8,11 +8,10 @@ import subprocess
 import sys
 
 import pytest
-
-HEAVY = ("torch", "transformers", "trl", "peft", "datasets", "unsloth", "accelerate", "bitsandbytes")
+from import_probe import HEAVY, heavy_after
 
 PROBE = """
-import json, sys, io, contextlib
+import io, contextlib
 from mgtui.cli import main
 argv = {argv!r}
 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -20,7 +19,6 @@ with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.St
         main(argv)
     except SystemExit:
         pass
-print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r})))
 """
 
 
@@ -35,21 +33,14 @@ print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}))
         ["--help"],
         ["estimate", "--json"],
         ["estimate", "--base-model", "unsloth/llama-3.1-8b-bnb-4bit", "--gpu-memory", "8"],
+        ["estimate", "--method", "grpo", "--gpu-memory", "24"],
+        ["train", "--method", "grpo", "--reward-funcs", "answer_match,format_match", "--dry-run"],
     ],
     ids=lambda a: " ".join(a) or "import",
 )
 def test_light_paths_import_no_training_library(argv):
-    code = (
-        PROBE.format(argv=argv, heavy=set(HEAVY))
-        if argv
-        else (
-            "import sys, json, mgtui, mgtui.settings, mgtui.presets, mgtui.cli\n"
-            f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {set(HEAVY)!r})))"
-        )
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    code = PROBE.format(argv=argv) if argv else "import mgtui, mgtui.settings, mgtui.presets, mgtui.cli"
+    assert heavy_after(code) == []
 
 
 def test_domain_modules_import_no_textual():

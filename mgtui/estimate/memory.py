@@ -595,7 +595,7 @@ def unmodelled_method(inp: Inputs) -> tuple[str, ...]:
     if inp.method == "grpo" and inp.backend == "unsloth":
         return (
             "GRPO on Unsloth: Unsloth replaces TRL's GRPO log-probs and loss with its own chunked hidden-state "
-            "computation and fast generation (unsloth/models/rl_replacements.py, unsloth_zoo grpo_accumulated_loss), "
+            "computation (unsloth/models/rl_replacements.py, unsloth_zoo grpo_accumulated_loss), "
             "not modelled",
         )
     if inp.full and inp.method in ("dpo", "kto") or inp.full and inp.method == "grpo" and inp.kl_beta > 0:

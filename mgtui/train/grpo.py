@@ -150,7 +150,8 @@ def make_trainer(
 
         def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
             step = self.state.global_step
-            if self.model.training and self.accelerator.is_main_process and self._logs["prompt"]:
+            training = self.model is not None and self.model.training
+            if training and self.accelerator.is_main_process and self._logs["prompt"]:
                 if step != self.published:
                     emit("completions", step=step, samples=samples(self._logs, names, weights))
                     self.published = step
@@ -158,7 +159,7 @@ def make_trainer(
 
     return Published(
         model=model,
-        reward_funcs=funcs,
+        reward_funcs=list[Any](funcs),
         args=GRPOConfig(**args),
         train_dataset=train,
         eval_dataset=eval_,
