@@ -71,6 +71,10 @@ class CompletionsPanel(VerticalScroll):
     def compose(self) -> ComposeResult:
         yield Static(head_text(None, 0), id="cmphead")
 
+    def allow_focus(self) -> bool:
+        """Hidden (display: none), it is no stop for tab nor for the screen's first focus."""
+        return self.display and super().allow_focus()
+
     @property
     def cards(self) -> list[Static]:
         return list(self.query(".sample").results(Static))
