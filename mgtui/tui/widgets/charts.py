@@ -75,7 +75,8 @@ def render_chart(
     if hi - lo < 1e-9:
         lo, hi = lo - 0.5, hi + 0.5
     x0, x1 = min(s[0][0] for s, _ in both), max(s[-1][0] for s, _ in both)  # each in x order
-    label_w = max(len(f"{hi:.2f}"), len(f"{lo:.2f}")) + 1
+    fmt = ".2f" if hi - lo >= 0.05 else ".3g"  # a small range (KL, a flat loss) keeps its digits
+    label_w = max(len(f"{hi:{fmt}}"), len(f"{lo:{fmt}}")) + 1
     cols = width - label_w
     rows = height - 1
     grid = [[0] * cols for _ in range(rows)]
@@ -96,7 +97,7 @@ def render_chart(
             marks[(rows - 1 - int((y - lo) / (hi - lo) * (rows - 1) + 0.5), c)] = style
     t = Text()
     for r in range(rows):
-        label = f"{hi:.2f}" if r == 0 else f"{lo:.2f}" if r == rows - 1 else ""
+        label = f"{hi:{fmt}}" if r == 0 else f"{lo:{fmt}}" if r == rows - 1 else ""
         t.append(f"{label:>{label_w - 1}}┤", style="dim")
         for c in range(cols):
             if (r, c) in marks:

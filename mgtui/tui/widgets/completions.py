@@ -1,7 +1,7 @@
 """A GRPO run's latest sampled completions with their rewards: each sample's prompt (one short
 line), its completion, the total reward, each function's reward and the advantage. Focusable and
 scrolled by keyboard (↑↓, pgup/pgdn, home/end; n/p: the next or previous sample); `show` replaces
-the samples as a new `completions` event arrives, keeping the sample in view where it can."""
+the samples as a new `completions` event arrives, from the top."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ class CompletionsPanel(VerticalScroll):
 
     DEFAULT_CSS = """
     CompletionsPanel { height: 1fr; scrollbar-size-vertical: 1; }
-    CompletionsPanel > #cmphead { height: 1; }
+    CompletionsPanel > #cmphead { height: 1; dock: top; }
     CompletionsPanel > .sample { height: auto; margin-top: 1; padding-right: 1; }
     CompletionsPanel > .sample.-unused { display: none; }
     """
@@ -95,21 +95,27 @@ class CompletionsPanel(VerticalScroll):
             card.set_class(i >= len(self.samples), "-unused")
         if new:
             self.mount_all(new)
+        self.scroll_home(animate=False)  # new samples: the offset into the old ones means nothing now
 
     def visible_cards(self) -> list[Static]:
         return [c for c in self.cards if not c.has_class("-unused")]
 
+    @staticmethod
+    def top(card: Static) -> int:
+        """The scroll offset that puts a card's first line right under the docked head line."""
+        return card.virtual_region.y - 1
+
     def action_next_sample(self) -> None:
-        """The next sample's head line at the top (the first's, from the top of the panel)."""
+        """The next sample's first line at the top (the first's, from the top of the panel)."""
         for card in self.visible_cards():
-            if card.virtual_region.y > self.scroll_y + 2:
-                self.scroll_to(y=card.virtual_region.y, animate=False)
+            if self.top(card) > self.scroll_y + 1:
+                self.scroll_to(y=self.top(card), animate=False)
                 return
         self.scroll_end(animate=False)
 
     def action_previous_sample(self) -> None:
         for card in reversed(self.visible_cards()):
-            if card.virtual_region.y < self.scroll_y:
-                self.scroll_to(y=card.virtual_region.y, animate=False)
+            if self.top(card) < self.scroll_y:
+                self.scroll_to(y=self.top(card), animate=False)
                 return
         self.scroll_home(animate=False)
