@@ -16,6 +16,7 @@ from .events import EVENTS_FILE, read_events
 from .queue import cancel, place_of, read_queue
 from .registry import forget, pointers, registry_dir
 from .rundir import SUMMARY_FILE, is_run_dir, launcher_alive, read_json, run_info, run_state, write_json_atomic
+from .view import FUNC
 
 # Settings that differ between any two runs without telling them apart.
 NOT_COMPARED = ("output_dir", "resume", "base_model")  # base_model has a column of its own
@@ -23,15 +24,53 @@ FOLDERS_FILE = "folders.json"  # beside the registry: the folders the user asked
 SEARCH_DEPTH = 3  # how deep under a folder run directories are looked for
 
 
+# The curves a comparison can plot, with their labels: the loss, a preference run's reward margin
+# and accuracy, GRPO's reward mean and spread, KL, completion length and the share clipped. A GRPO
+# run's reward functions add FUNC + name ("reward:answer_match"), labelled "reward: answer_match".
+CURVES = {
+    "train": "loss", "reward_margin": "reward margin", "reward_accuracy": "reward accuracy", "reward": "reward mean",
+    "reward_std": "reward spread (std)", "kl": "KL", "completion_length": "completion length",
+    "clipped_ratio": "share clipped at max length",
+}  # fmt: skip
+LOGGED = tuple(k for k in CURVES if k != "train")  # a log event's keys, beside its loss
+
+
 @dataclass
 class Curves:
     """(step, tokens seen, value) for each logged training loss and each evaluation; a preference
-    run's reward margin and accuracy as its trainer logged them beside the loss."""
+    run's reward margin and accuracy, and a GRPO run's reward mean, spread, KL, completion length
+    and share clipped, as its trainer logged them beside the loss; GRPO's reward functions' means
+    by name."""
 
     train: list[tuple[int, float, float]] = field(default_factory=list)
     eval: list[tuple[int, float, float]] = field(default_factory=list)
     reward_margin: list[tuple[int, float, float]] = field(default_factory=list)
     reward_accuracy: list[tuple[int, float, float]] = field(default_factory=list)
+    reward: list[tuple[int, float, float]] = field(default_factory=list)
+    reward_std: list[tuple[int, float, float]] = field(default_factory=list)
+    kl: list[tuple[int, float, float]] = field(default_factory=list)
+    completion_length: list[tuple[int, float, float]] = field(default_factory=list)
+    clipped_ratio: list[tuple[int, float, float]] = field(default_factory=list)
+    funcs: dict[str, list[tuple[int, float, float]]] = field(default_factory=dict)
+
+    def get(self, key: str) -> list[tuple[int, float, float]]:
+        """A curve by its CURVES key, or a reward function's by FUNC + name."""
+        if key.startswith(FUNC):
+            return self.funcs.get(key.removeprefix(FUNC), [])
+        return getattr(self, key)
+
+
+def curve_label(key: str) -> str:
+    return f"reward: {key.removeprefix(FUNC)}" if key.startswith(FUNC) else CURVES[key]
+
+
+def offered(runs: list[RunRecord]) -> list[str]:
+    """The curves some run logged, in CURVES' order with the reward functions after the reward
+    spread: the loss always."""
+    keys = [k for k in CURVES if k == "train" or any(r.curves.get(k) for r in runs)]
+    funcs = list(dict.fromkeys(FUNC + f for r in runs for f in r.curves.funcs if r.curves.funcs[f]))
+    at = keys.index("reward_std") + 1 if "reward_std" in keys else len(keys)
+    return keys[:at] + funcs + keys[at:]
 
 
 @dataclass
@@ -46,6 +85,7 @@ class RunRecord:
     final_eval_loss: float | None = None
     reward_accuracy: float | None = None  # a preference run's last, as its trainer logged them
     reward_margin: float | None = None
+    reward: float | None = None  # a GRPO run's last reward mean
     tokens_per_s: float | None = None
     peak_gb: float | None = None
     estimate_gb: float | None = None
@@ -79,6 +119,7 @@ class RunRecord:
             "final_eval_loss": self.final_eval_loss,
             "reward_accuracy": self.reward_accuracy,
             "reward_margin": self.reward_margin,
+            "reward": self.reward,
             "tokens_per_s": self.tokens_per_s,
             "peak_gb": self.peak_gb,
             "estimate_gb": self.estimate_gb,
@@ -114,6 +155,7 @@ def _read_record(path: Path, archived: bool) -> RunRecord:
         rec.final_loss = summary.get("final_loss", rec.final_loss)
         rec.reward_accuracy = summary.get("reward_accuracy", rec.reward_accuracy)
         rec.reward_margin = summary.get("reward_margin", rec.reward_margin)
+        rec.reward = summary.get("reward", rec.reward)
         rec.steps = summary.get("steps", rec.steps)
         rec.tokens_per_s = summary.get("steady_tokens_per_s") or rec.tokens_per_s
         rec.peak_gb = summary.get("peak_nvml_gb") or summary.get("peak_reserved_gb") or rec.peak_gb
@@ -155,9 +197,13 @@ def _fold_events(rec: RunRecord, path: Path) -> None:
             rec.final_loss, rec.steps = e["loss"], e["step"]
             rec.reward_accuracy = e.get("reward_accuracy", rec.reward_accuracy)
             rec.reward_margin = e.get("reward_margin", rec.reward_margin)
-            for key in ("reward_margin", "reward_accuracy"):
+            rec.reward = e.get("reward", rec.reward)
+            for key in LOGGED:
                 if e.get(key) is not None:
                     getattr(rec.curves, key).append((e["step"], tokens, e[key]))
+            for name, value in (e.get("reward_funcs") or {}).items():
+                if value is not None:
+                    rec.curves.funcs.setdefault(name, []).append((e["step"], tokens, value))
             if e.get("tokens_per_s"):
                 speeds.append(e["tokens_per_s"])
         elif kind == "eval" and e.get("eval_loss") is not None:
@@ -377,6 +423,8 @@ def table(runs: list[RunRecord], full: bool = False) -> tuple[list[str], list[li
     figures = ["final loss", "best eval", "tok/s", "peak/est", "time"]
     if any(r.reward_margin is not None for r in runs):  # preference runs among them
         figures[1:1] = ["reward acc", "margin"]
+    if any(r.reward is not None for r in runs):  # GRPO runs among them
+        figures.insert(1, "reward")
     if full:
         heads = ["state", "when", "run", "base model", *map(label, diff), *figures]
     else:  # what tells runs apart first: at 80 columns the figures stay in view
@@ -393,6 +441,7 @@ def table(runs: list[RunRecord], full: bool = False) -> tuple[list[str], list[li
             "best eval": fmt(r.best_eval_loss),
             "reward acc": "-" if r.reward_accuracy is None else f"{r.reward_accuracy:.0%}",
             "margin": fmt(r.reward_margin),
+            "reward": fmt(r.reward),
             "tok/s": fmt(r.tokens_per_s),
             "peak/est": memory(r),
             "time": fmt_duration(r.duration_s) if r.duration_s is not None else "-",
@@ -448,6 +497,7 @@ def compare_rows(runs: list[RunRecord]) -> tuple[list[tuple[str, list[str]]], li
             if any(r.reward_margin is not None for r in runs)
             else []
         ),
+        *([("reward mean", [fmt(r.reward) for r in runs])] if any(r.reward is not None for r in runs) else []),
         ("tokens/s", [fmt(r.tokens_per_s) for r in runs]),
         ("peak/estimate", [memory(r) for r in runs]),
         ("duration", [fmt_duration(r.duration_s) if r.duration_s is not None else "-" for r in runs]),

@@ -6,9 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .events import PREFERENCE_SERIES, TERMINAL
+from .events import GRPO_SERIES, PREFERENCE_SERIES, TERMINAL
 
 SMOOTHING = 0.1  # weight of the newest loss in the moving average
+SCALARS = tuple(dict.fromkeys(PREFERENCE_SERIES + GRPO_SERIES))  # a log event's series, each once
+FUNC = "reward:"  # a GRPO reward function's mean in RunView.series: "reward:<function>"
+FUNC_STD = "reward_std:"  # and its spread: "reward_std:<function>"
+BAND = ("reward+std", "reward-std")  # GRPO's reward mean plus and minus its spread, drawn as a band
+PROMPT_CHARS = 160  # a sample's prompt, cut to one short line: the completion is what is read
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -71,6 +76,78 @@ def describe(e: dict[str, Any]) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class ChartView:
+    """One view of a run's reward chart: its name (None: the only view, drawn without a legend)
+    and the series it draws, (key in RunView.series, label; "" keeps it off the legend)."""
+
+    name: str | None
+    lines: tuple[tuple[str, str], ...]
+
+
+def is_grpo(series: dict[str, list[tuple[float, float]]]) -> bool:
+    return "reward" in series or any(k.startswith(FUNC) for k in series)
+
+
+def functions(series: dict[str, list[tuple[float, float]]]) -> list[str]:
+    """The reward functions a GRPO run logged, in the order they first appeared."""
+    return [k.removeprefix(FUNC) for k in series if k.startswith(FUNC)]
+
+
+def chart_views(series: dict[str, list[tuple[float, float]]]) -> list[ChartView]:
+    """The views of a run's reward chart (the run screen's `v` steps through them), each on one
+    scale: a preference run's rewards; GRPO's reward mean with its spread and each function's
+    mean, then KL, completion lengths, the shares clipped and without spread, and entropy. Only
+    the views the run logged."""
+    if not is_grpo(series):
+        lines = (("reward_chosen", "chosen"), ("reward_rejected", "rejected"), ("reward_margin", "margin"))
+        return [ChartView(None, lines)] if any(series.get(k) for k, _ in lines) else []
+    views = [
+        ChartView("reward", (("reward", "mean"), (BAND[0], "±std"), (BAND[1], ""),
+                             *((FUNC + f, f) for f in functions(series)))),
+        ChartView("KL", (("kl", "KL to the reference"),)),
+        ChartView("completion length", (("completion_length", "mean"), ("completion_length_max", "max"))),
+        ChartView("clipped", (("clipped_ratio", "cut at max length"), ("frac_reward_zero_std", "groups without spread"))),
+        ChartView("entropy", (("entropy", "entropy"),)),
+    ]  # fmt: skip
+    return [v for v in views if any(series.get(k) for k, _ in v.lines)]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sampled completion, as the completions panel shows it."""
+
+    prompt: str  # one line, cut at PROMPT_CHARS
+    completion: str
+    reward: float | None
+    rewards: dict[str, float | None]
+    advantage: float | None
+
+
+def one_line(text: Any, limit: int = PROMPT_CHARS) -> str:
+    """A prompt as one short line: a chat prompt's messages joined, whitespace collapsed."""
+    if isinstance(text, list):  # conversational: [{role, content}]
+        text = " · ".join(str(m.get("content", m) if isinstance(m, dict) else m) for m in text)
+    flat = " ".join(str(text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def samples(event: dict[str, Any] | None) -> list[Sample]:
+    """A `completions` event's samples, each with its prompt cut short; none for None."""
+    out = []
+    for s in (event or {}).get("samples") or []:
+        if not isinstance(s, dict):
+            continue
+        completion = s.get("completion")
+        if isinstance(completion, list):  # conversational: the assistant's messages
+            completion = "\n".join(str(m.get("content", "") if isinstance(m, dict) else m) for m in completion)
+        out.append(
+            Sample(one_line(s.get("prompt")), str(completion or ""), s.get("reward"), dict(s.get("rewards") or {}),
+                   s.get("advantage"))
+        )  # fmt: skip
+    return out
+
+
 @dataclass
 class RunView:
     phase: str = "starting"
@@ -88,8 +165,11 @@ class RunView:
     losses: list[tuple[float, float]] = field(default_factory=list)  # every logged (step, loss)
     smoothed: list[tuple[float, float]] = field(default_factory=list)  # its moving average, kept as it grows
     eval_losses: list[tuple[float, float]] = field(default_factory=list)
-    # A preference run's series beside the loss (events.py: PREFERENCE_SERIES): name -> [(step, value)]
+    # A preference or GRPO run's series beside the loss (events.py: PREFERENCE_SERIES, GRPO_SERIES;
+    # GRPO's per-function means and spreads as FUNC/FUNC_STD + name, its band as BAND): name -> [(step, value)]
     series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    completions: dict[str, Any] | None = None  # GRPO: the latest `completions` event
+    method: str = ""  # the start event's settings: sft, dpo, ..., grpo
     peak_gb: float | None = None  # torch's peak reserved
     peak_nvml_gb: float | None = None  # the process as nvidia-smi shows it
     estimate_gb: float | None = None
@@ -137,6 +217,7 @@ class RunView:
         self.world_size = e.get("world_size", 1)
         self.estimate_gb = e.get("estimate_gb", self.estimate_gb)
         self.started_t = self.started_t or e.get("t")
+        self.method = str((e.get("settings") or {}).get("method") or self.method)
         self._note("info", e)
 
     def _on_dataset(self, e: dict[str, Any]) -> None:
@@ -149,13 +230,25 @@ class RunView:
         for key in ("loss", "learning_rate", "grad_norm", "tokens_per_s", "eta_s", "elapsed_s"):
             if e.get(key) is not None:
                 setattr(self, key, e[key])
-        for key in PREFERENCE_SERIES:
+        step = e.get("step", self.step)
+        for key in SCALARS:
             if e.get(key) is not None:
-                self.series.setdefault(key, []).append((e["step"], e[key]))
+                self.series.setdefault(key, []).append((step, e[key]))
+        if e.get("reward") is not None and e.get("reward_std") is not None:
+            self.series.setdefault(BAND[0], []).append((step, e["reward"] + e["reward_std"]))
+            self.series.setdefault(BAND[1], []).append((step, e["reward"] - e["reward_std"]))
+        for prefix, key in ((FUNC, "reward_funcs"), (FUNC_STD, "reward_funcs_std")):
+            for name, value in (e.get(key) or {}).items():
+                if value is not None:
+                    self.series.setdefault(prefix + name, []).append((step, value))
         if e.get("loss") is not None:
             self.losses.append((e["step"], e["loss"]))
             prev = self.smoothed[-1][1] if self.smoothed else e["loss"]
             self.smoothed.append((e["step"], SMOOTHING * e["loss"] + (1 - SMOOTHING) * prev))
+
+    def _on_completions(self, e: dict[str, Any]) -> None:
+        if e.get("samples"):
+            self.completions = e
 
     def _on_eval(self, e: dict[str, Any]) -> None:
         if e.get("eval_loss") is not None:

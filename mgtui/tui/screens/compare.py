@@ -1,6 +1,8 @@
 """Two or more runs side by side: their loss curves overlaid (train as lines, evaluations as ◆),
-by step or by tokens seen, smoothed on request; preference runs' reward margin or accuracy in
-place of the loss (v); their figures; and only the settings that differ."""
+by step or by tokens seen, smoothed on request; preference runs' reward margin or accuracy, or
+GRPO runs' reward mean, spread, each reward function's mean, KL, completion length and share
+clipped in place of the loss (v: runs/history.py's CURVES); their figures; and only the settings
+that differ."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from .base import AppScreen
 
 COLOURS = ("cyan", "magenta", "yellow", "green", "red", "blue", "bright_white", "orange3")
 SMOOTHING = (0.0, 0.6, 0.9)  # as TensorBoard's slider: the weight of the past
-SERIES = {"train": "loss", "reward_margin": "reward margin", "reward_accuracy": "reward accuracy"}  # Curves' fields
+SERIES = history.CURVES  # Curves' fields, with their labels
 
 
 def colour(i: int) -> str:
@@ -31,12 +33,12 @@ def colour(i: int) -> str:
 
 
 def offered(runs: list[RunRecord]) -> list[str]:
-    """The series some run logged: the loss always, the rewards when a preference run is here."""
-    return [k for k in SERIES if k == "train" or any(getattr(r.curves, k) for r in runs)]
+    """The series some run logged: the loss always, the rewards when a preference or GRPO run is here."""
+    return history.offered(runs)
 
 
 class CompareChart(Widget):
-    """Every run's training loss (or reward margin or accuracy) in its own colour, its evaluations
+    """Every run's training loss (or a reward series: SERIES) in its own colour, its evaluations
     as ◆ in the same colour."""
 
     def __init__(self, runs: list[RunRecord], **kw) -> None:
@@ -51,7 +53,7 @@ class CompareChart(Widget):
 
     def lines(self) -> list[tuple[list[tuple[float, float]], str]]:
         return [
-            (history.smooth(history.series(getattr(r.curves, self.series), self.x), self.smoothing), colour(i))
+            (history.smooth(history.series(r.curves.get(self.series), self.x), self.smoothing), colour(i))
             for i, r in enumerate(self.runs)
         ]
 
@@ -61,8 +63,8 @@ class CompareChart(Widget):
         return [(history.series(r.curves.eval, self.x), f"bold {colour(i)}") for i, r in enumerate(self.runs)]
 
     def render(self) -> Text:
-        if not any(getattr(r.curves, self.series) for r in self.runs):
-            return Text(f"none of these runs logged a {SERIES[self.series]} yet", style="dim")
+        if not any(r.curves.get(self.series) for r in self.runs):
+            return Text(f"none of these runs logged a {history.curve_label(self.series)} yet", style="dim")
         x_label = "step" if self.x == "step" else "tokens"
         return render_chart(self.lines(), self.size.width, self.size.height, x_label, self.marks(), connect=True)
 
@@ -72,7 +74,12 @@ class CompareScreen(AppScreen):
         Binding("escape", "back", "Back", tooltip="back to the runs"),
         Binding("x", "toggle_x", "Step/tokens", tooltip="the x axis: optimizer steps or tokens seen"),
         Binding("m", "smooth", "Smoothing", tooltip="smoothing of the training curves: off, 0.6, 0.9"),
-        Binding("v", "series", "Loss/reward", tooltip="preference runs: the loss, reward margin or reward accuracy"),
+        Binding(
+            "v",
+            "series",
+            "Loss/reward",
+            tooltip="preference or GRPO runs: the loss, then each reward series (margin, accuracy; mean, spread, KL, …)",
+        ),
     ]
 
     def __init__(self, gpu_source: GpuSource, runs: list[RunRecord]) -> None:
@@ -94,7 +101,7 @@ class CompareScreen(AppScreen):
     def refresh_sub_title(self) -> None:
         chart = self.query_one(CompareChart)
         smoothing = f"smoothing {chart.smoothing}" if chart.smoothing else "raw"
-        shown = f" · {SERIES[chart.series]}" if len(chart.offered()) > 1 else ""  # only beside preference runs
+        shown = f" · {history.curve_label(chart.series)}" if len(chart.offered()) > 1 else ""  # beside reward runs
         self.sub_title = f"compare {len(self.runs)} runs{shown} · x: {chart.x} · {smoothing}"
 
     def legend(self) -> Text:
@@ -138,7 +145,7 @@ class CompareScreen(AppScreen):
         self.refresh_sub_title()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """v only where a preference run logged rewards (off the footer otherwise)."""
+        """v only where a preference or GRPO run logged rewards (off the footer otherwise)."""
         if action == "series":
             return len(offered(self.runs)) > 1
         return True
@@ -154,4 +161,4 @@ class CompareScreen(AppScreen):
         yield SystemCommand("Step or tokens on the x axis", "Toggle (x)", self.action_toggle_x)
         yield SystemCommand("Smooth the curves", "Off, 0.6, 0.9 (m)", self.action_smooth)
         if len(offered(self.runs)) > 1:
-            yield SystemCommand("Loss or reward margin or accuracy", "Preference runs (v)", self.action_series)
+            yield SystemCommand("Loss or a reward series", "Preference or GRPO runs (v)", self.action_series)

@@ -1,5 +1,6 @@
 """The run screen: phase and progress, loss chart, metrics, log, GPU gauges, stop, and the
-summary or failure panel. It follows the run directory's event log, so a fresh run, a reattach
+summary or failure panel; a preference or GRPO run's reward chart (v: its next view), and a GRPO
+run's latest sampled completions (c). It follows the run directory's event log, so a fresh run, a reattach
 after a dropped SSH session and a finished run all take the same path."""
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from ...runs.launch import request_stop
 from ...runs.queue import place_of
 from ...runs.registry import mark_seen, runs_by_pid
 from ...runs.stall import STALL_S, engine_stall
-from ...runs.view import RunView, fmt_duration, phase_line
+from ...runs.view import FUNC, FUNC_STD, RunView, fmt_duration, functions, is_grpo, phase_line
 from ...units import comma_list
 from ..messages import AdviceChosen, ChatRequested, ExportRequested
 from ..widgets.charts import LossChart, RewardChart
+from ..widgets.completions import CompletionsPanel
 from ..widgets.footer import KeyFooter
 from ..widgets.gpu_gauges import GpuPanel
 from ..widgets.vram import bar
@@ -36,6 +38,8 @@ from .base import AppScreen
 from .modals import Choice, confirm
 
 BEFORE_TRAINING = ("starting", "downloading", "loading_model", "preparing_data")
+WIDE_FOOTER = 100  # columns from which a GRPO run's footer has room for every key
+TALL = 36  # rows from which the completions show under the charts; below, c swaps them for the loss chart and log
 
 
 def answers_text(a: dict[str, Any]) -> Text:
@@ -70,6 +74,8 @@ class RunScreen(AppScreen):
         Binding("ctrl+y", "copy_snippet", "Copy load code", tooltip="copy the Python lines that load the adapter"),
         Binding("t", "chat", "Try it", tooltip="a finished run: chat with it, beside the base model"),
         Binding("e", "export", "Export", tooltip="a finished run: a merged model, a GGUF file, or the Hub"),
+        Binding("c", "samples", "Samples", tooltip="GRPO: the latest sampled completions and their rewards"),
+        Binding("v", "chart_view", "Chart", tooltip="GRPO: the reward chart's next view: reward, KL, length, clipped"),
         Binding("f2", "toggle_panels", "Panels", show=False, tooltip="under 72 columns: the metrics and GPU gauges"),
         *[
             Binding(
@@ -106,6 +112,8 @@ class RunScreen(AppScreen):
         self.stall: str | None = None  # the engine is frozen or silent: what to do
         self._last_word: float | None = None  # the newest event's time
         self._stall_checked = 0.0
+        self._samples_chosen = False  # c was pressed: the completions stay as the user left them
+        self._keys: tuple[bool, ...] = (False, False, True)  # c and v on offer, running: as the footer last showed
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="◆")
@@ -115,6 +123,7 @@ class RunScreen(AppScreen):
                 yield Static("", id="end", classes="hidden")
                 yield LossChart(id="chart")
                 yield RewardChart(id="rewards")
+                yield CompletionsPanel(id="completions")
                 yield Sparkline([], id="spark")
                 yield RichLog(id="log", wrap=True, markup=False, max_lines=2000, min_width=20)
             with VerticalScroll(id="runside"):
@@ -128,6 +137,7 @@ class RunScreen(AppScreen):
             self.query_one("#gpus", GpuPanel).selected = {int(g) for g in comma_list(str(gpus)) if g.isdigit()}
         self.title = "mgtui"
         self.sub_title = f"run · {self.run_dir}"
+        self.on_resize()
         self.drain()
         self.set_interval(self.poll_s, self.drain)
         self.poll_gpus()
@@ -194,6 +204,14 @@ class RunScreen(AppScreen):
         self.query_one("#chart", LossChart).set_data(v.losses, v.smoothed, v.eval_losses)
         if v.series:
             self.query_one("#rewards", RewardChart).set_data(v.series)
+        if v.completions is not None:
+            self.query_one("#completions", CompletionsPanel).show(v.completions)
+            if not self._samples_chosen and not self.has_class("-samples") and self.size.height >= TALL:
+                self.add_class("-samples")  # room enough: under the charts from the first samples
+        keys = (v.completions is not None, len(self.query_one("#rewards", RewardChart).views()) > 1, self.running)
+        if keys != self._keys:
+            self._keys = keys
+            self.refresh_bindings()
         self.query_one("#spark", Sparkline).data = [y for _, y in v.losses[-200:]]
         log = self.query_one("#log", RichLog)
         for kind, text in v.log[self._log_shown :]:
@@ -246,6 +264,8 @@ class RunScreen(AppScreen):
         if v.eval_losses:
             t.append(f"eval loss {v.eval_losses[-1][1]:.4f}\n", style="yellow")
         last = {k: s[-1][1] for k, s in v.series.items() if s}
+        if is_grpo(v.series):
+            self.grpo_metrics(t, last)
         if "reward_accuracy" in last:
             t.append(f"reward acc {last['reward_accuracy']:.0%}\n", style="bold")
         if "reward_margin" in last:
@@ -257,7 +277,7 @@ class RunScreen(AppScreen):
             t.append(f"{last['reward_rejected']:.3f}\n")
         if "logp_chosen" in last and "logp_rejected" in last:
             t.append(f"logp c/r  {last['logp_chosen']:.1f}/{last['logp_rejected']:.1f}\n", style="dim")
-        if "kl" in last:
+        if "kl" in last and not is_grpo(v.series):
             t.append(f"kl        {last['kl']:.3f}\n")
         t.append(f"lr        {num(v.learning_rate, '.2e')}\n")
         t.append(f"grad norm {num(v.grad_norm, '.3f')}\n")
@@ -268,6 +288,32 @@ class RunScreen(AppScreen):
         if v.backend:
             t.append(f"{v.backend} · {v.device} · ×{v.world_size}\n", style="dim")
         return t
+
+    def grpo_metrics(self, t: Text, last: dict[str, float]) -> None:
+        """The last reward mean ± spread, each function's, KL, lengths and the shares clipped and
+        without spread."""
+
+        def g(x: float) -> str:
+            return f"{x:.3g}"
+
+        if "reward" in last:
+            t.append(f"reward    {g(last['reward'])}", style="bold green")
+            t.append(f" ±{g(last['reward_std'])}\n" if "reward_std" in last else "\n", style="green")
+        for name in functions(self.view.series):
+            t.append(f" {name[:12]:<12} ", style="dim")
+            t.append(g(last[FUNC + name]))
+            t.append(f" ±{g(last[FUNC_STD + name])}\n" if FUNC_STD + name in last else "\n", style="dim")
+        if "kl" in last:
+            t.append(f"kl        {last['kl']:.3g}\n", style="magenta")
+        if "completion_length" in last:
+            top = f" (max {last['completion_length_max']:.0f})" if "completion_length_max" in last else ""
+            t.append(f"length    {last['completion_length']:.0f}{top}\n", style="cyan")
+        if "clipped_ratio" in last:
+            t.append(f"clipped   {last['clipped_ratio']:.0%}\n", style="yellow")
+        if "frac_reward_zero_std" in last:
+            t.append(f"no spread {last['frac_reward_zero_std']:.0%} of groups\n", style="dim")
+        if "entropy" in last:
+            t.append(f"entropy   {last['entropy']:.3g}\n", style="dim")
 
     def end_text(self) -> Text:
         v = self.view
@@ -385,6 +431,42 @@ class RunScreen(AppScreen):
             answer,
         )
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """c and v only where a GRPO run has samples and more than one chart view (off the footer
+        otherwise). Beside them the footer would overflow 80 columns: s shows only while the run
+        runs, t and e once it has ended, and ^y (still a key, and in the palette) only from
+        WIDE_FOOTER columns once it has ended."""
+        if action == "samples":
+            return self.view.completions is not None
+        if action == "chart_view":
+            return len(self.query_one("#rewards", RewardChart).views()) > 1
+        if any(self._keys[:2]):  # c and v crowd the footer: the keys that can't act now step off it
+            if action == "stop":
+                return self.running
+            if action in ("chat", "export"):
+                return not self.running
+            if action == "copy_snippet":  # under 100 columns a finished run's summary shows the lines
+                return self.running or self.size.width >= WIDE_FOOTER
+        return True
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.height < TALL, "-short")
+        if any(self._keys[:2]):
+            self.refresh_bindings()
+
+    def action_samples(self) -> None:
+        """Show or hide the completions; shown, they take the keyboard (↑↓ scroll them)."""
+        self._samples_chosen = True
+        self.toggle_class("-samples")
+        panel = self.query_one("#completions", CompletionsPanel)
+        if self.has_class("-samples"):
+            panel.focus()
+        elif panel.has_focus:
+            self.set_focus(None)
+
+    def action_chart_view(self) -> None:
+        self.query_one("#rewards", RewardChart).next_view()  # its legend names the view
+
     def action_copy_snippet(self) -> None:
         self.app.copy_to_clipboard(load_snippet(self.run_dir))
         self.notify("Copied the lines that load the adapter")
@@ -418,3 +500,9 @@ class RunScreen(AppScreen):
         yield SystemCommand("Export", "Merged model, GGUF, or the Hub (e)", self.action_export)
         yield SystemCommand("Stop the run", "Finish the step, save, stop (s)", self.action_stop)
         yield SystemCommand("Copy adapter loading code", "Python lines (ctrl+y)", self.action_copy_snippet)
+        if self.view.completions is not None:
+            yield SystemCommand("Sampled completions", "GRPO: show or hide them (c)", self.action_samples)
+        if self.check_action("chart_view", ()):
+            yield SystemCommand(
+                "Next chart view", "GRPO: reward, KL, length, clipped, entropy (v)", self.action_chart_view
+            )

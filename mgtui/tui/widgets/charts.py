@@ -9,6 +9,8 @@ from operator import itemgetter
 from rich.text import Text
 from textual.widget import Widget
 
+from ...runs.view import BAND, FUNC, ChartView, chart_views, functions
+
 _DOTS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))  # [row][col] bits of a Braille cell
 
 
@@ -73,7 +75,8 @@ def render_chart(
     if hi - lo < 1e-9:
         lo, hi = lo - 0.5, hi + 0.5
     x0, x1 = min(s[0][0] for s, _ in both), max(s[-1][0] for s, _ in both)  # each in x order
-    label_w = max(len(f"{hi:.2f}"), len(f"{lo:.2f}")) + 1
+    fmt = ".2f" if hi - lo >= 0.05 else ".3g"  # a small range (KL, a flat loss) keeps its digits
+    label_w = max(len(f"{hi:{fmt}}"), len(f"{lo:{fmt}}")) + 1
     cols = width - label_w
     rows = height - 1
     grid = [[0] * cols for _ in range(rows)]
@@ -94,7 +97,7 @@ def render_chart(
             marks[(rows - 1 - int((y - lo) / (hi - lo) * (rows - 1) + 0.5), c)] = style
     t = Text()
     for r in range(rows):
-        label = f"{hi:.2f}" if r == 0 else f"{lo:.2f}" if r == rows - 1 else ""
+        label = f"{hi:{fmt}}" if r == 0 else f"{lo:{fmt}}" if r == rows - 1 else ""
         t.append(f"{label:>{label_w - 1}}┤", style="dim")
         for c in range(cols):
             if (r, c) in marks:
@@ -134,29 +137,69 @@ class LossChart(Widget):
         )
 
 
-# A preference run's rewards: chosen above, rejected below, the margin between them.
-REWARD_STYLES = (("reward_chosen", "bold green"), ("reward_rejected", "bold red"), ("reward_margin", "bold cyan"))
+# Each series' colour on the reward chart; a GRPO run's reward functions take FUNC_STYLES in turn.
+STYLES = {
+    "reward_chosen": "bold green", "reward_rejected": "bold red", "reward_margin": "bold cyan",
+    "reward": "bold green", BAND[0]: "grey50", BAND[1]: "grey50", "kl": "bold magenta", "entropy": "bold blue",
+    "completion_length": "bold cyan", "completion_length_max": "grey50", "clipped_ratio": "bold yellow",
+    "frac_reward_zero_std": "bold red",
+}  # fmt: skip
+FUNC_STYLES = ("cyan", "yellow", "magenta", "blue", "red", "bright_white")
+
+
+def styles(series: dict[str, list[tuple[float, float]]]) -> dict[str, str]:
+    return {**STYLES, **{FUNC + f: FUNC_STYLES[i % len(FUNC_STYLES)] for i, f in enumerate(functions(series))}}
 
 
 class RewardChart(Widget):
     """A preference run's rewards beside the loss: chosen (green), rejected (red), margin (cyan).
-    Hidden until a run reports them."""
+    A GRPO run's views (runs/view.py: chart_views), one at a time under a legend: the reward mean
+    (green) in its ±std band (grey) with each function's mean, KL, completion lengths, the shares
+    clipped and without spread, entropy. Hidden until a run reports them."""
 
     DEFAULT_CSS = "RewardChart { height: 7; display: none; } RewardChart.-shown { display: block; }"
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
         self.series: dict[str, list[tuple[float, float]]] = {}
+        self.view = 0  # which of chart_views: the run screen's `v` steps on
+
+    def views(self) -> list[ChartView]:
+        return chart_views(self.series)
+
+    def shown(self) -> ChartView | None:
+        views = self.views()
+        return views[self.view % len(views)] if views else None
 
     def set_data(self, series: dict[str, list[tuple[float, float]]]) -> None:
         self.series = series
-        self.set_class(any(series.get(k) for k, _ in REWARD_STYLES), "-shown")
+        self.set_class(bool(self.views()), "-shown")
         self.refresh()
 
+    def next_view(self) -> None:
+        self.view = (self.view + 1) % max(1, len(self.views()))
+        self.refresh()
+
+    def legend(self, view: ChartView) -> Text:
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append(f"{view.name}:", style="bold")
+        colours = styles(self.series)
+        for key, label in view.lines:
+            if label and self.series.get(key):
+                t.append(" ━", style=colours.get(key, ""))
+                t.append(label)
+        return t
+
     def render(self) -> Text:
-        return render_chart(
-            [(self.series.get(k, []), style) for k, style in REWARD_STYLES],
-            self.size.width,
-            self.size.height,
-            connect=True,
-        )
+        view = self.shown()
+        if view is None:
+            return Text("")
+        colours = styles(self.series)
+        lines = [(self.series.get(k, []), colours.get(k, "")) for k, _ in view.lines]
+        if view.name is None:  # a preference run's rewards: the metrics beside name the colours
+            return render_chart(lines, self.size.width, self.size.height, connect=True)
+        t = self.legend(view)
+        t.truncate(self.size.width, overflow="ellipsis")
+        t.append("\n")
+        t.append_text(render_chart(lines, self.size.width, self.size.height - 1, connect=True))
+        return t
