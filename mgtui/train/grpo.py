@@ -83,7 +83,7 @@ def build_grpo_datasets(res: Resolved, tokenizer: Any, progress: Callable[[float
         "skipped_empty": skips.count,
         "skipped_long": len(too_long),
     }
-    report.update(length_stats(lengths, limit))
+    report.update(length_stats(lengths, res["max_seq_length"]))  # none is cut: longer prompts were skipped
     if chat:  # TRL renders chat prompts with the tokenizer's own template: the one the inspector used
         tokenizer.chat_template = template
     ds, eval_ds = held_out(examples, res, report, warnings)
