@@ -11,7 +11,15 @@ import pytest
 
 from mgtui.estimate import lookup, plan
 from mgtui.estimate.advisor import COMPLETION_STEP, GENERATIONS_STEP, advise, apply_changes
-from mgtui.estimate.memory import DEFAULT, Coefficients, Inputs, estimate
+from mgtui.estimate.memory import (
+    DEFAULT,
+    Coefficients,
+    Inputs,
+    estimate,
+    unsloth_grpo_chunk,
+    unsloth_grpo_moments,
+    unsloth_kv_positions,
+)
 from mgtui.settings import resolve
 from mgtui.units import GIB
 
@@ -80,13 +88,86 @@ def test_kto_counts_its_replies_with_gradients_and_its_kl_batch_without():
     assert estimate(LLAMA8B, kto, 80.0).breakdown["activations"] == pytest.approx(sft.breakdown["activations"])
 
 
-def test_what_stays_unreliable_says_why():
-    assert "reference" in (estimate(LLAMA8B, Inputs(method="dpo", full=True), 80.0).unreliable or "")
-    assert "reference" in (estimate(LLAMA8B, Inputs(method="kto", full=True), 80.0).unreliable or "")
-    assert estimate(LLAMA8B, Inputs(method="orpo", full=True), 80.0).unreliable is None
-    unsloth_grpo = estimate(LLAMA8B, Inputs(method="grpo", grad_accum=4), 80.0)
-    assert "GRPO on Unsloth" in (unsloth_grpo.unreliable or "") and unsloth_grpo.fits is None
-    assert estimate(LLAMA8B, Inputs(method="grpo", grad_accum=4, backend="transformers"), 80.0).unreliable is None
+def test_full_finetuning_counts_the_reference_model_in_float32():
+    """No adapter to disable: TRL loads the checkpoint again, in float32 (trl/trainer/utils.py create_model_from_path),
+    for DPO and KTO, and for GRPO only with kl_beta > 0. Weights only, no gradients or optimizer states: about two
+    more sets of 16-bit base weights; its forward holds autocast's 16-bit casts of its Linears and head."""
+    copy = 4 * LLAMA8B.params / GIB
+    sft = estimate(LLAMA8B, Inputs(precision=16, full=True), 141.0)
+    for method in ("dpo", "kto"):
+        full = estimate(LLAMA8B, Inputs(precision=16, full=True, method=method), 141.0)
+        assert full.breakdown["base_weights"] - sft.breakdown["base_weights"] == pytest.approx(copy)
+        assert copy == pytest.approx(2 * sft.breakdown["base_weights"], rel=0.01)
+        for k in ("gradients", "optimizer_states"):  # nothing trains in the reference
+            assert full.breakdown[k] <= sft.breakdown[k] + 1e-9
+        assert full.unreliable is None and full.state in ("fits", "tight") and "reference" in " ".join(full.notes)
+        lora = estimate(LLAMA8B, Inputs(precision=16, method=method), 141.0)
+        assert lora.breakdown["base_weights"] == pytest.approx(sft.breakdown["base_weights"])
+    assert estimate(LLAMA8B, Inputs(precision=16, full=True, method="dpo"), 80.0).state == "over"
+    orpo = estimate(LLAMA8B, Inputs(precision=16, full=True, method="orpo"), 141.0)
+    assert orpo.breakdown["base_weights"] == pytest.approx(sft.breakdown["base_weights"])  # no reference
+    for backend in ("unsloth", "transformers"):
+        g = dict(precision=16, full=True, method="grpo", grad_accum=4, backend=backend)
+        none, kl = estimate(LLAMA8B, Inputs(**g), 141.0), estimate(LLAMA8B, Inputs(**g, kl_beta=0.04), 141.0)
+        assert kl.breakdown["base_weights"] - none.breakdown["base_weights"] == pytest.approx(copy)
+        assert kl.unreliable is None and kl.fits is not None and "float32 reference model" in " ".join(kl.notes)
+
+
+def test_grpo_on_unsloth_gives_a_verdict():
+    """Unsloth's GRPO (its hidden-state chunked loss and its own decoding buffers) is counted: a verdict on both
+    backends, over on a card too small."""
+    for backend in ("unsloth", "transformers"):
+        est = estimate(LLAMA8B, Inputs(method="grpo", grad_accum=4, backend=backend), 80.0)
+        assert est.unreliable is None and est.state == "fits"
+        assert estimate(LLAMA8B, Inputs(method="grpo", grad_accum=4, backend=backend), 8.0).state == "over"
+    notes = " ".join(estimate(LLAMA8B, Inputs(method="grpo", grad_accum=4), 80.0).notes)
+    assert "GRPO on Unsloth" in notes and "chunks of 64 completion tokens" in notes
+
+
+def test_unsloth_grpo_chunks_are_the_completion_over_max_4_or_the_sequence_over_4096():
+    """unsloth_zoo: rows x max(4, seq_len // 4096) chunks over rows x completion positions."""
+    for prompt, completion, chunk in [(1536, 256, 64), (4096, 4096, 1024), (256, 16384, 4096), (4096, 16384, 3277)]:
+        inp = Inputs(method="grpo", seq_len=prompt + completion, max_completion_length=completion)
+        assert inp.prompt_len == prompt and unsloth_grpo_chunk(inp) == chunk
+
+
+def test_unsloth_grpo_loss_keeps_every_completion_logit_and_one_chunks_working_set():
+    """One row (no packed-versus-row check): the completion's hidden states copied (16-bit), 4 bytes a completion
+    logit kept for backward, and one chunk's 12 bytes a logit; it grows with max_completion_length, and with
+    the chunk where the multiplier stays 4."""
+
+    def head(completion: int, prompt: int = 1024) -> float:
+        inp = Inputs(method="grpo", batch_size=1, seq_len=prompt + completion, max_completion_length=completion)
+        return unsloth_grpo_moments(LLAMA8B, inp, DEFAULT, (0.0, 0), 1, [])[1]
+
+    for completion in (256, 1024, 2048):
+        chunk = -(-completion // 4)
+        assert head(completion) == 2 * completion * H + 4 * completion * V + 12 * chunk * V
+    assert head(256) < head(1024) < head(2048)
+    # past 16384 tokens of prompt + completion the multiplier grows: a smaller chunk for the same completion
+    assert head(8192, prompt=12288) - head(8192, prompt=4096) == pytest.approx(12 * (1639 - 2048) * V)
+    # two rows or more: the packed forward is checked row by row, one row's logits in a single chunk (10 bytes)
+    two = Inputs(method="grpo", batch_size=2, seq_len=2048, max_completion_length=256)
+    gen, loss_head, _ = unsloth_grpo_moments(LLAMA8B, two, DEFAULT, (0.0, 0), 2, [])
+    assert loss_head >= 2048 * V * 10
+
+
+def test_unsloth_decoding_buffers_grow_512_tokens_at_a_time_and_hold_the_prefill_once_more():
+    """The prefill's K and V stay while every layer copies them into its buffer of P + 513 positions; the
+    buffers then grow by 512: never less than transformers' DynamicCache."""
+    kv_token = L * 2 * LLAMA8B.kv_dim * 2
+    assert unsloth_kv_positions(1536, 256, 512) == (2 * 1536 + 513, 1536 + 513)
+    assert unsloth_kv_positions(128, 1024, 512) == (128 + 1 + 1024, 128 + 1 + 1024)
+    assert unsloth_kv_positions(128, 1025, 512)[0] == 128 + 1 + 1536
+    for prompt, completion in [(1536, 256), (128, 1024), (256, 3000)]:
+        kw = dict(grad_accum=4, max_prompt_length=prompt, max_completion_length=completion, seq_len=8192)
+        u = estimate(LLAMA8B, grpo(**kw, backend="unsloth", checkpointing="unsloth"), 80.0)
+        t = estimate(LLAMA8B, grpo(**kw), 80.0)
+        positions, scratch = unsloth_kv_positions(prompt, completion, 512)
+        kv = 8 * (positions * kv_token + L * 2 * LLAMA8B.heads * scratch)
+        assert f"KV cache {kv / GIB:.2f} GB" in " ".join(u.notes)
+        assert f"KV cache {8 * (prompt + completion) * kv_token / GIB:.2f} GB" in " ".join(t.notes)
+        assert kv >= 8 * (prompt + completion) * kv_token
 
 
 def grpo(**kw) -> Inputs:
@@ -157,7 +238,7 @@ def test_the_advisor_offers_fewer_generations_and_shorter_completions_and_both_l
     steps = {s.number: s for s in advise(res, arch, 10.0, "transformers")}
     fewer, shorter = steps[GENERATIONS_STEP], steps[COMPLETION_STEP]
     assert fewer.changes == {"num_generations": 4, "batch_size": 4}  # the same 2 prompts per step
-    assert shorter.changes == {"max_completion_length": 512}
+    assert shorter.changes == {"max_completion_length": 512, "max_seq_length": 1536}  # the same prompts
     for step in (fewer, shorter):
         assert step.estimate.peak_gib < now.peak_gib
         changed = apply_changes(res, step.changes)  # real setting names, accepted as typed in the form
@@ -170,6 +251,17 @@ def test_the_advisor_offers_fewer_generations_and_shorter_completions_and_both_l
     combined = steps[0]
     assert combined.estimate.peak_gib < min(fewer.estimate.peak_gib, shorter.estimate.peak_gib)
     apply_changes(res, combined.changes)
+
+
+def test_the_advisors_grpo_steps_lower_the_peak_on_unsloth_too():
+    res = resolve([GRPO_RUN])
+    arch = lookup(res["base_model"]).arch
+    now = estimate(arch, Inputs.from_settings(res.values, res.precision, "unsloth"), 10.0)
+    assert now.state == "over"
+    steps = {s.number: s for s in advise(res, arch, 10.0, "unsloth")}
+    for number in (GENERATIONS_STEP, COMPLETION_STEP):
+        assert steps[number].estimate.peak_gib < now.peak_gib and steps[number].fits is not None
+    assert steps[0].estimate.peak_gib < min(steps[n].estimate.peak_gib for n in (GENERATIONS_STEP, COMPLETION_STEP))
 
 
 def test_fewer_generations_halves_the_accumulation_for_an_odd_batch_and_stops_at_two():

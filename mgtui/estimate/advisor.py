@@ -157,12 +157,16 @@ def _grpo_steps(res: Resolved) -> list[tuple[int, str, str, dict[str, Any]]]:
         )
     c = v["max_completion_length"]
     if c >= 2:
+        # max_seq_length drops by as much, so the same prompts are kept (train/grpo.py skips one longer than
+        # max_seq_length less max_completion_length): else the room freed goes to longer prompts, and Unsloth's
+        # decoding, which holds a prompt's K and V twice (memory.unsloth_kv_positions), would need more.
+        s, cut = v["max_seq_length"], c - c // 2
         steps.append(
             (
                 COMPLETION_STEP,
-                f"Shorter completions {c} → {c // 2} tokens",
+                f"Shorter completions {c} → {c // 2} tokens (max_seq_length {s} → {s - cut}: the same prompts)",
                 f"completions {c} → {c // 2}",
-                {"max_completion_length": c // 2},
+                {"max_completion_length": c // 2, "max_seq_length": s - cut},
             )
         )
     return steps

@@ -121,6 +121,20 @@ class Coefficients:
     # A forward without gradients (the reference's, KTO's KL batch, GRPO's scoring) converts its
     # 16-bit logits to float32: 2 + 4 while both exist.
     nograd_bytes_per_logit: float = 6.0
+    # GRPO on Unsloth: the loss is unsloth_zoo's grpo_accumulated_loss (unsloth_zoo/rl_replacements.py, "Z",
+    # Z:2130) on the hidden states, the lm_head applied to the completion positions in chunks by
+    # chunked_hidden_states_selective_log_softmax (Z:142-275, torch.compile'd: Z:141). Each chunk casts its
+    # 16-bit logits to float32 (Z:251) for logsumexp, which keeps that float32 input for backward: every chunk's,
+    # 4 bytes a completion logit, until the loss's backward (an eager bound; compiled, the partitioner may keep
+    # the 16-bit ones, 2: not measured, the larger is counted).
+    unsloth_grpo_saved_bytes_per_logit: float = 4.0
+    # One chunk's working set on top: its backward (logsumexp's exp, gather's scatter, their sum, the division
+    # by the temperature: float32 each) is the larger of forward's and backward's.
+    unsloth_grpo_chunk_bytes_per_logit: float = 12.0
+    # A forward without gradients through the same function: 16-bit logits, float32 copy, logsumexp's exp.
+    unsloth_grpo_nograd_bytes_per_logit: float = 10.0
+    # Unsloth's decoding KV buffer grows this many positions at a time (unsloth/models/llama.py:255).
+    unsloth_kv_increment: int = 512
     # Caching-allocator fragmentation: torch's peak reserved over its peak allocated, measured per
     # backend on the stored H200 rows: Transformers 4-bit 6.4% (8-bit: 2.1%, kept at 6.4%),
     # Unsloth 16-bit 4.9% (also charged for 8-bit, unmeasured), Unsloth 4-bit 1.2%.
@@ -298,6 +312,14 @@ def estimate(arch: Arch, inp: Inputs, gpu_gib: float | None = None, c: Coefficie
             f"{exchange / GIB:.2f} GB of one layer's gradients before they are reduced"
         )
 
+    ref_weights = reference_weights(arch, inp)
+    if ref_weights:  # weights only: no gradients, no optimizer states
+        base += ref_weights
+        notes.append(
+            f"{inp.method.upper()} with full fine-tuning: TRL loads the model again as the reference, in float32 "
+            f"({ref_weights / GIB:.2f} GB, counted in the base weights)"
+        )
+
     # Activations. One layer's working set (what it saves for backward, all of it at once while
     # it is recomputed), plus a 16-bit copy of its widest weight when it is dequantized on the fly.
     per_token = 2 * (c.act_hidden * h + c.act_q * arch.q_dim + c.act_kv * arch.kv_dim + c.act_mlp * arch.mlp_width)
@@ -366,7 +388,8 @@ def estimate(arch: Arch, inp: Inputs, gpu_gib: float | None = None, c: Coefficie
     generation = 0.0
     if inp.method != "sft":
         # TRL's preference trainers and GRPO take the model's whole logits (no labels: Unsloth's forward
-        # returns them too, and Unsloth leaves these losses to TRL, see unmodelled_method): counted at
+        # returns them too, and Unsloth leaves the preference losses to TRL; GRPO on Unsloth is its own,
+        # unsloth_grpo_moments): counted at
         # the loss, on top of every kept input, against backward's fullest layer.
         loss, eval_logits, generation = method_moments(arch, inp, c, at_loss, (per_token, dequant), upcast, notes)
         logits = max(0.0, loss - backward)
@@ -445,6 +468,34 @@ def estimate(arch: Arch, inp: Inputs, gpu_gib: float | None = None, c: Coefficie
         loss_target_gib=target / GIB,
         peak_at=peak_at,
     )
+
+
+def reference_model(inp: Inputs) -> bool:
+    """Whether TRL loads a second model as the reference: only when there is no adapter to disable (full
+    fine-tuning) and the method uses one (DPO, KTO; GRPO with kl_beta > 0, grpo_trainer.py:979-995)."""
+    return inp.full and (inp.method in ("dpo", "kto") or inp.method == "grpo" and inp.kl_beta > 0)
+
+
+def reference_weights(arch: Arch, inp: Inputs) -> float:
+    """Bytes of that second model. mgtui's engine passes no ref_model and no model_init_kwargs (train/preference.py
+    and train/grpo.py make_trainer), so TRL loads the checkpoint again with create_model_from_path
+    (dpo_trainer.py:919-935, kto_trainer.py:922-938, grpo_trainer.py:986-995), in float32 (trl/trainer/utils.py:1292:
+    dtype defaults to "float32", whatever the policy's 16-bit) and on the GPU (utils.py:1305 device_map "auto"; under
+    DDP None, then accelerator.prepare_model(..., evaluation_mode=True) places it, dpo_trainer.py:976). No gradients,
+    no optimizer states; FSDP shards it like the policy (prepare_fsdp, dpo_trainer.py:974)."""
+    if not reference_model(inp):
+        return 0.0
+    return 4.0 * arch.params / (inp.world_size if inp.sharded else 1)
+
+
+def reference_autocast_cache(arch: Arch, inp: Inputs) -> float:
+    """The reference's forward runs under accelerate's autocast (prepare_model wraps its forward, accelerator.py
+    :1824-1830), which caches the 16-bit cast of every float32 leaf weight that requires grad (from_pretrained's
+    parameters do) until the outermost autocast exits, no_grad or not (torch's cached_cast skips only inference
+    mode): by the reference's lm_head every Linear's and the head's 16-bit copy is held."""
+    if not reference_model(inp):
+        return 0.0
+    return 2.0 * (arch.layers * arch.layer_linear_params + arch.vocab * arch.hidden)
 
 
 def shard_over(
@@ -531,10 +582,19 @@ def method_moments(
         # after the policy's, whose logits (4 bytes) and kept inputs stay: one layer's forward at a time,
         # then its own logits. KTO's KL batch (kto_trainer.py:1403-1446: policy, then reference, both
         # without gradients, batch_size prompts each paired with another reply) is the same size again.
+        # Full fine-tuning: the reference is the second model (reference_weights), its forward under autocast
+        # holding a 16-bit copy of its weights (reference_autocast_cache); its layers' float32 residual stream is
+        # not counted beyond the 16-bit working set.
         layer_set = logit_tokens * per_token + dequant
         ref = logit_tokens * V * 4 + cast + max(layer_set, logit_tokens * V * c.nograd_bytes_per_logit)
+        ref += reference_autocast_cache(arch, inp)
         notes.append(
-            f"{inp.method.upper()}: the reference forward without gradients (adapter disabled)"
+            f"{inp.method.upper()}: the reference forward without gradients "
+            + (
+                "(the float32 reference model, its 16-bit weight casts held by autocast)"
+                if inp.full
+                else "(adapter disabled)"
+            )
             + (" and the KL batch's policy and reference forwards" if inp.method == "kto" else "")
             + f"; full logits of {logit_tokens} tokens, {logit_tokens * V * per_logit / GIB:.2f} GB at the loss"
         )
@@ -550,7 +610,8 @@ def method_moments(
 def _grpo_moments(
     arch: Arch, inp: Inputs, c: Coefficients, at_loss: float, layer: tuple[float, int], cast: float, notes: list[str]
 ) -> tuple[float, float, float]:
-    """GRPO as TRL's GRPOTrainer (trl/trainer/grpo_trainer.py, "G") runs it with transformers' generate."""
+    """GRPO as TRL's GRPOTrainer (trl/trainer/grpo_trainer.py, "G") runs it with transformers' generate, or as
+    Unsloth patches it (unsloth_grpo_moments)."""
     V = arch.vocab
     per_token, dequant = layer
     P, C = inp.prompt_len, inp.max_completion_length
@@ -560,26 +621,35 @@ def _grpo_moments(
     # sets how many prompts, not how many completions).
     completions = inp.batch_size * inp.grad_accum
     # transformers' DynamicCache: k and v per layer, kv width, 16-bit, for prompt + completion tokens.
-    kv = arch.layers * 2 * arch.kv_dim * 2 * completions * (P + C)
+    kv = float(arch.layers * 2 * arch.kv_dim * 2 * completions * (P + C))
     # The prefill: one layer's forward over every prompt token at a time (no gradients: bounded by what
     # a layer saves); each decoding step's last-token logits, 16-bit, float32 and the processed scores.
     prefill = completions * P * per_token + dequant
     step_logits = completions * V * (2 + 4 + 4)
-    generation = kv + max(prefill, step_logits)
     # Per-token log-probs kept from scoring to the loss, float32 over the generation batch: the
     # reference's when kl_beta > 0 (G:2772-2797), the old policy's only when num_iterations > 1 or
     # generation is misaligned with accumulation (G:2704-2719; TRL's default num_iterations 1: none).
     stored = completions * C * 4 * (1 if inp.kl_beta > 0 else 0)
-    logit_tokens = inp.batch_size * C  # G:1562-1579: logits for the completion tokens only
-    head = logit_tokens * V * c.grpo_bytes_per_logit + cast
-    scoring = 0.0
-    if inp.kl_beta > 0:
+    # Full fine-tuning with kl_beta > 0: the reference is a second model (reference_weights), whose scoring
+    # forward holds autocast's 16-bit casts of its weights.
+    ref_cache = reference_autocast_cache(arch, inp)
+    if inp.backend == "unsloth":
+        kv, head, scoring = unsloth_grpo_moments(arch, inp, c, layer, completions, notes)
+    else:
+        logit_tokens = inp.batch_size * C  # G:1562-1579: logits for the completion tokens only
+        head = logit_tokens * V * c.grpo_bytes_per_logit + cast
         # The reference scoring, per_device_train_batch_size completions at a time (G:2567, G:1511-1516),
-        # no gradients, adapter disabled; before the step's forward, nothing kept.
-        scoring = inp.batch_size * (P + C) * per_token + dequant + logit_tokens * V * c.nograd_bytes_per_logit + stored
+        # no gradients; before the step's forward, nothing kept.
+        scoring = inp.batch_size * (P + C) * per_token + dequant + logit_tokens * V * c.nograd_bytes_per_logit
+    generation = kv + max(prefill, step_logits)
+    if inp.kl_beta > 0:
+        scoring += stored + ref_cache
         notes.append(
-            f"GRPO kl_beta {inp.kl_beta:g}: reference log-probs scored with the adapter disabled (no second model)"
+            f"GRPO kl_beta {inp.kl_beta:g}: reference log-probs scored "
+            + ("with the float32 reference model" if inp.full else "with the adapter disabled (no second model)")
         )
+    else:
+        scoring = 0.0
     notes.append(
         f"GRPO: {completions} completions generated at once (batch {inp.batch_size} x accumulation {inp.grad_accum}), "
         f"KV cache {kv / GIB:.2f} GB for {P} + {C} tokens each; training on {inp.batch_size} at a time"
@@ -590,17 +660,77 @@ def _grpo_moments(
     # training's generation batch, and keeps no graph.
 
 
+def unsloth_grpo_chunk(inp: Inputs) -> int:
+    """Completion positions in one chunk of Unsloth's GRPO log-softmax (unsloth_zoo/rl_replacements.py, "Z").
+    The chunk count is rows x multiplier: Z:2686 (packed rows, the default), Z:3117 (padded rows), Z:2832
+    (shared prompts); the multiplier is max(4, seq_len // 4096) over the padded prompt + completion (Z:680
+    autotune_batch_and_chunks, or Z:2404 with unsloth_grpo_mini_batch), as mgtui sets neither
+    unsloth_logit_chunk_multiplier nor unsloth_grpo_mini_batch (unsloth/models/rl.py:577-594; unsloth_num_chunks
+    is read by nothing, Z:2304). So a chunk is a row's completion over the multiplier, whatever the batch
+    (UNSLOTH_GRPO_MAX_ROWS_PER_CHUNK, Z:162-168, can only cap it lower: not read here)."""
+    multiplier = max(4, inp.train_len // 4096)
+    return -(-inp.max_completion_length // multiplier)
+
+
+def unsloth_kv_positions(P: int, C: int, inc: int) -> tuple[int, int]:
+    """Positions per sequence Unsloth's decoding holds at its fullest, as (cache positions, the attention
+    scratch's positions). Unsloth's generate (unsloth/models/llama.py:2721, on the model TRL generates with
+    after FastLanguageModel.for_inference, unsloth/models/rl.py:258-297) prefills through its training forward,
+    whose K and V (P positions) stay referenced through the first decoding step, while each layer copies them
+    into its own buffer of P + 1 + inc positions (llama.py:696-704) beside an attention scratch of the same
+    length (llama.py:717-721); buffer and scratch grow by inc positions (llama.py:724-736) up to P + C."""
+    final = P + 1 + inc * max(1, -(-C // inc))
+    return max(P + (P + 1 + inc), final), final
+
+
+def unsloth_grpo_moments(
+    arch: Arch, inp: Inputs, c: Coefficients, layer: tuple[float, int], completions: int, notes: list[str]
+) -> tuple[float, float, float]:
+    """GRPO on Unsloth, without vLLM (mgtui doesn't install it: generation is Unsloth's generate). Returns the
+    generation KV cache, the loss's head term and the reference scoring (before its stored log-probs), bytes.
+
+    The loss (unsloth/models/rl_replacements.py:3674-3976 compute_loss -> Z:2130 grpo_accumulated_loss): one
+    forward over the micro-batch's rows with the Unsloth checkpointing of SFT (counted in at_loss), returning the
+    final hidden states, not logits (UNSLOTH_RETURN_HIDDEN_STATES, Z:2338). The completion positions' hidden states
+    are gathered into a copy (Z:2707) and the lm_head applied chunk by chunk (unsloth_grpo_chunk): every chunk's
+    float32 logits kept for backward (unsloth_grpo_saved_bytes_per_logit), one chunk's working set on top. The
+    first time a length is packed (and whenever a batch is longer than any verified), Unsloth checks the packed
+    forward against each row alone, without gradients, with the packed graph still held (Z:2736-2767): one
+    row's prompt + completion logits in a single chunk (chunks = 1, Z:2763), and the shared-prompt forward's
+    check over the micro-batch's tokens (Z:2872-2877); counted for micro-batches of two rows or more (Z:2682)."""
+    V, h = arch.vocab, arch.hidden
+    per_token, dequant = layer
+    P, C = inp.prompt_len, inp.max_completion_length
+    kv_positions, scratch_positions = unsloth_kv_positions(P, C, c.unsloth_kv_increment)
+    kv = arch.layers * completions * (2 * arch.kv_dim * 2 * kv_positions + 2 * arch.heads * scratch_positions)
+    chunk = unsloth_grpo_chunk(inp)
+    completion_tokens = inp.batch_size * C
+    tokens = inp.batch_size * (P + C)
+    gathered = 2 * completion_tokens * h  # Z:2707 the completion positions' hidden states, 16-bit
+    saved = completion_tokens * V * c.unsloth_grpo_saved_bytes_per_logit
+    working = chunk * V * c.unsloth_grpo_chunk_bytes_per_logit
+    check = 0.0
+    if inp.batch_size >= 2:
+        row = (P + C) * V * c.unsloth_grpo_nograd_bytes_per_logit
+        check = max(tokens * per_token + dequant, row) + 2 * tokens * h
+    head = gathered + saved + max(working, check)
+    # The scoring forward (kl_beta > 0: the reference's log-probs; with kl_beta 0 and one iteration none runs,
+    # compute_efficient, rl_replacements.py:2498-2501) is Unsloth's _get_per_token_logps_and_entropies
+    # (rl_replacements.py:2481-2700), without gradients, the rows at once that autotune_batch_and_chunks finds room
+    # for (80% of what is free, rl_replacements.py:2608-2616): the whole generation batch is counted, the most it takes.
+    scoring_tokens = completions * (P + C)
+    scoring = scoring_tokens * per_token + dequant + 2 * scoring_tokens * h
+    scoring += chunk * V * c.unsloth_grpo_nograd_bytes_per_logit
+    notes.append(
+        f"GRPO on Unsloth: log-probs from the hidden states in chunks of {chunk} completion tokens "
+        f"(max_completion_length / max(4, sequence // 4096)), {saved / GIB:.2f} GB of float32 logits kept for "
+        "backward (an upper bound: compiled, it may keep 16-bit); decoding in Unsloth's KV buffers, grown "
+        f"{c.unsloth_kv_increment} tokens at a time"
+    )
+    return kv, head, scoring
+
+
 def unmodelled_method(inp: Inputs) -> tuple[str, ...]:
-    """What the estimate can't count for a method: it says so, and gives no verdict."""
-    if inp.method == "grpo" and inp.backend == "unsloth":
-        return (
-            "GRPO on Unsloth: Unsloth replaces TRL's GRPO log-probs and loss with its own chunked hidden-state "
-            "computation (unsloth/models/rl_replacements.py, unsloth_zoo grpo_accumulated_loss), "
-            "not modelled",
-        )
-    if inp.full and inp.method in ("dpo", "kto") or inp.full and inp.method == "grpo" and inp.kl_beta > 0:
-        return (
-            f"{inp.method.upper()} with full fine-tuning loads a second model as the reference "
-            "(trl/trainer/dpo_trainer.py:919-935), not counted",
-        )
+    """What the estimate can't count for a method: it says so, and gives no verdict. Nothing at present: GRPO on
+    Unsloth and the full fine-tuning reference model are counted (unsloth_grpo_moments, reference_weights)."""
     return ()
