@@ -214,7 +214,7 @@ def detect_format(columns: set[str], first: dict[str, Any] | None = None) -> str
     if {"prompt", "completion"} <= columns:
         prompt = (first or {}).get("prompt")
         return "chat_prompt_completion" if isinstance(prompt, list) or _json_list(prompt) else "prompt_completion"
-    if "prompt" in columns and not columns & {"completion", "chosen", "rejected"}:
+    if "prompt" in columns and not columns & {"completion", "completions", "chosen", "rejected"}:
         return "prompt_only"
     if "messages" in columns:
         return "messages"
