@@ -23,11 +23,6 @@ class RewardRef:
     name: str
     file: str | None = None  # None: a built-in
 
-    @property
-    def label(self) -> str:
-        """The name its series and columns carry: the function's own (TRL's `__name__`)."""
-        return self.name
-
 
 def parse_rewards(spec: str) -> list[RewardRef]:
     """The reward functions of a spec, in order. Raises ValueError with a line for the user."""

@@ -97,3 +97,26 @@ def as_killed(run_dir: Path) -> Path:
     (Path(run_dir) / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in kept))
     (Path(run_dir) / "run.json").write_text(json.dumps({"state": "running", "pid": 2**22 + 7, "uid": os.getuid()}))
     return Path(run_dir)
+
+
+def ctrl_c_after(argv: list[str], run_dir: Path, step: int = 3, timeout: float = 300) -> tuple[int, str, str]:
+    """`python -m mgtui ARGV` in the foreground, Ctrl+C once its log reaches `step`: (exit code,
+    stdout, stderr). Ctrl+C reaches the command as at a terminal, however pytest was started (a
+    shell's background job ignores SIGINT, and its children inherit that)."""
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mgtui", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    wait_for(
+        lambda: any(e["type"] == "log" and e["step"] >= step for e in events(run_dir)) if run_dir.exists() else False
+    )
+    proc.send_signal(signal.SIGINT)  # Ctrl+C in the foreground command
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err

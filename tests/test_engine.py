@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from engine_helpers import as_killed, events, losses, run_in_process, settings, wait_for, write_dataset
+from engine_helpers import as_killed, ctrl_c_after, events, losses, run_in_process, settings, write_dataset
 
 from mgtui.cli import main
 from mgtui.runs import launch, rundir
@@ -147,21 +146,10 @@ def test_stop_mid_run_saves_then_resume_continues_the_step_count(tmp_path, tiny_
         "--max-seq-length",
         "64",
     ]
-    # Ctrl+C reaches the command as at a terminal, however pytest was started (a shell's background
-    # job ignores SIGINT, and its children inherit that)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mgtui", *flags],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
     run_dir = tmp_path / "run"
-    wait_for(lambda: any(e["type"] == "log" and e["step"] >= 3 for e in events(run_dir)) if run_dir.exists() else False)
-    proc.send_signal(signal.SIGINT)  # Ctrl+C in the foreground command
-    out, err = proc.communicate(timeout=120)
+    code, out, err = ctrl_c_after(flags, run_dir, timeout=120)
     said = [e.get("message") for e in events(run_dir) if e["type"] in ("message", "warning")]
-    assert proc.returncode == 130, (err, "stopping after" in out, said, (run_dir / "run.json").read_text())
+    assert code == 130, (err, "stopping after" in out, said, (run_dir / "run.json").read_text())
     evs = events(run_dir)
     assert evs[-1]["type"] == "stopped"
     stopped_at = evs[-1]["steps"]

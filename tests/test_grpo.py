@@ -5,14 +5,13 @@ prompt-only data, the check of the user's reward file before anything loads, and
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_helpers import events, run_in_process, settings, wait_for
+from engine_helpers import ctrl_c_after, events, run_in_process, settings
 
 from mgtui.cli import main
 from mgtui.data.scan import DatasetError, scan
@@ -264,18 +263,9 @@ def test_a_grpo_run_stops_and_resumes(tmp_path, tiny_model):
              "--method", "grpo", "--reward-funcs", f"{tmp_path / 'rewards.py'}:says_one",
              "--num-generations", "4", "--batch-size", "8", "--gradient-accumulation-steps", "1",
              "--max-completion-length", "8", "--max-seq-length", "128", "--save-steps", "1000"]  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mgtui", "train", *flags, "--max-steps", "200"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
     run_dir = tmp_path / "run"
-    wait_for(lambda: any(e["type"] == "log" and e["step"] >= 3 for e in events(run_dir)) if run_dir.exists() else False)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 130, err
+    code, _, err = ctrl_c_after(["train", *flags, "--max-steps", "200"], run_dir)
+    assert code == 130, err
     stopped = events(run_dir)[-1]
     assert stopped["type"] == "stopped" and 3 <= stopped["steps"] < 200
     assert rundir.run_state(run_dir).state == "stopped"

@@ -146,15 +146,15 @@ def render_prompt(row: dict[str, Any], where: str, coder: Coder) -> Rendered | N
     p = prompt_row(row, where)
     if p is None:
         return None
-    if isinstance(p.prompt, str):
-        return Rendered(p.prompt, [], True)
+    if isinstance(p, str):
+        return Rendered(p, [], True)
     if coder.template is None:
         raise DatasetError(f"{where}: no chat template to render a prompt_only row")
     try:
-        text = render_chat(coder.template, p.prompt, coder.specials, None, generation_prompt=True)
+        text = render_chat(coder.template, p, coder.specials, None, generation_prompt=True)
     except Exception as e:  # the template's own raise_exception, or any error inside it
         raise refused(where, e) from None
-    return Rendered(text, [], False, p.prompt)
+    return Rendered(text, [], False, p)
 
 
 def encode_rows(rendered: Sequence[Rendered], coder: Coder) -> list[Encoded]:

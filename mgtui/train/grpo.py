@@ -19,7 +19,6 @@ import importlib.util
 from typing import Any, Callable
 
 from ..data.encode import encode_rows, render_prompt, transformers_coder
-from ..data.prompt_rows import prompt_row
 from ..data.scan import DatasetError
 from ..data.templates import template_for
 from ..data.tokens import length_stats
@@ -49,18 +48,18 @@ def build_grpo_datasets(res: Resolved, tokenizer: Any, progress: Callable[[float
     chat = False
 
     def render(row: dict[str, Any], n: int) -> Any:
-        where = f"{res['dataset']}: row {n}"
-        rendered = render_prompt(row, where, coder)
-        return None if rendered is None else (n, rendered, prompt_row(row, where))
+        rendered = render_prompt(row, f"{res['dataset']}: row {n}", coder)
+        return None if rendered is None else (n, rendered, row)
 
     for start, batch in rendered_batches(rows, render, skips):
-        for (n, _, p), enc in zip(batch, encode_rows([b[1] for b in batch], coder)):
+        for (n, rendered, row), enc in zip(batch, encode_rows([b[1] for b in batch], coder)):
             if len(enc.ids) > limit:
                 too_long.append(n)
                 continue
-            chat = chat or not isinstance(p.prompt, str)
+            chat = chat or rendered.messages is not None
             lengths.append(len(enc.ids))
-            examples.append({**p.extras, "prompt": p.prompt})
+            # the prompt as read (chat turns checked, or the text); the other columns as they are
+            examples.append({**row, "prompt": rendered.messages if rendered.messages is not None else rendered.text})
         progress(min(start + 256, len(rows)) / len(rows))
     warnings = [w for w in [skips.line(len(rows))] if w]
     if too_long:
@@ -142,8 +141,6 @@ def make_trainer(
         funcs = load_rewards(res["reward_funcs"], res.values, columns)
     except ValueError as e:
         raise DatasetError(f"--reward-funcs: {e}") from None
-    names = [ref.label for ref in parse_rewards(res["reward_funcs"])]
-    weights = args.get("reward_weights") or [1.0] * len(funcs)
 
     class Published(GRPOTrainer):
         published = -1  # the step whose completions were last sent (the run's closing log repeats it)
@@ -153,7 +150,9 @@ def make_trainer(
             training = self.model is not None and self.model.training
             if training and self.accelerator.is_main_process and self._logs["prompt"]:
                 if step != self.published:
-                    emit("completions", step=step, samples=samples(self._logs, names, weights))
+                    # the names and weights TRL itself keys its log buffer and sums the rewards by
+                    weights = self.reward_weights.tolist()
+                    emit("completions", step=step, samples=samples(self._logs, self.reward_func_names, weights))
                     self.published = step
             super().log(logs, start_time)
 
@@ -200,7 +199,5 @@ def _number(x: Any) -> float | None:
 
 
 def _text(x: Any) -> str:
-    if isinstance(x, list):  # chat turns
-        x = "\n".join(f"{t.get('role', '')}: {t.get('content', '')}" if isinstance(t, dict) else str(t) for t in x)
-    text = str(x)
+    text = str(x)  # TRL's log buffer holds texts, a chat prompt rendered (grpo_trainer.py: prompts_text)
     return text if len(text) <= TEXT_CUT else text[:TEXT_CUT] + "…"

@@ -10,6 +10,7 @@ completions are lists of turns, a text dataset's are strings.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import inspect
 import json
@@ -100,8 +101,10 @@ def builtin(name: str, settings: Mapping[str, Any]) -> Reward:
     return length_penalty_for(settings["max_completion_length"])
 
 
+@functools.cache
 def import_file(path: Path) -> Any:
-    """The user's reward file as a module. Raises ValueError with one line (its error, and where)."""
+    """The user's reward file as a module, run once per process (the engine checks it before the
+    model loads, then builds the trainer from it). Raises ValueError with one line."""
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
     spec = importlib.util.spec_from_file_location(f"mgtui_rewards_{path.stem}", path)

@@ -32,11 +32,6 @@ def colour(i: int) -> str:
     return COLOURS[i % len(COLOURS)]
 
 
-def offered(runs: list[RunRecord]) -> list[str]:
-    """The series some run logged: the loss always, the rewards when a preference or GRPO run is here."""
-    return history.offered(runs)
-
-
 class CompareChart(Widget):
     """Every run's training loss (or a reward series: SERIES) in its own colour, its evaluations
     as ◆ in the same colour."""
@@ -49,7 +44,7 @@ class CompareChart(Widget):
         self.series = "train"  # a field of Curves: SERIES
 
     def offered(self) -> list[str]:
-        return offered(self.runs)
+        return history.offered(self.runs)
 
     def lines(self) -> list[tuple[list[tuple[float, float]], str]]:
         return [
@@ -147,7 +142,7 @@ class CompareScreen(AppScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """v only where a preference or GRPO run logged rewards (off the footer otherwise)."""
         if action == "series":
-            return len(offered(self.runs)) > 1
+            return len(history.offered(self.runs)) > 1
         return True
 
     def action_series(self) -> None:
@@ -160,5 +155,5 @@ class CompareScreen(AppScreen):
     def palette_commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Step or tokens on the x axis", "Toggle (x)", self.action_toggle_x)
         yield SystemCommand("Smooth the curves", "Off, 0.6, 0.9 (m)", self.action_smooth)
-        if len(offered(self.runs)) > 1:
+        if len(history.offered(self.runs)) > 1:
             yield SystemCommand("Loss or a reward series", "Preference or GRPO runs (v)", self.action_series)
